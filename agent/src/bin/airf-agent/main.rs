@@ -1,0 +1,41 @@
+//! The `airf-agent` command: argument parsing and output; the work is in the library.
+
+mod common;
+mod disk;
+mod verify;
+
+use clap::{Parser, Subcommand};
+
+/// Forensic acquisition agent: disks (and memory) to S3 as seekable zstd, with SHA-256 and a
+/// manifest.
+#[derive(Debug, Parser)]
+#[command(name = "airf-agent", version, about, long_about = None, after_help = common::EXIT_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Acquire block devices or disk image files.
+    Disk(disk::DiskArgs),
+    /// Check stored evidence against its manifest.
+    Verify(verify::VerifyArgs),
+}
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { airf_agent::report::exit::USAGE } else { 0 };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    common::init_logging();
+    let code = match cli.command {
+        Command::Disk(args) => disk::run(args),
+        Command::Verify(args) => verify::run(args),
+    };
+    std::process::exit(code);
+}

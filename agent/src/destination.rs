@@ -1,0 +1,233 @@
+//! `--to`: where an evidence set goes, and how its objects are named.
+//!
+//! Evidence lands under `<prefix>/<case>/<instance-id or hostname>/<UTC timestamp>/`, one image
+//! and one manifest per source, so two acquisitions never collide and a listing reads like a
+//! case file.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use aws_sdk_s3::Client;
+use tokio::runtime::Handle;
+
+use crate::sink::local::{FileSink, write_atomic};
+use crate::sink::s3::{S3Sink, S3Target, put_small};
+use crate::sink::stdout::StdoutSink;
+use crate::sink::{ImageSink, SinkError, StoredObject};
+
+/// A parsed `--to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DestSpec {
+    /// `s3://bucket/prefix/`.
+    S3 {
+        /// Bucket name.
+        bucket: String,
+        /// Key prefix without leading or trailing slashes (may be empty).
+        prefix: String,
+    },
+    /// A local directory.
+    Dir(PathBuf),
+    /// `-`: the image on stdout.
+    Stdout,
+}
+
+/// A `--to` that cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DestError {
+    /// Syntax problem.
+    #[error("--to {given:?}: {problem}; use s3://BUCKET/PREFIX/, a local directory, or - for stdout")]
+    Invalid {
+        /// What was given.
+        given: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+impl FromStr for DestSpec {
+    type Err = DestError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let invalid = |problem: &str| DestError::Invalid { given: s.to_owned(), problem: problem.to_owned() };
+        if s == "-" {
+            return Ok(Self::Stdout);
+        }
+        if s.is_empty() {
+            return Err(invalid("empty destination"));
+        }
+        if let Some(rest) = s.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(invalid("missing bucket name"));
+            }
+            let valid = bucket.len() >= 3
+                && bucket.len() <= 63
+                && bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+                && !bucket.starts_with(['-', '.'])
+                && !bucket.ends_with(['-', '.']);
+            if !valid {
+                return Err(invalid("not a valid S3 bucket name (3-63 lowercase letters, digits, '-' or '.')"));
+            }
+            return Ok(Self::S3 { bucket: bucket.to_owned(), prefix: prefix.trim_matches('/').to_owned() });
+        }
+        if let Some((scheme, _)) = s.split_once("://") {
+            return Err(invalid(&format!("unsupported scheme {scheme}://")));
+        }
+        let path = PathBuf::from(s);
+        if path.exists() && !path.is_dir() {
+            return Err(invalid("exists and is not a directory"));
+        }
+        Ok(Self::Dir(path))
+    }
+}
+
+/// Upload settings shared by every object of a set.
+#[derive(Debug, Clone)]
+pub struct UploadSettings {
+    /// Parts in flight.
+    pub concurrency: usize,
+    /// SSE-KMS key id.
+    pub sse_kms_key_id: Option<String>,
+    /// How long to retry AbortMultipartUpload.
+    pub abort_deadline: std::time::Duration,
+}
+
+/// One evidence set: a destination plus the folder all its objects share.
+#[derive(Debug, Clone)]
+pub struct EvidenceSet {
+    spec: DestSpec,
+    s3: Option<(Client, Handle)>,
+    settings: UploadSettings,
+    /// `<prefix>/<case>/<host>/<timestamp>` (a key prefix or a directory).
+    pub folder: String,
+}
+
+/// The compact UTC timestamp used in evidence paths, e.g. `20261128T153000Z`.
+pub fn folder_timestamp(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+impl EvidenceSet {
+    /// Lays out a new set. `s3` must be given for an S3 destination.
+    pub fn new(
+        spec: DestSpec,
+        s3: Option<(Client, Handle)>,
+        settings: UploadSettings,
+        case: &str,
+        host: &str,
+        started: time::OffsetDateTime,
+    ) -> Self {
+        let leaf = format!("{}/{}/{}", crate::host::sanitize(case), crate::host::sanitize(host), folder_timestamp(started));
+        let folder = match &spec {
+            DestSpec::S3 { prefix, .. } if !prefix.is_empty() => format!("{prefix}/{leaf}"),
+            DestSpec::Dir(dir) => dir.join(&leaf).display().to_string(),
+            _ => leaf,
+        };
+        Self { spec, s3, settings, folder }
+    }
+
+    /// The parsed destination.
+    pub fn spec(&self) -> &DestSpec {
+        &self.spec
+    }
+
+    fn s3(&self) -> Result<(&Client, &Handle, &str), SinkError> {
+        match (&self.spec, &self.s3) {
+            (DestSpec::S3 { bucket, .. }, Some((c, h))) => Ok((c, h, bucket.as_str())),
+            _ => Err(SinkError::S3("internal: S3 destination without a client".into())),
+        }
+    }
+
+    /// Opens the sink for image `name` (e.g. `nvme1n1.raw.zst`).
+    pub fn open_image(&self, name: &str, part_size: u64) -> Result<Box<dyn ImageSink>, SinkError> {
+        match &self.spec {
+            DestSpec::Stdout => Ok(Box::new(StdoutSink::default())),
+            DestSpec::Dir(_) => Ok(Box::new(FileSink::create(&PathBuf::from(&self.folder).join(name))?)),
+            DestSpec::S3 { .. } => {
+                let (client, rt, bucket) = self.s3()?;
+                let target = S3Target {
+                    bucket: bucket.to_owned(),
+                    key: format!("{}/{name}", self.folder),
+                    part_size,
+                    concurrency: self.settings.concurrency,
+                    sse_kms_key_id: self.settings.sse_kms_key_id.clone(),
+                    abort_deadline: self.settings.abort_deadline,
+                };
+                Ok(Box::new(S3Sink::create(client.clone(), rt.clone(), target)?))
+            }
+        }
+    }
+
+    /// Stores a small file (manifest, artifact) of the set. Returns None for stdout, which has
+    /// nowhere to put it.
+    pub fn put_file(&self, name: &str, bytes: Vec<u8>, content_type: &str) -> Result<Option<StoredObject>, SinkError> {
+        match &self.spec {
+            DestSpec::Stdout => Ok(None),
+            DestSpec::Dir(_) => {
+                let path = PathBuf::from(&self.folder).join(name);
+                write_atomic(&path, &bytes)?;
+                Ok(Some(StoredObject { location: path.display().to_string(), ..StoredObject::default() }))
+            }
+            DestSpec::S3 { .. } => {
+                let (client, rt, bucket) = self.s3()?;
+                let key = format!("{}/{name}", self.folder);
+                put_small(client, rt, bucket, &key, bytes, content_type, self.settings.sse_kms_key_id.as_deref()).map(Some)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_destinations() {
+        assert_eq!("-".parse(), Ok(DestSpec::Stdout));
+        assert_eq!(
+            "s3://forensics-bucket/evidence/".parse(),
+            Ok(DestSpec::S3 { bucket: "forensics-bucket".into(), prefix: "evidence".into() })
+        );
+        assert_eq!("s3://forensics-bucket".parse(), Ok(DestSpec::S3 { bucket: "forensics-bucket".into(), prefix: String::new() }));
+        assert_eq!("/tmp/airf-evidence-x".parse(), Ok(DestSpec::Dir("/tmp/airf-evidence-x".into())));
+    }
+
+    #[test]
+    fn bad_destinations_name_the_problem() {
+        for (bad, words) in [
+            ("s3://", "missing bucket"),
+            ("s3:///x", "missing bucket"),
+            ("s3://Bad_Bucket/x", "not a valid S3 bucket"),
+            ("http://x/y", "unsupported scheme"),
+            ("/etc/hostname", "not a directory"),
+            ("", "empty"),
+        ] {
+            let err = bad.parse::<DestSpec>().err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.contains(words) && err.contains("s3://BUCKET/PREFIX/"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn folder_layout() {
+        let t = time::macros::datetime!(2026-11-28 15:30:00 UTC);
+        let settings = UploadSettings { concurrency: 1, sse_kms_key_id: None, abort_deadline: std::time::Duration::ZERO };
+        let set = EvidenceSet::new(
+            DestSpec::S3 { bucket: "b".into(), prefix: "p/q".into() },
+            None,
+            settings,
+            "IR 42",
+            "i-0abc",
+            t,
+        );
+        assert_eq!(set.folder, "p/q/IR_42/i-0abc/20261128T153000Z");
+    }
+}

@@ -1,0 +1,397 @@
+//! The streaming core: read → SHA-256 (raw) → zstd frames on all cores → reorder → SHA-256
+//! (compressed) → sink.
+//!
+//! Threads and why:
+//! - one **reader** fills fixed-size chunks from the [`Producer`] (buffers come from a small
+//!   pool, which is what bounds memory);
+//! - one **raw hasher** sees every chunk in order; SHA-256 is sequential and usually the slowest
+//!   stage, so it gets a thread of its own and does nothing else;
+//! - **compressors** turn chunks into independent zstd frames in any order;
+//! - the calling thread **assembles** frames back into source order, hashes the compressed
+//!   stream, records the seek table and writes to the sink.
+//!
+//! Nothing here decides whether the result is final: the caller finishes or aborts the sink.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender, bounded};
+use sha2::{Digest, Sha256};
+
+use crate::seekable::{FrameCompressor, FrameTooLarge, SeekTable};
+use crate::sink::{ImageSink, SinkError};
+use crate::source::resilient::ReadError;
+
+/// Default uncompressed size of one seekable frame (and of one read).
+pub const DEFAULT_FRAME_SIZE: usize = 4 << 20;
+
+/// Something that fills buffers with the evidence stream, front to back.
+pub trait Producer: Send {
+    /// Fills `buf` with the next bytes; returns how many (less than `buf.len()` only at the end,
+    /// 0 once the stream is over).
+    fn fill(&mut self, buf: &mut [u8]) -> Result<usize, ProduceError>;
+}
+
+/// Why the producer stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ProduceError {
+    /// The source failed beyond recovery.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// The source is otherwise unusable; the message names the problem.
+    #[error("{0}")]
+    Source(String),
+}
+
+/// Settings of one pipeline run.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// Uncompressed bytes per zstd frame.
+    pub frame_size: usize,
+    /// zstd level.
+    pub level: i32,
+    /// Compression threads.
+    pub threads: usize,
+}
+
+/// Shared state the outside world may look at or poke while a pipeline runs.
+#[derive(Debug, Default)]
+pub struct Control {
+    /// Raw bytes read so far (for progress).
+    pub raw_read: AtomicU64,
+    /// Compressed bytes written so far (for progress).
+    pub compressed_written: AtomicU64,
+    /// Set to stop at the next chunk (signals).
+    pub cancel: AtomicBool,
+}
+
+/// What a successful run produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipelineOutput {
+    /// Bytes read from the source (= decompressed size).
+    pub raw_size: u64,
+    /// SHA-256 of the raw bytes, hex.
+    pub raw_sha256: String,
+    /// Bytes written to the sink, seek table included.
+    pub compressed_size: u64,
+    /// SHA-256 of the bytes written to the sink, hex.
+    pub compressed_sha256: String,
+    /// Number of zstd frames (seek table entries).
+    pub frames: u64,
+}
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The source failed.
+    #[error(transparent)]
+    Produce(#[from] ProduceError),
+    /// The sink failed.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    /// zstd failed (out of memory, bad level).
+    #[error("compression failed: {0}")]
+    Compress(String),
+    /// A frame larger than the seekable format allows.
+    #[error(transparent)]
+    FrameTooLarge(#[from] FrameTooLarge),
+    /// Stopped by a signal.
+    #[error("interrupted")]
+    Cancelled,
+    /// A worker thread died.
+    #[error("internal error: {0} thread panicked")]
+    Panicked(&'static str),
+}
+
+/// A pooled buffer; returns itself to the pool when the last user drops it.
+struct Chunk {
+    seq: u64,
+    data: Vec<u8>,
+    pool: Sender<Vec<u8>>,
+}
+
+impl Drop for Chunk {
+    fn drop(&mut self) {
+        let _ = self.pool.send(std::mem::take(&mut self.data));
+    }
+}
+
+struct Frame {
+    seq: u64,
+    raw_len: usize,
+    bytes: Vec<u8>,
+}
+
+/// Runs the pipeline to the end of the producer, writing frames and the seek table to `sink`.
+pub fn run(
+    producer: &mut dyn Producer,
+    sink: &mut dyn ImageSink,
+    cfg: &PipelineConfig,
+    control: &Control,
+) -> Result<PipelineOutput, PipelineError> {
+    let threads = cfg.threads.max(1);
+    let pool_size = threads * 2 + 2;
+    let (pool_tx, pool_rx) = bounded::<Vec<u8>>(pool_size);
+    for _ in 0..pool_size {
+        let _ = pool_tx.send(Vec::new());
+    }
+    let (hash_tx, hash_rx) = bounded::<Arc<Chunk>>(pool_size);
+    let (work_tx, work_rx) = bounded::<Arc<Chunk>>(pool_size);
+    let (frame_tx, frame_rx) = bounded::<Result<Frame, String>>(pool_size);
+    let (spare_tx, spare_rx) = bounded::<Vec<u8>>(pool_size);
+    let stop_flag = AtomicBool::new(false);
+    let stop = &stop_flag;
+    let frame_size = cfg.frame_size;
+
+    std::thread::scope(|s| {
+        // The reader owns the only senders of the hash and work channels, so both close (and
+        // the downstream threads finish) as soon as it returns.
+        let reader = std::thread::Builder::new().name("airf-read".into()).spawn_scoped(s, move || {
+            read_loop(producer, frame_size, &pool_rx, &pool_tx, &hash_tx, &work_tx, control, stop)
+        });
+        let hasher = std::thread::Builder::new()
+            .name("airf-sha256".into())
+            .spawn_scoped(s, move || hash_loop(&hash_rx));
+        let mut compressors = Vec::new();
+        for i in 0..threads {
+            let (rx, tx, spare) = (work_rx.clone(), frame_tx.clone(), spare_rx.clone());
+            let level = cfg.level;
+            compressors.push(
+                std::thread::Builder::new()
+                    .name(format!("airf-zstd-{i}"))
+                    .spawn_scoped(s, move || compress_loop(level, &rx, &tx, &spare)),
+            );
+        }
+        drop((frame_tx, work_rx, spare_rx));
+
+        let assembled = assemble(&frame_rx, &spare_tx, sink, control);
+        if assembled.is_err() {
+            stop_flag.store(true, Ordering::SeqCst);
+        }
+        drop(frame_rx);
+        let read_result = match reader {
+            Ok(h) => h.join().map_err(|_| PipelineError::Panicked("reader"))?,
+            Err(_) => Err(PipelineError::Panicked("reader")),
+        };
+        for c in compressors.into_iter().flatten() {
+            let _ = c.join();
+        }
+        let raw = match hasher {
+            Ok(h) => h.join().map_err(|_| PipelineError::Panicked("hasher"))?,
+            Err(_) => return Err(PipelineError::Panicked("hasher")),
+        };
+        // The reader's verdict comes first: a source failure ends the frame stream early, which
+        // the assembler alone cannot tell from a normal end.
+        read_result?;
+        let (mut compressed_hash, table, compressed_size) = assembled?;
+        let tail = table.encode()?;
+        sink.write(&tail)?;
+        compressed_hash.update(&tail);
+        let compressed_size = compressed_size + tail.len() as u64;
+        control.compressed_written.store(compressed_size, Ordering::Relaxed);
+        Ok(PipelineOutput {
+            raw_size: raw.1,
+            raw_sha256: hex::encode(raw.0),
+            compressed_size,
+            compressed_sha256: hex::encode(compressed_hash.finalize()),
+            frames: table.len() as u64,
+        })
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn read_loop(
+    producer: &mut dyn Producer,
+    frame_size: usize,
+    pool_rx: &Receiver<Vec<u8>>,
+    pool_tx: &Sender<Vec<u8>>,
+    hash_tx: &Sender<Arc<Chunk>>,
+    work_tx: &Sender<Arc<Chunk>>,
+    control: &Control,
+    stop: &AtomicBool,
+) -> Result<(), PipelineError> {
+    for seq in 0.. {
+        let mut data = loop {
+            if control.cancel.load(Ordering::SeqCst) {
+                return Err(PipelineError::Cancelled);
+            }
+            if stop.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            if let Ok(buf) = pool_rx.recv_timeout(Duration::from_millis(100)) {
+                break buf;
+            }
+        };
+        data.resize(frame_size, 0);
+        let n = producer.fill(&mut data)?;
+        if n == 0 {
+            let _ = pool_tx.send(data);
+            return Ok(());
+        }
+        data.truncate(n);
+        control.raw_read.fetch_add(n as u64, Ordering::Relaxed);
+        let chunk = Arc::new(Chunk { seq, data, pool: pool_tx.clone() });
+        if hash_tx.send(Arc::clone(&chunk)).is_err() || work_tx.send(chunk).is_err() {
+            return Ok(());
+        }
+        if n < frame_size {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+fn hash_loop(rx: &Receiver<Arc<Chunk>>) -> ([u8; 32], u64) {
+    let mut hasher = Sha256::new();
+    let mut total = 0u64;
+    for chunk in rx {
+        hasher.update(&chunk.data);
+        total += chunk.data.len() as u64;
+    }
+    (hasher.finalize().into(), total)
+}
+
+fn compress_loop(level: i32, rx: &Receiver<Arc<Chunk>>, tx: &Sender<Result<Frame, String>>, spare: &Receiver<Vec<u8>>) {
+    let mut compressor = match FrameCompressor::new(level) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = tx.send(Err(e.to_string()));
+            return;
+        }
+    };
+    for chunk in rx {
+        let mut out = spare.try_recv().unwrap_or_default();
+        let frame = compressor
+            .compress_into(&chunk.data, &mut out)
+            .map(|()| Frame { seq: chunk.seq, raw_len: chunk.data.len(), bytes: out })
+            .map_err(|e| e.to_string());
+        drop(chunk);
+        if tx.send(frame).is_err() {
+            return;
+        }
+    }
+}
+
+fn assemble(
+    rx: &Receiver<Result<Frame, String>>,
+    spare: &Sender<Vec<u8>>,
+    sink: &mut dyn ImageSink,
+    control: &Control,
+) -> Result<(Sha256, SeekTable, u64), PipelineError> {
+    let mut hasher = Sha256::new();
+    let mut table = SeekTable::default();
+    let mut pending: BTreeMap<u64, Frame> = BTreeMap::new();
+    let mut next = 0u64;
+    let mut written = 0u64;
+    for frame in rx {
+        let frame = frame.map_err(PipelineError::Compress)?;
+        pending.insert(frame.seq, frame);
+        while let Some(frame) = pending.remove(&next) {
+            sink.write(&frame.bytes)?;
+            hasher.update(&frame.bytes);
+            table.push(frame.bytes.len(), frame.raw_len)?;
+            written += frame.bytes.len() as u64;
+            control.compressed_written.store(written, Ordering::Relaxed);
+            let _ = spare.try_send(frame.bytes);
+            next += 1;
+        }
+    }
+    Ok((hasher, table, written))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::MemorySink;
+    use std::io::Read;
+
+    /// Produces `data` in whatever sizes the pipeline asks for.
+    struct SliceProducer<'a>(&'a [u8]);
+
+    impl Producer for SliceProducer<'_> {
+        fn fill(&mut self, buf: &mut [u8]) -> Result<usize, ProduceError> {
+            let n = buf.len().min(self.0.len());
+            let (head, rest) = self.0.split_at(n);
+            buf.get_mut(..n).unwrap_or_default().copy_from_slice(head);
+            self.0 = rest;
+            Ok(n)
+        }
+    }
+
+    fn data(len: usize) -> Vec<u8> {
+        (0..len).map(|i| ((i * 7) ^ (i >> 9)) as u8).collect()
+    }
+
+    fn cfg(threads: usize) -> PipelineConfig {
+        PipelineConfig { frame_size: 64 * 1024, level: 1, threads }
+    }
+
+    #[test]
+    fn output_decompresses_to_input_and_hashes_match() -> Result<(), Box<dyn std::error::Error>> {
+        for (len, threads) in [(0usize, 1usize), (1, 2), (64 * 1024, 3), (1_000_003, 4)] {
+            let input = data(len);
+            let mut sink = MemorySink::default();
+            let out = run(&mut SliceProducer(&input), &mut sink, &cfg(threads), &Control::default())?;
+            let mut restored = Vec::new();
+            zstd::stream::read::Decoder::new(sink.bytes.as_slice())?.read_to_end(&mut restored)?;
+            assert_eq!(restored, input);
+            assert_eq!(out.raw_size, len as u64);
+            assert_eq!(out.raw_sha256, hex::encode(Sha256::digest(&input)));
+            assert_eq!(out.compressed_size, sink.bytes.len() as u64);
+            assert_eq!(out.compressed_sha256, hex::encode(Sha256::digest(&sink.bytes)));
+            assert_eq!(out.frames, len.div_ceil(64 * 1024) as u64);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn source_failure_is_reported_not_finalized() {
+        struct Failing(u32);
+        impl Producer for Failing {
+            fn fill(&mut self, buf: &mut [u8]) -> Result<usize, ProduceError> {
+                self.0 += 1;
+                if self.0 > 3 {
+                    return Err(ProduceError::Source("device vanished".into()));
+                }
+                buf.fill(1);
+                Ok(buf.len())
+            }
+        }
+        let mut sink = MemorySink::default();
+        let err = run(&mut Failing(0), &mut sink, &cfg(2), &Control::default());
+        assert!(matches!(err, Err(PipelineError::Produce(_))));
+        // No seek table was written: the stream is visibly incomplete.
+        assert!(!sink.bytes.ends_with(&crate::seekable::SEEKABLE_MAGIC.to_le_bytes()));
+    }
+
+    #[test]
+    fn sink_failure_stops_the_reader() {
+        struct Endless;
+        impl Producer for Endless {
+            fn fill(&mut self, buf: &mut [u8]) -> Result<usize, ProduceError> {
+                buf.fill(3);
+                Ok(buf.len())
+            }
+        }
+        let mut sink = MemorySink::failing_after(5);
+        let err = run(&mut Endless, &mut sink, &cfg(2), &Control::default());
+        assert!(matches!(err, Err(PipelineError::Sink(_))));
+    }
+
+    #[test]
+    fn cancel_stops_an_endless_source() {
+        struct Endless;
+        impl Producer for Endless {
+            fn fill(&mut self, buf: &mut [u8]) -> Result<usize, ProduceError> {
+                buf.fill(3);
+                Ok(buf.len())
+            }
+        }
+        let control = Control::default();
+        control.cancel.store(true, Ordering::SeqCst);
+        let err = run(&mut Endless, &mut MemorySink::default(), &cfg(2), &control);
+        assert!(matches!(err, Err(PipelineError::Cancelled)));
+    }
+}

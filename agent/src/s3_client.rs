@@ -1,0 +1,100 @@
+//! Building the S3 client and turning SDK errors into sentences a responder can act on.
+//!
+//! Credentials come from the default AWS chain (environment, profile, SSO, instance role), so
+//! on an instance the role just works. `--endpoint-url` or the standard `AWS_ENDPOINT_URL`
+//! point it at an S3-compatible server (path-style addressing is then used).
+
+use std::time::Duration;
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+
+/// Connection settings given on the command line.
+#[derive(Debug, Clone, Default)]
+pub struct S3Options {
+    /// AWS region; otherwise the default chain (`AWS_REGION`, profile, instance metadata).
+    pub region: Option<String>,
+    /// Custom endpoint; otherwise `AWS_ENDPOINT_URL(_S3)` or AWS.
+    pub endpoint_url: Option<String>,
+    /// Attempts per request, including the first.
+    pub max_attempts: u32,
+}
+
+/// Builds a client from the default chain plus `opts`.
+pub async fn build(opts: &S3Options) -> Client {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::standard().with_max_attempts(opts.max_attempts.max(1)))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .read_timeout(Duration::from_secs(120))
+                .build(),
+        );
+    if let Some(region) = &opts.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    if let Some(url) = &opts.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    let shared = loader.load().await;
+    let custom_endpoint = shared.endpoint_url().is_some();
+    let mut config = aws_sdk_s3::config::Builder::from(&shared)
+        .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
+        .response_checksum_validation(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired);
+    if custom_endpoint {
+        config = config.force_path_style(true);
+    }
+    if shared.region().is_none() {
+        config = config.region(aws_config::Region::new("us-east-1"));
+    }
+    Client::from_conf(config.build())
+}
+
+/// One line describing a failed S3 call: what failed, the server's code and message, and the
+/// fix when the code says what it is.
+pub fn describe<E, R>(op: &str, target: &str, err: &SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match err {
+        SdkError::ServiceError(se) => {
+            let e = se.err();
+            let code = e.code().unwrap_or("Unknown");
+            let msg = e.message().unwrap_or("");
+            let fix = match code {
+                "NoSuchBucket" => "; check the bucket name in --to, or create the bucket",
+                "AccessDenied" | "Forbidden" => {
+                    "; the credentials in use (instance role, profile or environment) need s3:PutObject, s3:AbortMultipartUpload and s3:GetObject on that prefix (and kms:GenerateDataKey for --sse-kms-key-id)"
+                }
+                "InvalidAccessKeyId" | "SignatureDoesNotMatch" => "; check the AWS credentials in use (`aws sts get-caller-identity`)",
+                "PermanentRedirect" | "AuthorizationHeaderMalformed" | "IllegalLocationConstraintException" => {
+                    "; the bucket is in another region: pass --region"
+                }
+                "KMS.NotFoundException" | "KMS.DisabledException" => "; check --sse-kms-key-id",
+                _ => "",
+            };
+            format!("S3 {op} on {target} failed: {code}{}{fix}", if msg.is_empty() { String::new() } else { format!(": {msg}") })
+        }
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => format!(
+            "S3 {op} on {target} failed: cannot reach the S3 endpoint ({}); check the network, --endpoint-url / AWS_ENDPOINT_URL and --region",
+            aws_sdk_s3::error::DisplayErrorContext(err)
+        ),
+        SdkError::ConstructionFailure(_) => format!(
+            "S3 {op} on {target} failed before sending: {}; check the AWS credentials and region (`aws sts get-caller-identity`)",
+            aws_sdk_s3::error::DisplayErrorContext(err)
+        ),
+        _ => format!("S3 {op} on {target} failed: {}", aws_sdk_s3::error::DisplayErrorContext(err)),
+    }
+}
+
+/// The server's error code, when it sent one.
+pub fn error_code<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> Option<String> {
+    match err {
+        SdkError::ServiceError(se) => se.err().code().map(str::to_owned),
+        _ => None,
+    }
+}

@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Self-test of the VM harness: boots the guest four times and checks
+#   (1) uname -r == prepared kernel release
+#   (2) /proc/kcore exists and starts with an ELF header
+#   (3) /proc/iomem lists "System RAM"
+#   (4) --forward: guest wget via 10.0.2.100 reaches a host HTTP server on
+#       127.0.0.1 (twice: one host connection per guest connection), and the
+#       host's loopback is NOT reachable any other way (restrict=on)
+#   (5) --disk with blkdebug-eio: the injected sector fails with EIO, others read fine
+#   (6) lime.ko loads, streams the LiME magic over tcp:4444, and rmmod works;
+#       a full dump has the expected size
+# plus harness plumbing (exit code, stderr, --env, --file).
+# Prints PASS/FAIL per check and "selftest: N passed, M failed"; exits 1 on failure.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+run=$here/run.sh
+vm=${AIRF_CACHE:-/opt/airf-cache}/vm
+
+passed=0 failed=0
+ok() { echo "PASS: $*"; passed=$((passed + 1)); }
+ko() { echo "FAIL: $*"; failed=$((failed + 1)); }
+check() { local name=$1; shift; if "$@"; then ok "$name"; else ko "$name"; fi; }
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/airf-vm-selftest.XXXXXX")
+http_pid=""
+cleanup() {
+  [[ -n $http_pid ]] && kill "$http_pid" 2>/dev/null || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+t0=$SECONDS
+"$here/prepare.sh" >"$tmp/prepare.env" || { ko "prepare.sh"; echo "selftest: $passed passed, $failed failed"; exit 1; }
+echo "prepare.sh took $((SECONDS - t0))s"
+release=$(<"$vm/kernel-release")
+lime_ko=$vm/$release/lime.ko
+echo "kernel release: $release"
+
+# boot NAME [run.sh args...] -- cmd ; output in $tmp/NAME.{out,err,rc}
+boot() {
+  local name=$1; shift
+  local t=$SECONDS rc=0
+  "$run" --console-log "$tmp/$name.console" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" || rc=$?
+  echo "$rc" >"$tmp/$name.rc"
+  echo "boot '$name': exit $rc in $((SECONDS - t))s"
+  if [[ ${AIRF_SELFTEST_VERBOSE:-0} == 1 ]]; then
+    sed "s/^/  [$name stdout] /" "$tmp/$name.out"; sed "s/^/  [$name stderr] /" "$tmp/$name.err"
+  fi
+}
+has() { grep -qE -- "$2" "$tmp/$1.out"; }          # has BOOT REGEX
+val() { sed -n "s/^$2=//p" "$tmp/$1.out" | head -n1; }  # val BOOT KEY
+
+# ---- boot 1: basics -------------------------------------------------------------
+echo 'file-from-host' >"$tmp/hello.txt"
+boot basic --env "AIRF_SELFTEST=it's a \"quoted\" value" --file "$tmp/hello.txt:/opt/airf/hello.txt" -- '
+echo "uname=$(uname -r)"
+[ -e /proc/kcore ] && echo kcore=exists
+echo "kcore_head=$(head -c 64 /proc/kcore | od -A x -t x1 | head -n1)"
+echo "iomem_ram=$(grep -c "System RAM" /proc/iomem)"
+echo "env=$AIRF_SELFTEST"
+echo "file=$(cat /opt/airf/hello.txt)"
+echo to-stderr >&2
+exit 7'
+check "(1) uname -r in guest is $release" [ "$(val basic uname)" = "$release" ]
+check "(2) /proc/kcore exists" has basic '^kcore=exists$'
+check "(2) /proc/kcore starts with ELF magic (7f 45 4c 46)" has basic '^kcore_head=0+ 7f 45 4c 46 02 01 01'
+check "(3) /proc/iomem has System RAM" [ "$(val basic iomem_ram)" -ge 1 ] 2>/dev/null
+check "harness: guest exit code 7 propagated" [ "$(<"$tmp/basic.rc")" = 7 ]
+check "harness: guest stderr goes to stderr" grep -qx 'to-stderr' "$tmp/basic.err"
+check "harness: --env value with quotes" [ "$(val basic env)" = "it's a \"quoted\" value" ]
+check "harness: --file copied into guest" [ "$(val basic file)" = "file-from-host" ]
+
+# ---- boot 2: networking ------------------------------------------------------
+command -v python3 >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 >/dev/null
+mkdir -p "$tmp/www"
+token=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+echo "$token" >"$tmp/www/payload.txt"
+(cd "$tmp/www" && exec python3 -u -m http.server 0 --bind 127.0.0.1) >"$tmp/http.log" 2>&1 &
+http_pid=$!
+port=""
+for _ in $(seq 100); do
+  port=$(sed -n 's/.*127\.0\.0\.1 port \([0-9]*\).*/\1/p' "$tmp/http.log" | head -n1)
+  [[ -n $port ]] && break; sleep 0.1
+done
+if [[ -z $port ]]; then
+  ko "(4) host http server did not start: $(cat "$tmp/http.log")"
+else
+  echo "host http server on 127.0.0.1:$port"
+  boot net --forward "9000:$port" -- "
+echo \"get1=\$(wget -q -O - http://10.0.2.100:9000/payload.txt)\"
+echo \"get2=\$(wget -q -O - http://10.0.2.100:9000/payload.txt)\"
+if timeout 10 wget -q -O /dev/null http://10.0.2.2:$port/payload.txt; then echo gw=reachable; else echo gw=blocked; fi
+"
+  check "(4) guest wget via --forward 9000:$port gets the host file" [ "$(val net get1)" = "$token" ]
+  check "(4) second connection through the same forward works" [ "$(val net get2)" = "$token" ]
+  check "(4) host loopback not reachable via gateway 10.0.2.2 (restrict=on)" [ "$(val net gw)" = blocked ]
+  kill "$http_pid" 2>/dev/null || true; http_pid=""
+fi
+
+# ---- boot 3: blkdebug disk ----------------------------------------------------
+head -c $((4 * 1024 * 1024)) /dev/urandom >"$tmp/disk.img"
+good_sum=$(dd if="$tmp/disk.img" bs=512 skip=2047 count=1 2>/dev/null | sha256sum | cut -d' ' -f1)
+boot disk --disk "$tmp/disk.img,blkdebug-eio=2048" -- '
+if dd if=/dev/vda of=/dev/null bs=512 skip=2048 count=1 iflag=direct 2>/tmp/e; then echo bad=read-ok; else echo "bad=$(cat /tmp/e | head -n1)"; fi
+echo "prev=$(dd if=/dev/vda bs=512 skip=2047 count=1 iflag=direct 2>/dev/null | sha256sum | cut -d" " -f1)"
+if dd if=/dev/vda of=/dev/null bs=512 skip=2049 count=6143 iflag=direct 2>/dev/null; then echo after=ok; else echo after=fail; fi
+if dd if=/dev/vda of=/dev/null bs=512 count=2048 iflag=direct 2>/dev/null; then echo before=ok; else echo before=fail; fi
+if dd if=/dev/vda of=/dev/null bs=4096 2>/dev/null; then echo buffered=ok; else echo buffered=fail; fi
+'
+check "(5) reading injected sector 2048 fails with I/O error" has disk '^bad=.*Input/output error'
+check "(5) sector 2047 reads correct data" [ "$(val disk prev)" = "$good_sum" ]
+check "(5) sectors 0-2047 and 2049-8191 read fine" bash -c "grep -qx before=ok '$tmp/disk.out' && grep -qx after=ok '$tmp/disk.out'"
+check "(5) buffered whole-disk read fails (EIO surfaces through page cache)" has disk '^buffered=fail$'
+
+# ---- boot 4: LiME -------------------------------------------------------------
+# Guest: insmod blocks until the dump is sent, so it runs in the background.
+# 127.0.0.1:4444 in /proc/net/tcp is 0100007F:115C, state 0A = LISTEN.
+boot lime --mem 256M --file "$lime_ko:/root/lime.ko" -- '
+wait_listen() { i=0; while ! grep -q "0100007F:115C 00000000:0000 0A" /proc/net/tcp; do
+  i=$((i+1)); [ $i -gt 300 ] && { echo "lime never listened"; return 1; }; sleep 0.1; done; }
+insmod /root/lime.ko "path=tcp:4444 localhostonly=1 format=lime" & ip=$!
+wait_listen
+echo "magic=$(nc 127.0.0.1 4444 | head -c 32 | od -A x -t x1 | head -n1)"
+wait $ip; echo "insmod1=$?"
+echo "loaded=$(grep -c "^lime " /proc/modules)"
+rmmod lime; echo "rmmod1=$?"
+expected=0
+for r in $(grep "^[0-9a-f].* : System RAM$" /proc/iomem | cut -d" " -f1); do
+  s=${r%-*}; e=${r#*-}; expected=$((expected + 0x$e - 0x$s + 1 + 32)); done
+echo "expected=$expected"
+insmod /root/lime.ko "path=tcp:4444 localhostonly=1 format=lime" & ip=$!
+wait_listen
+t=$(date +%s); echo "dumpsize=$(nc 127.0.0.1 4444 | wc -c)"; echo "dumpsecs=$(( $(date +%s) - t ))"
+wait $ip; echo "insmod2=$?"
+rmmod lime; echo "rmmod2=$?"
+'
+check "(6) insmod lime.ko path=tcp:4444 succeeded" [ "$(val lime insmod1)" = 0 ]
+check "(6) LiME stream starts with magic 45 4d 69 4c" has lime '^magic=0+ 45 4d 69 4c 01 00 00 00'
+check "(6) rmmod lime" bash -c "[ \"\$(sed -n 's/^loaded=//p' '$tmp/lime.out')\" = 1 ] && grep -qx rmmod1=0 '$tmp/lime.out'"
+exp=$(val lime expected); got=$(val lime dumpsize)
+check "(6) full LiME dump size $got == System RAM + headers $exp ($(val lime dumpsecs)s)" \
+  bash -c "[ -n '$got' ] && [ '$got' = '$exp' ] && grep -qx insmod2=0 '$tmp/lime.out' && grep -qx rmmod2=0 '$tmp/lime.out'"
+
+echo "total time $((SECONDS - t0))s"
+if ((failed)); then
+  for f in "$tmp"/*.out; do
+    [[ -e $f ]] || continue
+    echo "---- $(basename "$f") ----"; cat "$f"; echo "---- stderr ----"; cat "${f%.out}.err"
+  done
+fi
+echo "selftest: $passed passed, $failed failed"
+((failed == 0))
