@@ -36,12 +36,24 @@ debdir=$cache/debs
 builddir=$cache/build/$LIME_VERSION/$release
 mkdir -p "$outdir" "$debdir" "$cache/build" || die "cannot create $outdir / $cache"
 outdir=$(cd "$outdir" && pwd)
+exec 8>"$cache/.lock"   # serialise concurrent builds
+flock -w 1800 8 || die "timed out waiting for $cache/.lock"
 out_ko=$outdir/lime-$release.ko
 
+apt_updated=0
+apt_update_once() {
+  ((apt_updated)) && return 0
+  apt_updated=1
+  log "apt-get update"
+  apt-get update >"$cache/apt-update.log" 2>&1 || { tail -n 20 "$cache/apt-update.log" >&2; die "apt-get update failed"; }
+}
 apt_install() {
   log "apt-get install $*"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" >"$cache/apt.log" 2>&1 \
-    || { tail -n 20 "$cache/apt.log" >&2; die "apt-get install $* failed (see $cache/apt.log; is 'apt-get update' done and is the package in the Debian 12 repos?)"; }
+  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" >"$cache/apt.log" 2>&1; then
+    apt_update_once   # stale or missing package lists on a fresh machine
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" >"$cache/apt.log" 2>&1 \
+      || { tail -n 20 "$cache/apt.log" >&2; die "apt-get install $* failed (see $cache/apt.log; is the package in the Debian 12 repos?)"; }
+  fi
 }
 
 # modinfo/strip/make/sha256sum are needed below.
@@ -72,6 +84,7 @@ else
     tmpd=$(mktemp -d "$debdir/dl.XXXXXX")
     chmod 0777 "$tmpd"   # lets apt's _apt user write (avoids the 'unsandboxed' warning)
     (cd "$tmpd" && apt-get download "$LIME_PKG=$LIME_VERSION") >"$cache/apt.log" 2>&1 \
+      || { apt_update_once; (cd "$tmpd" && apt-get download "$LIME_PKG=$LIME_VERSION") >"$cache/apt.log" 2>&1; } \
       || { rm -rf "$tmpd"; tail -n 20 "$cache/apt.log" >&2
            die "could not download $LIME_PKG=$LIME_VERSION (pinned version not in apt? run 'apt-get update'; check 'apt-cache policy $LIME_PKG')"; }
     mv "$tmpd"/*.deb "$deb"; rm -rf "$tmpd"
@@ -85,6 +98,7 @@ else
   kdir=/usr/src/linux-headers-$release
   if [[ ! -f $kdir/Makefile || ! -f $kdir/.config ]]; then
     apt-cache show "linux-headers-$release" >/dev/null 2>&1 \
+      || { apt_update_once; apt-cache show "linux-headers-$release" >/dev/null 2>&1; } \
       || die "package linux-headers-$release is not known to apt (run 'apt-get update'; is $release a Debian 12 kernel?)"
     apt_install "linux-headers-$release" make
   fi

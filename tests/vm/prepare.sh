@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prepare the cached artefacts for the airf VM test harness (tests/vm/run.sh):
-#   * installs host packages (qemu-system-x86, busybox-static, cpio, kmod)
+#   * installs host packages (qemu-system-x86, busybox-static, cpio, kmod, socat)
 #   * downloads a Debian 12 linux-image-6.1.0-*-amd64 package (newest one in
 #     apt that also has linux-headers), extracts vmlinuz + modules
 #   * asserts CONFIG_PROC_KCORE=y (the agent reads /proc/kcore in the guest)
@@ -37,21 +37,32 @@ log() { echo "tests/vm/prepare.sh: $*" >&2; }
 
 [[ $(id -u) -eq 0 ]] || die "must run as root (uses apt-get)"
 mkdir -p "$vm/debs" || die "cannot create $vm"
+# serialise concurrent callers (parallel tests calling run.sh on a cold cache)
+exec 9>"$vm/.lock"
+flock -w 1800 9 || die "timed out waiting for $vm/.lock"
 
 # ---- host packages ---------------------------------------------------------
+apt_updated=0
+apt_update_once() {
+  ((apt_updated)) && return 0
+  apt_updated=1
+  log "apt-get update"
+  apt-get update >"$vm/apt-update.log" 2>&1 || { tail -n 20 "$vm/apt-update.log" >&2; die "apt-get update failed"; }
+}
 apt_install() {
   log "apt-get install $*"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" >"$vm/apt.log" 2>&1 \
-    || { tail -n 20 "$vm/apt.log" >&2; die "apt-get install $* failed (see $vm/apt.log; has 'apt-get update' been run?)"; }
+  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" >"$vm/apt.log" 2>&1; then
+    apt_update_once   # stale or missing package lists on a fresh machine
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" >"$vm/apt.log" 2>&1 \
+      || { tail -n 20 "$vm/apt.log" >&2; die "apt-get install $* failed (see $vm/apt.log)"; }
+  fi
 }
 pkg_ok() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 need=()
-for p in qemu-system-x86 busybox-static cpio kmod; do pkg_ok "$p" || need+=("$p"); done
-if ((${#need[@]})); then
-  apt_install "${need[@]}"
-  # first install on a fresh machine: refresh the apt lists once if that failed
-fi
+for p in qemu-system-x86 busybox-static cpio kmod socat; do pkg_ok "$p" || need+=("$p"); done
+((${#need[@]} == 0)) || apt_install "${need[@]}"
 command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing after install"
+command -v socat >/dev/null || die "socat missing after install"
 [[ -x /bin/busybox ]] || die "/bin/busybox missing (busybox-static)"
 
 # ---- pick the kernel release -------------------------------------------------
@@ -77,7 +88,7 @@ if [[ -z $release && ${AIRF_VM_REFRESH:-0} != 1 && -s $vm/kernel-release ]]; the
   release=$(<"$vm/kernel-release")
 fi
 if [[ -z $release ]]; then
-  release=$(pick_newest) || die "no linux-image-6.1.0-*-amd64 with matching linux-headers found in apt (run 'apt-get update'; Debian 12 repos needed)"
+  release=$(pick_newest) || { apt_update_once; release=$(pick_newest); } || die "no linux-image-6.1.0-*-amd64 with matching linux-headers found in apt (run 'apt-get update'; Debian 12 repos needed)"
   log "picked newest kernel in apt: $release"
 fi
 [[ $release =~ ^6\.1\.0-[0-9]+-amd64$ ]] || die "unsupported kernel release '$release' (expected 6.1.0-N-amd64)"
@@ -111,7 +122,6 @@ else
     || { rm -rf "$xdir"; die "$deb does not contain boot/vmlinuz-$release, config and modules"; }
   cp "$xdir/boot/vmlinuz-$release" "$rdir/vmlinuz"
   cp "$xdir/boot/config-$release" "$rdir/config"
-  cp "$xdir/boot/System.map-$release" "$rdir/System.map"
   mkdir -p "$rdir/modroot/lib/modules"
   mv "$xdir/lib/modules/$release" "$rdir/modroot/lib/modules/"
   rm -rf "$xdir"

@@ -84,7 +84,8 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/airf-vm.XXXXXX")
 qpid="" tailpid=""
 cleanup() {
   local rc=$?
-  [[ -n $qpid ]] && kill -KILL "$qpid" 2>/dev/null || true
+  # qpid is `timeout`, which forwards TERM to qemu
+  if [[ -n $qpid ]]; then kill -TERM "$qpid" 2>/dev/null || true; wait "$qpid" 2>/dev/null || true; fi
   [[ -n $tailpid ]] && kill "$tailpid" 2>/dev/null || true
   if [[ $keep == 1 ]]; then echo "tests/vm/run.sh: work dir kept: $work" >&2; else rm -rf "$work"; fi
   exit "$rc"
@@ -227,7 +228,8 @@ for spec in "${disks[@]}"; do
   n=$((n + 1))
 done
 
-: >"$work/console.log" >"$work/stdout" >"$work/stderr" >"$work/status"
+: >"$work/console.log"; : >"$work/stdout"; : >"$work/stderr"; : >"$work/status"
+# shellcheck disable=SC2054  # commas are qemu option syntax
 qemu=(qemu-system-x86_64 -nodefaults -no-user-config -nographic -no-reboot -monitor none
       "${accel[@]}" -M pc -m "$mem" -smp "$smp"
       -kernel "$rdir/vmlinuz" -initrd "$work/initrd" -append "$cmdline"
