@@ -18,6 +18,7 @@
 
 pub mod acquire;
 pub mod destination;
+pub mod hash;
 pub mod host;
 pub mod manifest;
 pub mod part_size;

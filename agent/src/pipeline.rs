@@ -18,8 +18,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, bounded};
-use sha2::{Digest, Sha256};
 
+use crate::hash::Sha256;
 use crate::seekable::{FrameCompressor, FrameTooLarge, SeekTable};
 use crate::sink::{ImageSink, SinkError};
 use crate::source::resilient::ReadError;
@@ -132,15 +132,17 @@ pub fn run(
     control: &Control,
 ) -> Result<PipelineOutput, PipelineError> {
     let threads = cfg.threads.max(1);
-    let pool_size = threads * 2 + 2;
+    // Raw buffers in existence at once: one per compressor, one being read, one spare. This
+    // pool is what bounds the pipeline's memory, whatever the source size.
+    let pool_size = threads + 2;
     let (pool_tx, pool_rx) = bounded::<Vec<u8>>(pool_size);
     for _ in 0..pool_size {
         let _ = pool_tx.send(Vec::new());
     }
     let (hash_tx, hash_rx) = bounded::<Arc<Chunk>>(pool_size);
     let (work_tx, work_rx) = bounded::<Arc<Chunk>>(pool_size);
-    let (frame_tx, frame_rx) = bounded::<Result<Frame, String>>(pool_size);
-    let (spare_tx, spare_rx) = bounded::<Vec<u8>>(pool_size);
+    let (frame_tx, frame_rx) = bounded::<Result<Frame, String>>(threads);
+    let (spare_tx, spare_rx) = bounded::<Vec<u8>>(threads);
     let stop_flag = AtomicBool::new(false);
     let stop = &stop_flag;
     let frame_size = cfg.frame_size;
@@ -250,7 +252,7 @@ fn hash_loop(rx: &Receiver<Arc<Chunk>>) -> ([u8; 32], u64) {
         hasher.update(&chunk.data);
         total += chunk.data.len() as u64;
     }
-    (hasher.finalize().into(), total)
+    (hasher.finalize(), total)
 }
 
 fn compress_loop(level: i32, rx: &Receiver<Arc<Chunk>>, tx: &Sender<Result<Frame, String>>, spare: &Receiver<Vec<u8>>) {
@@ -305,6 +307,7 @@ fn assemble(
 mod tests {
     use super::*;
     use crate::sink::MemorySink;
+    use sha2::Digest;
     use std::io::Read;
 
     /// Produces `data` in whatever sizes the pipeline asks for.
@@ -338,9 +341,9 @@ mod tests {
             zstd::stream::read::Decoder::new(sink.bytes.as_slice())?.read_to_end(&mut restored)?;
             assert_eq!(restored, input);
             assert_eq!(out.raw_size, len as u64);
-            assert_eq!(out.raw_sha256, hex::encode(Sha256::digest(&input)));
+            assert_eq!(out.raw_sha256, hex::encode(sha2::Sha256::digest(&input)));
             assert_eq!(out.compressed_size, sink.bytes.len() as u64);
-            assert_eq!(out.compressed_sha256, hex::encode(Sha256::digest(&sink.bytes)));
+            assert_eq!(out.compressed_sha256, hex::encode(sha2::Sha256::digest(&sink.bytes)));
             assert_eq!(out.frames, len.div_ceil(64 * 1024) as u64);
         }
         Ok(())

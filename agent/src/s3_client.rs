@@ -25,8 +25,10 @@ pub struct S3Options {
 
 /// Builds a client from the default chain plus `opts`.
 pub async fn build(opts: &S3Options) -> Client {
+    // The standard AWS_MAX_ATTEMPTS wins over our default, as in every AWS tool.
+    let attempts = std::env::var("AWS_MAX_ATTEMPTS").ok().and_then(|v| v.parse().ok()).unwrap_or(opts.max_attempts);
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .retry_config(RetryConfig::standard().with_max_attempts(opts.max_attempts.max(1)))
+        .retry_config(RetryConfig::standard().with_max_attempts(attempts.max(1)))
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(5))

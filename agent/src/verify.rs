@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use aws_sdk_s3::Client;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use crate::hash::Sha256;
 use tokio::runtime::Handle;
 
 use crate::manifest::Manifest;

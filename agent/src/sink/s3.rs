@@ -15,13 +15,13 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use bytes::Bytes;
-use sha2::{Digest, Sha256};
+use bytes::{Bytes, BytesMut};
 use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use super::{AbortReport, ImageSink, SinkError, StoredObject};
+use crate::hash::Sha256;
 use crate::s3_client::{describe, error_code};
 
 /// Where and how to upload one object.
@@ -48,7 +48,8 @@ pub struct S3Sink {
     rt: Handle,
     target: S3Target,
     upload_id: String,
-    buf: Vec<u8>,
+    buf: BytesMut,
+    spare: Arc<std::sync::Mutex<Vec<BytesMut>>>,
     next_part: i32,
     in_flight: Vec<JoinHandle<Result<CompletedPart, SinkError>>>,
     done: Vec<CompletedPart>,
@@ -82,7 +83,8 @@ impl S3Sink {
         Ok(Self {
             client,
             rt,
-            buf: Vec::with_capacity(usize::try_from(target.part_size).unwrap_or(usize::MAX)),
+            buf: BytesMut::with_capacity(usize::try_from(target.part_size).unwrap_or(usize::MAX)),
+            spare: Arc::default(),
             target,
             upload_id,
             next_part: 1,
@@ -121,8 +123,12 @@ impl S3Sink {
             .rt
             .block_on(Arc::clone(&self.permits).acquire_owned())
             .map_err(|e| SinkError::S3(format!("upload slots closed: {e}")))?;
+        // Part buffers are reused once their upload is done, so memory holds steady at
+        // (concurrency + 1) parts instead of churning the allocator.
         let cap = usize::try_from(self.target.part_size).unwrap_or(usize::MAX);
-        let body = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(cap)));
+        let next = self.spare.lock().ok().and_then(|mut s| s.pop()).unwrap_or_else(|| BytesMut::with_capacity(cap));
+        let body: Bytes = std::mem::replace(&mut self.buf, next).freeze();
+        let spare = Arc::clone(&self.spare);
         let part_number = self.next_part;
         self.next_part += 1;
         let client = self.client.clone();
@@ -130,10 +136,10 @@ impl S3Sink {
         let target = uri(&self.target);
         self.in_flight.push(self.rt.spawn(async move {
             let _permit = permit;
-            let hashed = body.clone();
-            let checksum = tokio::task::spawn_blocking(move || B64.encode(Sha256::digest(&hashed)))
+            let (checksum, body) = tokio::task::spawn_blocking(move || (B64.encode(Sha256::digest(&body)), body))
                 .await
                 .map_err(|e| SinkError::S3(format!("hashing part {part_number} failed: {e}")))?;
+            let keep = body.clone();
             let out = client
                 .upload_part()
                 .bucket(bucket)
@@ -147,6 +153,12 @@ impl S3Sink {
                 .send()
                 .await
                 .map_err(|e| SinkError::S3(describe(&format!("UploadPart {part_number}"), &target, &e)))?;
+            if let Ok(mut reusable) = keep.try_into_mut() {
+                reusable.clear();
+                if let Ok(mut s) = spare.lock() {
+                    s.push(reusable);
+                }
+            }
             Ok(CompletedPart::builder()
                 .part_number(part_number)
                 .set_e_tag(out.e_tag)
@@ -302,4 +314,111 @@ pub fn put_small(
         checksum_sha256: Some(checksum),
         ..StoredObject::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_s3::config::retry::RetryConfig;
+    use aws_sdk_s3::operation::abort_multipart_upload::AbortMultipartUploadOutput;
+    use aws_sdk_s3::operation::complete_multipart_upload::CompleteMultipartUploadOutput;
+    use aws_sdk_s3::operation::create_multipart_upload::{CreateMultipartUploadError, CreateMultipartUploadOutput};
+    use aws_sdk_s3::operation::upload_part::{UploadPartError, UploadPartOutput};
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+    use aws_smithy_types::error::ErrorMetadata;
+
+    fn target() -> S3Target {
+        S3Target {
+            bucket: "evidence".into(),
+            key: "case/host/t/sda.raw.zst".into(),
+            part_size: 5 << 20,
+            concurrency: 2,
+            sse_kms_key_id: None,
+            abort_deadline: Duration::from_secs(1),
+        }
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap_or_else(|_| unreachable!())
+    }
+
+    fn access_denied() -> ErrorMetadata {
+        ErrorMetadata::builder().code("AccessDenied").message("Access Denied").build()
+    }
+
+    #[test]
+    fn access_denied_on_create_names_the_permission() {
+        let rt = rt();
+        let create = mock!(Client::create_multipart_upload)
+            .then_error(|| CreateMultipartUploadError::generic(access_denied()));
+        let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&create]);
+        let err = S3Sink::create(client, rt.handle().clone(), target()).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("AccessDenied") && err.contains("s3:PutObject") && err.contains("CreateMultipartUpload"), "{err}");
+    }
+
+    #[test]
+    fn transient_503s_are_retried_and_the_upload_completes() -> Result<(), SinkError> {
+        let rt = rt();
+        let create = mock!(Client::create_multipart_upload)
+            .then_output(|| CreateMultipartUploadOutput::builder().upload_id("u1").build());
+        let part = mock!(Client::upload_part)
+            .sequence()
+            .http_status(503, None)
+            .times(2)
+            .output(|| UploadPartOutput::builder().e_tag("\"e1\"").build())
+            .build();
+        let complete = mock!(Client::complete_multipart_upload)
+            .then_output(|| CompleteMultipartUploadOutput::builder().e_tag("\"final-1\"").build());
+        let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&create, &part, &complete], |b| b
+            .retry_config(RetryConfig::standard().with_max_attempts(3)));
+        let mut sink = S3Sink::create(client, rt.handle().clone(), target())?;
+        sink.write(b"compressed evidence")?;
+        let stored = sink.finish()?;
+        assert_eq!(stored.parts, Some(1));
+        assert_eq!(stored.etag.as_deref(), Some("\"final-1\""));
+        assert_eq!(part.num_calls(), 3);
+        assert_eq!(complete.num_calls(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn a_failed_part_aborts_the_upload() -> Result<(), SinkError> {
+        let rt = rt();
+        let create = mock!(Client::create_multipart_upload)
+            .then_output(|| CreateMultipartUploadOutput::builder().upload_id("u2").build());
+        let part = mock!(Client::upload_part).then_error(|| UploadPartError::generic(access_denied()));
+        let complete = mock!(Client::complete_multipart_upload)
+            .then_output(|| CompleteMultipartUploadOutput::builder().build());
+        let abort = mock!(Client::abort_multipart_upload).then_output(|| AbortMultipartUploadOutput::builder().build());
+        let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&create, &part, &complete, &abort]);
+        let mut sink = S3Sink::create(client, rt.handle().clone(), target())?;
+        sink.write(&vec![7u8; 6 << 20])?;
+        let err = sink.finish().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("UploadPart 1") && err.contains("AccessDenied"), "{err}");
+        let report = sink.abort();
+        assert!(report.clean, "{}", report.detail);
+        assert_eq!(abort.num_calls(), 1);
+        assert_eq!(complete.num_calls(), 0, "never complete an upload with a failed part");
+        Ok(())
+    }
+
+    #[test]
+    fn abort_that_cannot_reach_s3_says_how_to_clean_up() -> Result<(), SinkError> {
+        let rt = rt();
+        let create = mock!(Client::create_multipart_upload)
+            .then_output(|| CreateMultipartUploadOutput::builder().upload_id("u3").build());
+        let abort = mock!(Client::abort_multipart_upload).then_http_response(|| {
+            aws_smithy_runtime_api::http::Response::new(
+                aws_smithy_runtime_api::http::StatusCode::try_from(503).unwrap_or_else(|_| unreachable!()),
+                aws_smithy_types::body::SdkBody::empty(),
+            )
+        });
+        let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&create, &abort], |b| b
+            .retry_config(RetryConfig::standard().with_max_attempts(1)));
+        let mut sink = S3Sink::create(client, rt.handle().clone(), target())?;
+        let report = sink.abort();
+        assert!(!report.clean);
+        assert!(report.detail.contains("aws s3api abort-multipart-upload --bucket evidence --key case/host/t/sda.raw.zst --upload-id u3"), "{}", report.detail);
+        Ok(())
+    }
 }

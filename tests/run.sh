@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every check and test of airf on this machine, installing what they need first.
+# This is the README's test command and exactly what CI runs (.ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. tests/scripts/lib.sh
+
+tests/scripts/install-deps.sh
+export AWS_EC2_METADATA_DISABLED=true   # never reach for instance metadata off EC2
+
+log "cargo fmt --check"
+cargo fmt --all --check
+log "cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+log "building the agent (release)"
+cargo build --release --quiet -p airf-agent
+export AIRF_AGENT_BIN=$PWD/target/release/airf-agent
+log "unit, property and end-to-end tests"
+cargo test --workspace --quiet -- --test-threads=2
+if [ -x tests/vm/run-tests.sh ]; then
+  log "real-kernel tests in a VM"
+  tests/vm/run-tests.sh
+fi
+log "all checks passed"

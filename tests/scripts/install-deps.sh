@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs everything airf's tests, demo and benchmarks need on a fresh Debian machine of this
+# kind. Idempotent: what is present is kept (Garage takes ~15 minutes to build on 2 cores, so
+# it is built once into /opt/airf-cache/garage and reused).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
+
+GARAGE_VERSION=2.5.0
+# moto 5.2 serializes CompleteMultipartUpload with the wrong XML root; 5.1.22 is right.
+MOTO_VERSION=5.1.22
+
+need_apt=()
+for pair in fls:sleuthkit mkfs.ext4:e2fsprogs zstd:zstd losetup:mount /usr/bin/time:time openssl:openssl \
+            qemu-system-x86_64:qemu-system-x86 busybox:busybox-static cpio:cpio; do
+  cmd=${pair%%:*}; pkg=${pair#*:}
+  command -v "$cmd" >/dev/null 2>&1 || [ -x "$cmd" ] || need_apt+=("$pkg")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  log "apt-get install ${need_apt[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+moto_have=$(python3 -c 'import moto; print(moto.__version__)' 2>/dev/null || true)
+if [ "$moto_have" != "$MOTO_VERSION" ] || ! command -v moto_server >/dev/null 2>&1 || ! command -v aws >/dev/null 2>&1; then
+  log "pip install moto[server] awscli"
+  python3 -m pip install -q "moto[server]==$MOTO_VERSION" awscli
+  command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+fi
+
+garage=$AIRF_CACHE/garage/bin/garage
+if ! [ -x "$garage" ] || ! "$garage" --version 2>/dev/null | grep -q "$GARAGE_VERSION"; then
+  log "building garage $GARAGE_VERSION (about 15 minutes on 2 cores; cached afterwards)"
+  mkdir -p "$AIRF_CACHE"
+  cargo install --locked garage --version "$GARAGE_VERSION" --root "$AIRF_CACHE/garage"
+fi
+log "dependencies ready (garage: $garage)"

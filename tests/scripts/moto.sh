@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# moto_server: the quick second S3 implementation (it checks no checksums, so tests check the
+# bytes themselves). One server per directory, on a free loopback port.
+#
+#   moto.sh start DIR    prints `export` lines, also in DIR/env
+#   moto.sh stop DIR
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
+
+BUCKET=${AIRF_TEST_BUCKET:-evidence}
+cmd=${1:-}; dir=${2:-}
+[ -n "$cmd" ] && [ -n "$dir" ] || die "usage: moto.sh start|stop DIR"
+MOTO=${AIRF_MOTO:-$(command -v moto_server || true)}
+
+case "$cmd" in
+start)
+  [ -n "$MOTO" ] || die "moto_server not found; run tests/scripts/install-deps.sh"
+  mkdir -p "$dir"; dir=$(cd "$dir" && pwd)
+  port=$(free_port)
+  (setsid "$MOTO" -H 127.0.0.1 -p "$port" >"$dir/server.log" 2>&1 & echo $! >"$dir/pid")
+  wait_port "$port" 60 || { tail -20 "$dir/server.log" >&2; die "moto_server did not start"; }
+  cat >"$dir/env" <<ENV
+export AWS_ENDPOINT_URL=http://127.0.0.1:$port
+export AWS_ACCESS_KEY_ID=testing
+export AWS_SECRET_ACCESS_KEY=testing
+export AWS_REGION=us-east-1
+export AWS_DEFAULT_REGION=us-east-1
+export AWS_EC2_METADATA_DISABLED=true
+export AIRF_TEST_BUCKET=$BUCKET
+ENV
+  python3 - "$port" "$BUCKET" <<'PY'
+import sys, urllib.request
+req = urllib.request.Request(f"http://127.0.0.1:{sys.argv[1]}/{sys.argv[2]}", method="PUT")
+urllib.request.urlopen(req).read()
+PY
+  cat "$dir/env"
+  ;;
+stop)
+  if [ -f "$dir/pid" ]; then kill "$(cat "$dir/pid")" 2>/dev/null || true; rm -f "$dir/pid"; fi
+  ;;
+*) die "unknown command $cmd" ;;
+esac
