@@ -23,7 +23,9 @@ cmd=${1:-}; dir=${2:-}
 g() { "$GARAGE" -c "$dir/garage.toml" "$@"; }
 
 launch() {
-  (cd "$dir" && setsid "$GARAGE" -c "$dir/garage.toml" server >"$dir/server.log" 2>&1 & echo $! >"$dir/pid")
+  # Detached from our stdout, or a caller reading it would wait for the server to exit.
+  setsid "$GARAGE" -c "$dir/garage.toml" server </dev/null >"$dir/server.log" 2>&1 &
+  echo $! >"$dir/pid"
   wait_port "$(cat "$dir/s3_port")" 30 || { tail -20 "$dir/server.log" >&2; die "garage did not start (log: $dir/server.log)"; }
   local i
   for ((i = 0; i < 100; i++)); do g status >/dev/null 2>&1 && return 0; sleep 0.1; done

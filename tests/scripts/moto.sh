@@ -18,7 +18,8 @@ start)
   [ -n "$MOTO" ] || die "moto_server not found; run tests/scripts/install-deps.sh"
   mkdir -p "$dir"; dir=$(cd "$dir" && pwd)
   port=$(free_port)
-  (setsid "$MOTO" -H 127.0.0.1 -p "$port" >"$dir/server.log" 2>&1 & echo $! >"$dir/pid")
+  setsid "$MOTO" -H 127.0.0.1 -p "$port" </dev/null >"$dir/server.log" 2>&1 &
+  echo $! >"$dir/pid"
   wait_port "$port" 60 || { tail -20 "$dir/server.log" >&2; die "moto_server did not start"; }
   cat >"$dir/env" <<ENV
 export AWS_ENDPOINT_URL=http://127.0.0.1:$port

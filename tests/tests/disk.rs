@@ -17,7 +17,8 @@ fn round_trip(kind: ServerKind) -> Result<()> {
     let server = S3Server::start(kind)?;
     let mut files: Vec<(&str, Vec<u8>)> = FILES.iter().map(|(p, b)| (*p, b.to_vec())).collect();
     // A file spanning several frames and parts, so reordering and part boundaries are exercised.
-    let big: Vec<u8> = (0..(12u32 << 20)).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let mut big = vec![0u8; 12 << 20];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut big)?;
     files.push(("data/big.bin", big));
     let refs: Vec<(&str, &[u8])> = files.iter().map(|(p, b)| (*p, b.as_slice())).collect();
     let disk = LoopDevice::ext4(48, &refs)?;
