@@ -13,7 +13,10 @@ use sha2::{Digest, Sha256};
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_owned).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_owned)
+        .unwrap_or_default()
 }
 
 /// The agent binary under test: `$AIRF_AGENT_BIN`, else the workspace's release or debug build.
@@ -21,14 +24,18 @@ pub fn agent_bin() -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("AIRF_AGENT_BIN") {
         return Ok(PathBuf::from(p));
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"));
     for profile in ["release", "debug"] {
         let p = target.join(profile).join("airf-agent");
         if p.exists() {
             return Ok(p);
         }
     }
-    bail!("airf-agent is not built; run `cargo build --release -p airf-agent` (the README's test command does)")
+    bail!(
+        "airf-agent is not built; run `cargo build --release -p airf-agent` (the README's test command does)"
+    )
 }
 
 /// Which S3 implementation.
@@ -89,17 +96,33 @@ impl S3Server {
             .find(|(k, _)| k == "AIRF_TEST_BUCKET")
             .map(|(_, v)| v.clone())
             .context("server script printed no bucket")?;
-        Ok(Self { kind, dir, env, bucket })
+        Ok(Self {
+            kind,
+            dir,
+            env,
+            bucket,
+        })
     }
 
     /// Kills the server abruptly (SIGKILL), like a crash or a network cut.
     pub fn kill(&self) -> Result<()> {
-        run_ok(Command::new(script("garage.sh")).arg("stop").arg(self.dir.path()).arg("kill")).map(|_| ())
+        run_ok(
+            Command::new(script("garage.sh"))
+                .arg("stop")
+                .arg(self.dir.path())
+                .arg("kill"),
+        )
+        .map(|_| ())
     }
 
     /// Starts a killed Garage again with the same data and ports.
     pub fn restart(&self) -> Result<()> {
-        run_ok(Command::new(script("garage.sh")).arg("restart").arg(self.dir.path())).map(|_| ())
+        run_ok(
+            Command::new(script("garage.sh"))
+                .arg("restart")
+                .arg(self.dir.path()),
+        )
+        .map(|_| ())
     }
 
     /// A command with this server's client environment.
@@ -116,31 +139,69 @@ impl S3Server {
 
     /// Downloads an object.
     pub fn get(&self, key: &str) -> Result<Vec<u8>> {
-        Ok(self.aws(&["s3", "cp", &format!("s3://{}/{key}", self.bucket), "-"])?.stdout)
+        Ok(self
+            .aws(&["s3", "cp", &format!("s3://{}/{key}", self.bucket), "-"])?
+            .stdout)
     }
 
     /// Uploads an object.
     pub fn put(&self, key: &str, body: &Path) -> Result<()> {
-        self.aws(&["s3", "cp", &body.display().to_string(), &format!("s3://{}/{key}", self.bucket)]).map(|_| ())
+        self.aws(&[
+            "s3",
+            "cp",
+            &body.display().to_string(),
+            &format!("s3://{}/{key}", self.bucket),
+        ])
+        .map(|_| ())
     }
 
     /// Every key under `prefix`.
     pub fn keys(&self, prefix: &str) -> Result<Vec<String>> {
-        let out = self.aws(&["s3api", "list-objects-v2", "--bucket", &self.bucket, "--prefix", prefix, "--output", "json"])?;
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
-        Ok(v["Contents"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|o| o["Key"].as_str().map(str::to_owned)).collect())
+        let out = self.aws(&[
+            "s3api",
+            "list-objects-v2",
+            "--bucket",
+            &self.bucket,
+            "--prefix",
+            prefix,
+            "--output",
+            "json",
+        ])?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+        Ok(v.get("Contents")
+            .and_then(|c| c.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|o| o.get("Key").and_then(|k| k.as_str()).map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default())
     }
 
     /// Multipart uploads still open in the bucket.
     pub fn open_uploads(&self) -> Result<Vec<String>> {
-        let out = self.aws(&["s3api", "list-multipart-uploads", "--bucket", &self.bucket, "--output", "json"])?;
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
-        Ok(v["Uploads"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|o| o["UploadId"].as_str().map(str::to_owned)).collect())
+        let out = self.aws(&[
+            "s3api",
+            "list-multipart-uploads",
+            "--bucket",
+            &self.bucket,
+            "--output",
+            "json",
+        ])?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+        Ok(v.get("Uploads")
+            .and_then(|c| c.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|o| {
+                        o.get("UploadId")
+                            .and_then(|k| k.as_str())
+                            .map(str::to_owned)
+                    })
+                    .collect()
+            })
             .unwrap_or_default())
     }
 }
@@ -151,7 +212,10 @@ impl Drop for S3Server {
             ServerKind::Garage => "garage.sh",
             ServerKind::Moto => "moto.sh",
         };
-        let _ = Command::new(script(name)).arg("stop").arg(self.dir.path()).output();
+        let _ = Command::new(script(name))
+            .arg("stop")
+            .arg(self.dir.path())
+            .output();
     }
 }
 
@@ -180,12 +244,26 @@ impl LoopDevice {
         }
         std::fs::create_dir_all(&root)?;
         let image = dir.path().join("disk.img");
-        run_ok(Command::new("mkfs.ext4").args(["-q", "-F", "-d"]).arg(&root).arg(&image).arg(format!("{size_mib}M")))
-            .context("mkfs.ext4 (apt-get install e2fsprogs)")?;
-        let out = run_ok(Command::new("losetup").args(["--find", "--show", "--read-only"]).arg(&image))
-            .context("losetup needs root and loop device support")?;
+        run_ok(
+            Command::new("mkfs.ext4")
+                .args(["-q", "-F", "-d"])
+                .arg(&root)
+                .arg(&image)
+                .arg(format!("{size_mib}M")),
+        )
+        .context("mkfs.ext4 (apt-get install e2fsprogs)")?;
+        let out = run_ok(
+            Command::new("losetup")
+                .args(["--find", "--show", "--read-only"])
+                .arg(&image),
+        )
+        .context("losetup needs root and loop device support")?;
         let device = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        Ok(Self { device, image, _dir: dir })
+        Ok(Self {
+            device,
+            image,
+            _dir: dir,
+        })
     }
 }
 
@@ -214,7 +292,12 @@ pub fn run_agent(cmd: &mut Command) -> Result<AgentRun> {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let json = serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null);
-    Ok(AgentRun { code: out.status.code().unwrap_or(-1), stdout, stderr, json })
+    Ok(AgentRun {
+        code: out.status.code().unwrap_or(-1),
+        stdout,
+        stderr,
+        json,
+    })
 }
 
 /// SHA-256 of a file or device, hex.
@@ -244,7 +327,9 @@ pub fn zstd_decompress(compressed: &[u8]) -> Result<Vec<u8>> {
     let data = compressed.to_vec();
     let writer = std::thread::spawn(move || stdin.write_all(&data));
     let out = child.wait_with_output()?;
-    writer.join().map_err(|_| anyhow::anyhow!("writer thread panicked"))??;
+    writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("writer thread panicked"))??;
     if !out.status.success() {
         bail!("zstd -d failed: {}", String::from_utf8_lossy(&out.stderr));
     }
@@ -253,6 +338,7 @@ pub fn zstd_decompress(compressed: &[u8]) -> Result<Vec<u8>> {
 
 /// Lists every path in a filesystem image with Sleuth Kit's `fls -r -p`.
 pub fn fls(image: &Path) -> Result<String> {
-    let out = run_ok(Command::new("fls").args(["-r", "-p"]).arg(image)).context("fls (apt-get install sleuthkit)")?;
+    let out = run_ok(Command::new("fls").args(["-r", "-p"]).arg(image))
+        .context("fls (apt-get install sleuthkit)")?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

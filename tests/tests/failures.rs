@@ -1,6 +1,11 @@
 //! Failure paths end to end: the server dies mid-upload, a signal arrives, bad input. In every
 //! case: non-zero exit, a clear message, no manifest, and no multipart upload left behind.
 
+#![expect(
+    clippy::indexing_slicing,
+    reason = "serde_json::Value indexing yields Null, it never panics"
+)]
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -11,15 +16,24 @@ use anyhow::{Context, Result, ensure};
 fn random_file(dir: &std::path::Path, mib: usize) -> Result<std::path::PathBuf> {
     let path = dir.join("random.img");
     let mut f = std::fs::File::create(&path)?;
-    std::io::copy(&mut std::io::Read::take(std::fs::File::open("/dev/urandom")?, (mib as u64) << 20), &mut f)?;
+    std::io::copy(
+        &mut std::io::Read::take(std::fs::File::open("/dev/urandom")?, (mib as u64) << 20),
+        &mut f,
+    )?;
     Ok(path)
 }
 
 fn wait_for_upload(server: &S3Server, child: &mut std::process::Child) -> Result<()> {
     let start = Instant::now();
     while server.open_uploads()?.is_empty() {
-        ensure!(child.try_wait()?.is_none(), "agent exited before the upload started");
-        ensure!(start.elapsed() < Duration::from_secs(60), "no multipart upload appeared");
+        ensure!(
+            child.try_wait()?.is_none(),
+            "agent exited before the upload started"
+        );
+        ensure!(
+            start.elapsed() < Duration::from_secs(60),
+            "no multipart upload appeared"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     Ok(())
@@ -36,14 +50,32 @@ fn finish(child: std::process::Child) -> Result<airf_e2e::AgentRun> {
     })
 }
 
-fn slow_upload(server: &S3Server, source: &std::path::Path, prefix: &str) -> Result<std::process::Child> {
+fn slow_upload(
+    server: &S3Server,
+    source: &std::path::Path,
+    prefix: &str,
+) -> Result<std::process::Child> {
     Ok(server
         .command(agent_bin()?)
         .env("AWS_MAX_ATTEMPTS", "2")
         .arg("disk")
         .arg(source)
-        .args(["--to", &format!("s3://{}/{prefix}/", server.bucket), "--concurrency", "1", "--threads", "1", "--json"])
-        .args(["--part-size", "5MiB", "--abort-timeout", "60", "--no-progress"])
+        .args([
+            "--to",
+            &format!("s3://{}/{prefix}/", server.bucket),
+            "--concurrency",
+            "1",
+            "--threads",
+            "1",
+            "--json",
+        ])
+        .args([
+            "--part-size",
+            "5MiB",
+            "--abort-timeout",
+            "60",
+            "--no-progress",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?)
@@ -65,17 +97,37 @@ fn server_killed_mid_upload_leaves_nothing_behind() -> Result<()> {
     ensure!(run.code == 1, "expected exit 1: {run:?}");
     ensure!(run.json["status"] == "failed", "{}", run.stdout);
     let src = &run.json["sources"][0];
-    ensure!(src["error"].as_str().is_some_and(|e| e.contains("cannot reach the S3 endpoint")), "{}", run.stdout);
+    ensure!(
+        src["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("cannot reach the S3 endpoint")),
+        "{}",
+        run.stdout
+    );
     ensure!(src["cleanup"]["clean"] == true, "{}", run.stdout);
-    ensure!(run.stderr.contains("airf-agent:"), "one-line cause on stderr: {}", run.stderr);
-    ensure!(server.open_uploads()?.is_empty(), "multipart upload left behind");
-    ensure!(server.keys("crash/")?.is_empty(), "objects left behind: {:?}", server.keys("crash/")?);
+    ensure!(
+        run.stderr.contains("airf-agent:"),
+        "one-line cause on stderr: {}",
+        run.stderr
+    );
+    ensure!(
+        server.open_uploads()?.is_empty(),
+        "multipart upload left behind"
+    );
+    ensure!(
+        server.keys("crash/")?.is_empty(),
+        "objects left behind: {:?}",
+        server.keys("crash/")?
+    );
     Ok(())
 }
 
 #[test]
 fn sigterm_aborts_the_upload_and_claims_nothing() -> Result<()> {
-    for (sig, code) in [(nix::sys::signal::Signal::SIGTERM, 143), (nix::sys::signal::Signal::SIGINT, 130)] {
+    for (sig, code) in [
+        (nix::sys::signal::Signal::SIGTERM, 143),
+        (nix::sys::signal::Signal::SIGINT, 130),
+    ] {
         let server = S3Server::start(ServerKind::Garage)?;
         let tmp = tempfile::tempdir()?;
         let source = random_file(tmp.path(), 512)?;
@@ -86,14 +138,21 @@ fn sigterm_aborts_the_upload_and_claims_nothing() -> Result<()> {
         let run = finish(child)?;
         ensure!(run.code == code, "{sig}: expected {code}: {run:?}");
         ensure!(run.json["status"] == "interrupted", "{}", run.stdout);
-        ensure!(server.open_uploads()?.is_empty(), "multipart upload left behind");
+        ensure!(
+            server.open_uploads()?.is_empty(),
+            "multipart upload left behind"
+        );
         ensure!(server.keys("sig/")?.is_empty(), "objects left behind");
     }
     Ok(())
 }
 
 fn agent(args: &[&str]) -> Result<airf_e2e::AgentRun> {
-    run_agent(Command::new(agent_bin()?).env("AWS_EC2_METADATA_DISABLED", "true").args(args))
+    run_agent(
+        Command::new(agent_bin()?)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .args(args),
+    )
 }
 
 #[test]
@@ -101,26 +160,106 @@ fn bad_input_is_refused_with_the_fix() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let dest = tmp.path().join("out").display().to_string();
     let cases: Vec<(Vec<String>, i32, &str)> = vec![
-        (vec!["disk".into(), "/dev/airf-missing".into(), "--to".into(), dest.clone()], 1, "no such device"),
-        (vec!["disk".into(), tmp.path().display().to_string(), "--to".into(), dest.clone()], 1, "is a directory"),
-        (vec!["disk".into(), "/dev/null".into(), "--to".into(), dest.clone()], 1, "character device"),
-        (vec!["disk".into(), "/etc/hostname".into(), "--to".into(), "s3://".into()], 1, "missing bucket"),
-        (vec!["disk".into(), "/etc/hostname".into(), "--to".into(), "ftp://x/y".into()], 1, "unsupported scheme"),
-        (vec!["disk".into(), "/etc/hostname".into(), "--to".into(), "/etc/hostname".into()], 1, "not a directory"),
-        (vec!["disk".into(), "/etc/hostname".into(), "--to".into(), dest.clone(), "--part-size".into(), "1MiB".into()], 1, "5 MiB to 5 GiB"),
+        (
+            vec![
+                "disk".into(),
+                "/dev/airf-missing".into(),
+                "--to".into(),
+                dest.clone(),
+            ],
+            1,
+            "no such device",
+        ),
+        (
+            vec![
+                "disk".into(),
+                tmp.path().display().to_string(),
+                "--to".into(),
+                dest.clone(),
+            ],
+            1,
+            "is a directory",
+        ),
+        (
+            vec![
+                "disk".into(),
+                "/dev/null".into(),
+                "--to".into(),
+                dest.clone(),
+            ],
+            1,
+            "character device",
+        ),
+        (
+            vec![
+                "disk".into(),
+                "/etc/hostname".into(),
+                "--to".into(),
+                "s3://".into(),
+            ],
+            1,
+            "missing bucket",
+        ),
+        (
+            vec![
+                "disk".into(),
+                "/etc/hostname".into(),
+                "--to".into(),
+                "ftp://x/y".into(),
+            ],
+            1,
+            "unsupported scheme",
+        ),
+        (
+            vec![
+                "disk".into(),
+                "/etc/hostname".into(),
+                "--to".into(),
+                "/etc/hostname".into(),
+            ],
+            1,
+            "not a directory",
+        ),
+        (
+            vec![
+                "disk".into(),
+                "/etc/hostname".into(),
+                "--to".into(),
+                dest.clone(),
+                "--part-size".into(),
+                "1MiB".into(),
+            ],
+            1,
+            "5 MiB to 5 GiB",
+        ),
         (vec!["disk".into(), "/etc/hostname".into()], 2, "--to"),
-        (vec!["verify".into(), "s3://bucket-only".into()], 2, "s3://BUCKET/KEY"),
+        (
+            vec!["verify".into(), "s3://bucket-only".into()],
+            2,
+            "s3://BUCKET/KEY",
+        ),
     ];
     for (args, code, words) in cases {
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let run = agent(&refs)?;
-        ensure!(run.code == code, "{args:?}: exit {} not {code}\n{}", run.code, run.stderr);
-        ensure!(run.stderr.contains(words), "{args:?}: stderr lacks {words:?}:\n{}", run.stderr);
+        ensure!(
+            run.code == code,
+            "{args:?}: exit {} not {code}\n{}",
+            run.code,
+            run.stderr
+        );
+        ensure!(
+            run.stderr.contains(words),
+            "{args:?}: stderr lacks {words:?}:\n{}",
+            run.stderr
+        );
         if code == 1 {
             ensure!(run.json["status"] == "failed", "{args:?}: {}", run.stdout);
         }
     }
-    ensure!(!tmp.path().join("out").exists() || std::fs::read_dir(tmp.path().join("out"))?.count() == 0);
+    ensure!(
+        !tmp.path().join("out").exists() || std::fs::read_dir(tmp.path().join("out"))?.count() == 0
+    );
     Ok(())
 }
 
@@ -130,7 +269,10 @@ fn unreadable_file_names_root() -> Result<()> {
     let secret = tmp.path().join("secret.img");
     std::fs::write(&secret, [0u8; 4096])?;
     std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-    std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    std::fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )?;
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(agent_bin()?)
@@ -140,23 +282,49 @@ fn unreadable_file_names_root() -> Result<()> {
         .context("setpriv (util-linux)")?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     ensure!(out.status.code() == Some(1), "{stderr}");
-    ensure!(stderr.contains("permission denied") && stderr.contains("root"), "{stderr}");
+    ensure!(
+        stderr.contains("permission denied") && stderr.contains("root"),
+        "{stderr}"
+    );
     Ok(())
 }
 
 #[test]
 fn unknown_bucket_and_bad_credentials_fail_before_reading() -> Result<()> {
     let server = S3Server::start(ServerKind::Garage)?;
-    let run = run_agent(server.command(agent_bin()?).args(["disk", "/etc/hostname", "--to", "s3://no-such-bucket-airf/x/", "--json"]))?;
+    let run = run_agent(server.command(agent_bin()?).args([
+        "disk",
+        "/etc/hostname",
+        "--to",
+        "s3://no-such-bucket-airf/x/",
+        "--json",
+    ]))?;
     ensure!(run.code == 1, "{run:?}");
-    ensure!(run.stderr.contains("NoSuchBucket") && run.stderr.contains("create the bucket"), "{}", run.stderr);
-    ensure!(run.json["sources"][0]["raw_size"] == 0, "nothing should be read: {}", run.stdout);
+    ensure!(
+        run.stderr.contains("NoSuchBucket") && run.stderr.contains("create the bucket"),
+        "{}",
+        run.stderr
+    );
+    ensure!(
+        run.json["sources"][0]["raw_size"] == 0,
+        "nothing should be read: {}",
+        run.stdout
+    );
 
     let run = run_agent(
         server
             .command(agent_bin()?)
-            .env("AWS_SECRET_ACCESS_KEY", "0000000000000000000000000000000000000000000000000000000000000000")
-            .args(["disk", "/etc/hostname", "--to", &format!("s3://{}/x/", server.bucket), "--json"]),
+            .env(
+                "AWS_SECRET_ACCESS_KEY",
+                "0000000000000000000000000000000000000000000000000000000000000000",
+            )
+            .args([
+                "disk",
+                "/etc/hostname",
+                "--to",
+                &format!("s3://{}/x/", server.bucket),
+                "--json",
+            ]),
     )?;
     ensure!(run.code == 1, "{run:?}");
     ensure!(run.stderr.contains("credentials"), "{}", run.stderr);

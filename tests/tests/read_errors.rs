@@ -3,6 +3,11 @@
 //! with read errors" with exit status 3. (The same on a real kernel block device with qemu
 //! blkdebug is in the VM tests.)
 
+#![expect(
+    clippy::indexing_slicing,
+    reason = "serde_json::Value indexing yields Null, it never panics"
+)]
+
 use std::io;
 use std::sync::Arc;
 
@@ -37,15 +42,33 @@ impl ReadAt for FaultyDisk {
         if self.bad.iter().any(|s| (first..=last).contains(s)) {
             return Err(io::Error::from_raw_os_error(5));
         }
-        let src = self.data.get(offset as usize..end as usize).unwrap_or_default();
-        buf.get_mut(..src.len()).unwrap_or_default().copy_from_slice(src);
+        let src = self
+            .data
+            .get(offset as usize..end as usize)
+            .unwrap_or_default();
+        buf.get_mut(..src.len())
+            .unwrap_or_default()
+            .copy_from_slice(src);
         Ok(src.len())
     }
 }
 
 fn client(server: &S3Server, rt: &tokio::runtime::Runtime) -> aws_sdk_s3::Client {
-    let get = |k: &str| server.env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
-    let creds = aws_sdk_s3::config::Credentials::new(get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY"), None, None, "test");
+    let get = |k: &str| {
+        server
+            .env
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let creds = aws_sdk_s3::config::Credentials::new(
+        get("AWS_ACCESS_KEY_ID"),
+        get("AWS_SECRET_ACCESS_KEY"),
+        None,
+        None,
+        "test",
+    );
     let conf = aws_sdk_s3::config::Builder::new()
         .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
         .region(aws_sdk_s3::config::Region::new(get("AWS_REGION")))
@@ -60,12 +83,20 @@ fn client(server: &S3Server, rt: &tokio::runtime::Runtime) -> aws_sdk_s3::Client
 #[test]
 fn unreadable_sectors_are_zero_filled_listed_and_reported() -> Result<()> {
     let server = S3Server::start(ServerKind::Garage)?;
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     let size = 24usize << 20;
-    let data: Vec<u8> = (0..size).map(|i| (i % 253) as u8 ^ (i >> 16) as u8).collect();
+    let data: Vec<u8> = (0..size)
+        .map(|i| (i % 253) as u8 ^ (i >> 16) as u8)
+        .collect();
     // Sectors in three frames, including a run of four and a frame's very last sector.
     let bad: Vec<u64> = vec![100, 8191, 8192, 8193, 8194, 20_000, 49_151];
-    let disk = FaultyDisk { data: data.clone(), bad: bad.clone() };
+    let disk = FaultyDisk {
+        data: data.clone(),
+        bad: bad.clone(),
+    };
     let facts = DiskFacts {
         path: "/dev/faulty".into(),
         canonical_path: "/dev/faulty".into(),
@@ -79,21 +110,39 @@ fn unreadable_sectors_are_zero_filled_listed_and_reported() -> Result<()> {
         loop_backing_file: None,
     };
     let set = EvidenceSet::new(
-        DestSpec::S3 { bucket: server.bucket.clone(), prefix: "eio".into() },
+        DestSpec::S3 {
+            bucket: server.bucket.clone(),
+            prefix: "eio".into(),
+        },
         Some((client(&server, &rt), rt.handle().clone())),
-        UploadSettings { concurrency: 2, sse_kms_key_id: None, abort_deadline: std::time::Duration::from_secs(5) },
+        UploadSettings {
+            concurrency: 2,
+            sse_kms_key_id: None,
+            abort_deadline: std::time::Duration::from_secs(5),
+        },
         "IR-EIO",
         "host",
         time::OffsetDateTime::now_utc(),
     );
     let settings = AcquireSettings {
         case: "IR-EIO".into(),
-        pipeline: PipelineConfig { frame_size: 4 << 20, level: 1, threads: 2 },
+        pipeline: PipelineConfig {
+            frame_size: 4 << 20,
+            level: 1,
+            threads: 2,
+        },
         part_size: Some(5 << 20),
         progress: ProgressMode::Off,
     };
-    let mut producer = DiskProducer::new(ChunkReader::new(disk, "/dev/faulty", size as u64, SECTOR), None);
-    let host = HostFacts { hostname: "host".into(), kernel_release: "test".into(), ..HostFacts::default() };
+    let mut producer = DiskProducer::new(
+        ChunkReader::new(disk, "/dev/faulty", size as u64, SECTOR),
+        None,
+    );
+    let host = HostFacts {
+        hostname: "host".into(),
+        kernel_release: "test".into(),
+        ..HostFacts::default()
+    };
     let report = acquire(
         &mut producer,
         "/dev/faulty",
@@ -107,35 +156,76 @@ fn unreadable_sectors_are_zero_filled_listed_and_reported() -> Result<()> {
         &settings,
         &Arc::new(Control::default()),
     );
-    ensure!(report.status == Status::CompletedWithReadErrors, "{report:?}");
+    ensure!(
+        report.status == Status::CompletedWithReadErrors,
+        "{report:?}"
+    );
     ensure!(report.unreadable_bytes == (bad.len() * SECTOR) as u64);
-    let run = RunReport::new("disk", "IR-EIO", &set.folder, vec![report.clone()], Vec::new(), 1.0, None);
+    let run = RunReport::new(
+        "disk",
+        "IR-EIO",
+        &set.folder,
+        vec![report.clone()],
+        Vec::new(),
+        1.0,
+        None,
+    );
     ensure!(run.exit_code == exit::READ_ERRORS && run.exit_code == 3);
-    ensure!(run.human_summary().contains("completed with read errors"), "{}", run.human_summary());
+    ensure!(
+        run.human_summary().contains("completed with read errors"),
+        "{}",
+        run.human_summary()
+    );
 
-    let manifest_key = report.manifest.as_ref().and_then(|m| m.key.clone()).context("manifest stored")?;
+    let manifest_key = report
+        .manifest
+        .as_ref()
+        .and_then(|m| m.key.clone())
+        .context("manifest stored")?;
     let manifest: serde_json::Value = serde_json::from_slice(&server.get(&manifest_key)?)?;
     ensure!(manifest["status"] == "completed_with_read_errors");
     let ranges: Vec<(u64, u64, i64)> = manifest["unreadable"]["ranges"]
         .as_array()
         .context("ranges")?
         .iter()
-        .map(|r| (r["offset"].as_u64().unwrap_or(0), r["length"].as_u64().unwrap_or(0), r["errno"].as_i64().unwrap_or(0)))
+        .map(|r| {
+            (
+                r["offset"].as_u64().unwrap_or(0),
+                r["length"].as_u64().unwrap_or(0),
+                r["errno"].as_i64().unwrap_or(0),
+            )
+        })
         .collect();
     let s = SECTOR as u64;
     ensure!(
-        ranges == vec![(100 * s, s, 5), (8191 * s, 4 * s, 5), (20_000 * s, s, 5), (49_151 * s, s, 5)],
+        ranges
+            == vec![
+                (100 * s, s, 5),
+                (8191 * s, 4 * s, 5),
+                (20_000 * s, s, 5),
+                (49_151 * s, s, 5)
+            ],
         "ranges: {ranges:?}"
     );
 
-    let image_key = report.image.as_ref().and_then(|i| i.key.clone()).context("image")?;
+    let image_key = report
+        .image
+        .as_ref()
+        .and_then(|i| i.key.clone())
+        .context("image")?;
     let raw = zstd_decompress(&server.get(&image_key)?)?;
     let mut expected = data;
     for sector in &bad {
         let at = *sector as usize * SECTOR;
-        expected.get_mut(at..at + SECTOR).unwrap_or_default().fill(0);
+        expected
+            .get_mut(at..at + SECTOR)
+            .unwrap_or_default()
+            .fill(0);
     }
-    ensure!(raw == expected, "image differs from the source with bad sectors zeroed");
+    ensure!(
+        raw == expected,
+        "image differs from the source with bad sectors zeroed"
+    );
     ensure!(manifest["raw"]["sha256"] == sha256(&expected).as_str());
     ensure!(server.open_uploads()?.is_empty());
     Ok(())
