@@ -7,7 +7,9 @@ use std::time::Instant;
 
 use crate::destination::EvidenceSet;
 use crate::host::HostFacts;
-use crate::manifest::{AgentFootprint, CompressedFacts, EvidenceStatus, Manifest, RawFacts, SourceFacts, Tool};
+use crate::manifest::{
+    AgentFootprint, CompressedFacts, EvidenceStatus, Manifest, RawFacts, SourceFacts, Tool,
+};
 use crate::pipeline::{self, Control, PipelineConfig, ProduceError, Producer};
 use crate::report::{SourceReport, Status};
 use crate::source::ReadAt;
@@ -45,7 +47,12 @@ pub struct DiskProducer<R> {
 impl<R: ReadAt> DiskProducer<R> {
     /// Wraps a chunk reader; `drop_cache`, when given, gets POSIX_FADV_DONTNEED after each read.
     pub fn new(reader: ChunkReader<R>, drop_cache: Option<std::fs::File>) -> Self {
-        Self { reader, offset: 0, bad: BadRanges::default(), drop_cache }
+        Self {
+            reader,
+            offset: 0,
+            bad: BadRanges::default(),
+            drop_cache,
+        }
     }
 }
 
@@ -87,7 +94,14 @@ pub fn disk_object_stem(disk: &Disk) -> String {
 }
 
 /// Acquires one disk into `set` as `<stem>.raw.zst` + `<stem>.manifest.json`.
-pub fn acquire_disk(disk: Disk, stem: &str, set: &EvidenceSet, host: &HostFacts, settings: &AcquireSettings, control: &Arc<Control>) -> SourceReport {
+pub fn acquire_disk(
+    disk: Disk,
+    stem: &str,
+    set: &EvidenceSet,
+    host: &HostFacts,
+    settings: &AcquireSettings,
+    control: &Arc<Control>,
+) -> SourceReport {
     let label = disk.facts.path.display().to_string();
     let size = disk.facts.size;
     let sector = disk.facts.sector_size as usize;
@@ -95,7 +109,19 @@ pub fn acquire_disk(disk: Disk, stem: &str, set: &EvidenceSet, host: &HostFacts,
     let cache_handle = disk.file.try_clone().ok();
     let reader = ChunkReader::new(disk.file, label.clone(), size, sector);
     let mut producer = DiskProducer::new(reader, cache_handle);
-    acquire(&mut producer, &label, "disk", stem, "raw.zst", Some(size), facts, set, host, settings, control)
+    acquire(
+        &mut producer,
+        &label,
+        "disk",
+        stem,
+        "raw.zst",
+        Some(size),
+        facts,
+        set,
+        host,
+        settings,
+        control,
+    )
 }
 
 /// Acquires any evidence stream.
@@ -167,7 +193,11 @@ pub fn acquire(
         Ok(o) => o,
         Err(e) => {
             let interrupted = matches!(e, pipeline::PipelineError::Cancelled);
-            report.status = if interrupted { Status::Interrupted } else { Status::Failed };
+            report.status = if interrupted {
+                Status::Interrupted
+            } else {
+                Status::Failed
+            };
             report.error = Some(e.to_string());
             report.raw_size = control.raw_read.load(Ordering::Relaxed);
             report.cleanup = Some(sink.abort());
@@ -183,7 +213,11 @@ pub fn acquire(
         }
     };
     let unreadable = producer.unreadable();
-    let status = if unreadable.is_empty() { EvidenceStatus::Complete } else { EvidenceStatus::CompletedWithReadErrors };
+    let status = if unreadable.is_empty() {
+        EvidenceStatus::Complete
+    } else {
+        EvidenceStatus::CompletedWithReadErrors
+    };
     report.raw_size = output.raw_size;
     report.raw_sha256 = Some(output.raw_sha256.clone());
     report.compressed_size = output.compressed_size;
@@ -201,7 +235,10 @@ pub fn acquire(
         source: facts,
         started_at,
         finished_at: time::OffsetDateTime::now_utc(),
-        raw: RawFacts { size: output.raw_size, sha256: output.raw_sha256 },
+        raw: RawFacts {
+            size: output.raw_size,
+            sha256: output.raw_sha256,
+        },
         compressed: CompressedFacts {
             format: "zstd-seekable".into(),
             size: output.compressed_size,
@@ -212,7 +249,10 @@ pub fn acquire(
         },
         image,
         unreadable,
-        agent: AgentFootprint { peak_rss_bytes: peak_rss_bytes(), threads: settings.pipeline.threads },
+        agent: AgentFootprint {
+            peak_rss_bytes: peak_rss_bytes(),
+            threads: settings.pipeline.threads,
+        },
     };
     let json = manifest.to_json();
     match set.put_file(&format!("{stem}.manifest.json"), json, "application/json") {
@@ -220,7 +260,9 @@ pub fn acquire(
         Ok(None) => report.manifest_inline = serde_json::to_value(&manifest).ok(),
         Err(e) => {
             // The image is whole, but without its manifest nobody can prove it: report failure.
-            report.error = Some(format!("the image was stored but its manifest was not: {e}"));
+            report.error = Some(format!(
+                "the image was stored but its manifest was not: {e}"
+            ));
             return finish(report);
         }
     }

@@ -35,7 +35,9 @@ pub enum DestSpec {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DestError {
     /// Syntax problem.
-    #[error("--to {given:?}: {problem}; use s3://BUCKET/PREFIX/, a local directory, or - for stdout")]
+    #[error(
+        "--to {given:?}: {problem}; use s3://BUCKET/PREFIX/, a local directory, or - for stdout"
+    )]
     Invalid {
         /// What was given.
         given: String,
@@ -48,7 +50,10 @@ impl FromStr for DestSpec {
     type Err = DestError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let invalid = |problem: &str| DestError::Invalid { given: s.to_owned(), problem: problem.to_owned() };
+        let invalid = |problem: &str| DestError::Invalid {
+            given: s.to_owned(),
+            problem: problem.to_owned(),
+        };
         if s == "-" {
             return Ok(Self::Stdout);
         }
@@ -62,13 +67,20 @@ impl FromStr for DestSpec {
             }
             let valid = bucket.len() >= 3
                 && bucket.len() <= 63
-                && bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+                && bucket
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
                 && !bucket.starts_with(['-', '.'])
                 && !bucket.ends_with(['-', '.']);
             if !valid {
-                return Err(invalid("not a valid S3 bucket name (3-63 lowercase letters, digits, '-' or '.')"));
+                return Err(invalid(
+                    "not a valid S3 bucket name (3-63 lowercase letters, digits, '-' or '.')",
+                ));
             }
-            return Ok(Self::S3 { bucket: bucket.to_owned(), prefix: prefix.trim_matches('/').to_owned() });
+            return Ok(Self::S3 {
+                bucket: bucket.to_owned(),
+                prefix: prefix.trim_matches('/').to_owned(),
+            });
         }
         if let Some((scheme, _)) = s.split_once("://") {
             return Err(invalid(&format!("unsupported scheme {scheme}://")));
@@ -126,13 +138,23 @@ impl EvidenceSet {
         host: &str,
         started: time::OffsetDateTime,
     ) -> Self {
-        let leaf = format!("{}/{}/{}", crate::host::sanitize(case), crate::host::sanitize(host), folder_timestamp(started));
+        let leaf = format!(
+            "{}/{}/{}",
+            crate::host::sanitize(case),
+            crate::host::sanitize(host),
+            folder_timestamp(started)
+        );
         let folder = match &spec {
             DestSpec::S3 { prefix, .. } if !prefix.is_empty() => format!("{prefix}/{leaf}"),
             DestSpec::Dir(dir) => dir.join(&leaf).display().to_string(),
             _ => leaf,
         };
-        Self { spec, s3, settings, folder }
+        Self {
+            spec,
+            s3,
+            settings,
+            folder,
+        }
     }
 
     /// The parsed destination.
@@ -143,7 +165,9 @@ impl EvidenceSet {
     fn s3(&self) -> Result<(&Client, &Handle, &str), SinkError> {
         match (&self.spec, &self.s3) {
             (DestSpec::S3 { bucket, .. }, Some((c, h))) => Ok((c, h, bucket.as_str())),
-            _ => Err(SinkError::S3("internal: S3 destination without a client".into())),
+            _ => Err(SinkError::S3(
+                "internal: S3 destination without a client".into(),
+            )),
         }
     }
 
@@ -151,7 +175,9 @@ impl EvidenceSet {
     pub fn open_image(&self, name: &str, part_size: u64) -> Result<Box<dyn ImageSink>, SinkError> {
         match &self.spec {
             DestSpec::Stdout => Ok(Box::new(StdoutSink::default())),
-            DestSpec::Dir(_) => Ok(Box::new(FileSink::create(&PathBuf::from(&self.folder).join(name))?)),
+            DestSpec::Dir(_) => Ok(Box::new(FileSink::create(
+                &PathBuf::from(&self.folder).join(name),
+            )?)),
             DestSpec::S3 { .. } => {
                 let (client, rt, bucket) = self.s3()?;
                 let target = S3Target {
@@ -162,25 +188,46 @@ impl EvidenceSet {
                     sse_kms_key_id: self.settings.sse_kms_key_id.clone(),
                     abort_deadline: self.settings.abort_deadline,
                 };
-                Ok(Box::new(S3Sink::create(client.clone(), rt.clone(), target)?))
+                Ok(Box::new(S3Sink::create(
+                    client.clone(),
+                    rt.clone(),
+                    target,
+                )?))
             }
         }
     }
 
     /// Stores a small file (manifest, artifact) of the set. Returns None for stdout, which has
     /// nowhere to put it.
-    pub fn put_file(&self, name: &str, bytes: Vec<u8>, content_type: &str) -> Result<Option<StoredObject>, SinkError> {
+    pub fn put_file(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+        content_type: &str,
+    ) -> Result<Option<StoredObject>, SinkError> {
         match &self.spec {
             DestSpec::Stdout => Ok(None),
             DestSpec::Dir(_) => {
                 let path = PathBuf::from(&self.folder).join(name);
                 write_atomic(&path, &bytes)?;
-                Ok(Some(StoredObject { location: path.display().to_string(), ..StoredObject::default() }))
+                Ok(Some(StoredObject {
+                    location: path.display().to_string(),
+                    ..StoredObject::default()
+                }))
             }
             DestSpec::S3 { .. } => {
                 let (client, rt, bucket) = self.s3()?;
                 let key = format!("{}/{name}", self.folder);
-                put_small(client, rt, bucket, &key, bytes, content_type, self.settings.sse_kms_key_id.as_deref()).map(Some)
+                put_small(
+                    client,
+                    rt,
+                    bucket,
+                    &key,
+                    bytes,
+                    content_type,
+                    self.settings.sse_kms_key_id.as_deref(),
+                )
+                .map(Some)
             }
         }
     }
@@ -195,10 +242,22 @@ mod tests {
         assert_eq!("-".parse(), Ok(DestSpec::Stdout));
         assert_eq!(
             "s3://forensics-bucket/evidence/".parse(),
-            Ok(DestSpec::S3 { bucket: "forensics-bucket".into(), prefix: "evidence".into() })
+            Ok(DestSpec::S3 {
+                bucket: "forensics-bucket".into(),
+                prefix: "evidence".into()
+            })
         );
-        assert_eq!("s3://forensics-bucket".parse(), Ok(DestSpec::S3 { bucket: "forensics-bucket".into(), prefix: String::new() }));
-        assert_eq!("/tmp/airf-evidence-x".parse(), Ok(DestSpec::Dir("/tmp/airf-evidence-x".into())));
+        assert_eq!(
+            "s3://forensics-bucket".parse(),
+            Ok(DestSpec::S3 {
+                bucket: "forensics-bucket".into(),
+                prefix: String::new()
+            })
+        );
+        assert_eq!(
+            "/tmp/airf-evidence-x".parse(),
+            Ok(DestSpec::Dir("/tmp/airf-evidence-x".into()))
+        );
     }
 
     #[test]
@@ -211,17 +270,31 @@ mod tests {
             ("/etc/hostname", "not a directory"),
             ("", "empty"),
         ] {
-            let err = bad.parse::<DestSpec>().err().map(|e| e.to_string()).unwrap_or_default();
-            assert!(err.contains(words) && err.contains("s3://BUCKET/PREFIX/"), "{bad}: {err}");
+            let err = bad
+                .parse::<DestSpec>()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                err.contains(words) && err.contains("s3://BUCKET/PREFIX/"),
+                "{bad}: {err}"
+            );
         }
     }
 
     #[test]
     fn folder_layout() {
         let t = time::macros::datetime!(2026-11-28 15:30:00 UTC);
-        let settings = UploadSettings { concurrency: 1, sse_kms_key_id: None, abort_deadline: std::time::Duration::ZERO };
+        let settings = UploadSettings {
+            concurrency: 1,
+            sse_kms_key_id: None,
+            abort_deadline: std::time::Duration::ZERO,
+        };
         let set = EvidenceSet::new(
-            DestSpec::S3 { bucket: "b".into(), prefix: "p/q".into() },
+            DestSpec::S3 {
+                bucket: "b".into(),
+                prefix: "p/q".into(),
+            },
             None,
             settings,
             "IR 42",

@@ -49,7 +49,10 @@ pub struct Ec2Identity {
 impl HostFacts {
     /// The name evidence is filed under: the instance id on EC2, else the hostname.
     pub fn evidence_name(&self) -> String {
-        let name = self.ec2.as_ref().map_or(self.hostname.as_str(), |e| e.instance_id.as_str());
+        let name = self
+            .ec2
+            .as_ref()
+            .map_or(self.hostname.as_str(), |e| e.instance_id.as_str());
         sanitize(name)
     }
 }
@@ -58,7 +61,13 @@ impl HostFacts {
 pub fn sanitize(name: &str) -> String {
     let s: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let s = s.trim_matches('.').to_owned();
     if s.is_empty() { "unknown".into() } else { s }
@@ -72,20 +81,30 @@ pub async fn gather() -> HostFacts {
             .ok()
             .and_then(|h| h.into_string().ok())
             .unwrap_or_else(|| "unknown".into()),
-        kernel_release: uname.map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default(),
+        kernel_release: uname
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default(),
         boot_id: read_trimmed("/proc/sys/kernel/random/boot_id"),
         uptime_seconds: read_trimmed("/proc/uptime")
             .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok())),
-        ec2: if imds_wanted() { ec2_identity().await } else { None },
+        ec2: if imds_wanted() {
+            ec2_identity().await
+        } else {
+            None
+        },
     }
 }
 
 fn read_trimmed(path: &str) -> Option<String> {
-    std::fs::read_to_string(path).ok().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
 }
 
 fn imds_wanted() -> bool {
-    let disabled = std::env::var("AWS_EC2_METADATA_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true"));
+    let disabled =
+        std::env::var("AWS_EC2_METADATA_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true"));
     if disabled {
         return false;
     }
@@ -113,7 +132,10 @@ async fn ec2_identity() -> Option<Ec2Identity> {
         .read_timeout(Duration::from_secs(2))
         .max_attempts(2)
         .build();
-    let doc = client.get("/latest/dynamic/instance-identity/document").await.ok()?;
+    let doc = client
+        .get("/latest/dynamic/instance-identity/document")
+        .await
+        .ok()?;
     parse_identity(doc.as_ref())
 }
 
@@ -157,7 +179,11 @@ mod tests {
     fn ec2_detection() {
         assert!(looks_like_ec2(Some("Amazon EC2"), None, None));
         assert!(looks_like_ec2(None, Some("i-0123"), None));
-        assert!(looks_like_ec2(None, None, Some("EC2E1916-9099-7CAF-FD21-012345ABCDEF")));
+        assert!(looks_like_ec2(
+            None,
+            None,
+            Some("EC2E1916-9099-7CAF-FD21-012345ABCDEF")
+        ));
         assert!(!looks_like_ec2(Some("QEMU"), Some("none"), None));
     }
 

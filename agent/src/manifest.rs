@@ -32,7 +32,10 @@ pub struct Tool {
 
 impl Default for Tool {
     fn default() -> Self {
-        Self { name: "airf-agent".into(), version: env!("CARGO_PKG_VERSION").into() }
+        Self {
+            name: "airf-agent".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }
     }
 }
 
@@ -121,7 +124,9 @@ pub enum ManifestError {
     #[error("not a valid airf manifest: {0}")]
     Invalid(#[from] serde_json::Error),
     /// Written by a newer agent.
-    #[error("manifest schema version {0} is newer than this agent understands ({SCHEMA_VERSION}); use a newer airf-agent")]
+    #[error(
+        "manifest schema version {0} is newer than this agent understands ({SCHEMA_VERSION}); use a newer airf-agent"
+    )]
     TooNew(u32),
 }
 
@@ -156,7 +161,11 @@ pub(crate) mod tests {
             case: "IR-1".into(),
             kind: "disk".into(),
             status: EvidenceStatus::Complete,
-            host: HostFacts { hostname: "h".into(), kernel_release: "6.1".into(), ..HostFacts::default() },
+            host: HostFacts {
+                hostname: "h".into(),
+                kernel_release: "6.1".into(),
+                ..HostFacts::default()
+            },
             source: SourceFacts::Disk(DiskFacts {
                 path: "/dev/loop0".into(),
                 canonical_path: "/dev/loop0".into(),
@@ -171,7 +180,10 @@ pub(crate) mod tests {
             }),
             started_at: time::OffsetDateTime::UNIX_EPOCH,
             finished_at: time::OffsetDateTime::UNIX_EPOCH,
-            raw: RawFacts { size: 10, sha256: "00".repeat(32) },
+            raw: RawFacts {
+                size: 10,
+                sha256: "00".repeat(32),
+            },
             compressed: CompressedFacts {
                 format: "zstd-seekable".into(),
                 size: 5,
@@ -180,9 +192,15 @@ pub(crate) mod tests {
                 frame_size: 4 << 20,
                 frames: 1,
             },
-            image: StoredObject { location: "x".into(), ..StoredObject::default() },
+            image: StoredObject {
+                location: "x".into(),
+                ..StoredObject::default()
+            },
             unreadable: BadRanges::default(),
-            agent: AgentFootprint { peak_rss_bytes: 1, threads: 2 },
+            agent: AgentFootprint {
+                peak_rss_bytes: 1,
+                threads: 2,
+            },
         }
     }
 
@@ -197,7 +215,10 @@ pub(crate) mod tests {
     fn newer_schema_is_refused() {
         let mut m = sample();
         m.schema_version = SCHEMA_VERSION + 1;
-        assert!(matches!(Manifest::parse(&m.to_json()), Err(ManifestError::TooNew(_))));
+        assert!(matches!(
+            Manifest::parse(&m.to_json()),
+            Err(ManifestError::TooNew(_))
+        ));
     }
 
     proptest! {

@@ -15,8 +15,12 @@ const PLANNED_PARTS: u64 = 9_000;
 /// (incompressible data grows slightly), seek table included.
 pub fn compressed_bound(raw: u64, frame: u64) -> u64 {
     let frames = raw.div_ceil(frame.max(1));
-    let per_frame = zstd::zstd_safe::compress_bound(usize::try_from(frame).unwrap_or(usize::MAX)) as u64;
-    frames.saturating_mul(per_frame).saturating_add(frames.saturating_mul(8)).saturating_add(17)
+    let per_frame =
+        zstd::zstd_safe::compress_bound(usize::try_from(frame).unwrap_or(usize::MAX)) as u64;
+    frames
+        .saturating_mul(per_frame)
+        .saturating_add(frames.saturating_mul(8))
+        .saturating_add(17)
 }
 
 /// Why a part size cannot work.
@@ -26,7 +30,9 @@ pub enum PartSizeError {
     #[error("--part-size {0} is outside S3's limits (5 MiB to 5 GiB)")]
     OutOfRange(u64),
     /// Too small for this source.
-    #[error("--part-size {given} would need more than 10,000 parts for this {raw}-byte source; use at least {needed} bytes or leave --part-size unset")]
+    #[error(
+        "--part-size {given} would need more than 10,000 parts for this {raw}-byte source; use at least {needed} bytes or leave --part-size unset"
+    )]
     TooSmall {
         /// Requested.
         given: u64,
@@ -43,14 +49,22 @@ pub enum PartSizeError {
 /// The part size for a source of `raw` bytes (None = unknown), honouring a requested size.
 pub fn choose(raw: Option<u64>, frame: u64, requested: Option<u64>) -> Result<u64, PartSizeError> {
     let bound = raw.map(|r| compressed_bound(r, frame));
-    let needed = bound.map_or(MIN_PART, |b| b.div_ceil(PLANNED_PARTS).next_multiple_of(1 << 20).max(MIN_PART));
+    let needed = bound.map_or(MIN_PART, |b| {
+        b.div_ceil(PLANNED_PARTS)
+            .next_multiple_of(1 << 20)
+            .max(MIN_PART)
+    });
     if needed > MAX_PART {
         return Err(PartSizeError::SourceTooLarge(raw.unwrap_or(0)));
     }
     match requested {
         Some(p) if !(MIN_PART..=MAX_PART).contains(&p) => Err(PartSizeError::OutOfRange(p)),
         Some(p) => match bound {
-            Some(b) if b.div_ceil(p) > MAX_PARTS => Err(PartSizeError::TooSmall { given: p, raw: raw.unwrap_or(0), needed }),
+            Some(b) if b.div_ceil(p) > MAX_PARTS => Err(PartSizeError::TooSmall {
+                given: p,
+                raw: raw.unwrap_or(0),
+                needed,
+            }),
             _ => Ok(p),
         },
         None if raw.is_none() => Ok(64 << 20),
@@ -79,9 +93,18 @@ mod tests {
 
     #[test]
     fn bad_requests_are_refused() {
-        assert_eq!(choose(Some(1 << 30), FRAME, Some(1 << 20)), Err(PartSizeError::OutOfRange(1 << 20)));
-        assert!(matches!(choose(Some(1 << 40), FRAME, Some(MIN_PART)), Err(PartSizeError::TooSmall { .. })));
-        assert!(matches!(choose(Some(60 << 40), FRAME, None), Err(PartSizeError::SourceTooLarge(_))));
+        assert_eq!(
+            choose(Some(1 << 30), FRAME, Some(1 << 20)),
+            Err(PartSizeError::OutOfRange(1 << 20))
+        );
+        assert!(matches!(
+            choose(Some(1 << 40), FRAME, Some(MIN_PART)),
+            Err(PartSizeError::TooSmall { .. })
+        ));
+        assert!(matches!(
+            choose(Some(60 << 40), FRAME, None),
+            Err(PartSizeError::SourceTooLarge(_))
+        ));
     }
 
     proptest! {

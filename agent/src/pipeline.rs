@@ -24,8 +24,18 @@ use crate::seekable::{FrameCompressor, FrameTooLarge, SeekTable};
 use crate::sink::{ImageSink, SinkError};
 use crate::source::resilient::ReadError;
 
-/// Default uncompressed size of one seekable frame (and of one read).
-pub const DEFAULT_FRAME_SIZE: usize = 4 << 20;
+/// Default uncompressed size of one seekable frame (and of one read). 2 MiB reads are still
+/// large sequential I/O, zstd level 1's window is smaller than that anyway, and every frame
+/// buffer counts against the agent's memory bound several times over.
+pub const DEFAULT_FRAME_SIZE: usize = 2 << 20;
+
+/// Default compression threads: enough to outrun SHA-256 (the sequential ceiling) without
+/// letting buffers grow with the core count of a large instance.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(4)
+}
 
 /// Something that fills buffers with the evidence stream, front to back.
 pub trait Producer: Send {
@@ -141,8 +151,10 @@ pub fn run(
     }
     let (hash_tx, hash_rx) = bounded::<Arc<Chunk>>(pool_size);
     let (work_tx, work_rx) = bounded::<Arc<Chunk>>(pool_size);
-    let (frame_tx, frame_rx) = bounded::<Result<Frame, String>>(threads);
-    let (spare_tx, spare_rx) = bounded::<Vec<u8>>(threads);
+    // Compressed frames wait in a short queue; one spare output buffer is recycled, the rest
+    // are freed, so compressed buffers stay near `threads + 3` frames.
+    let (frame_tx, frame_rx) = bounded::<Result<Frame, String>>(1);
+    let (spare_tx, spare_rx) = bounded::<Vec<u8>>(1);
     let stop_flag = AtomicBool::new(false);
     let stop = &stop_flag;
     let frame_size = cfg.frame_size;
@@ -150,9 +162,13 @@ pub fn run(
     std::thread::scope(|s| {
         // The reader owns the only senders of the hash and work channels, so both close (and
         // the downstream threads finish) as soon as it returns.
-        let reader = std::thread::Builder::new().name("airf-read".into()).spawn_scoped(s, move || {
-            read_loop(producer, frame_size, &pool_rx, &pool_tx, &hash_tx, &work_tx, control, stop)
-        });
+        let reader = std::thread::Builder::new()
+            .name("airf-read".into())
+            .spawn_scoped(s, move || {
+                read_loop(
+                    producer, frame_size, &pool_rx, &pool_tx, &hash_tx, &work_tx, control, stop,
+                )
+            });
         let hasher = std::thread::Builder::new()
             .name("airf-sha256".into())
             .spawn_scoped(s, move || hash_loop(&hash_rx));
@@ -192,7 +208,9 @@ pub fn run(
         sink.write(&tail)?;
         compressed_hash.update(&tail);
         let compressed_size = compressed_size + tail.len() as u64;
-        control.compressed_written.store(compressed_size, Ordering::Relaxed);
+        control
+            .compressed_written
+            .store(compressed_size, Ordering::Relaxed);
         Ok(PipelineOutput {
             raw_size: raw.1,
             raw_sha256: hex::encode(raw.0),
@@ -234,7 +252,11 @@ fn read_loop(
         }
         data.truncate(n);
         control.raw_read.fetch_add(n as u64, Ordering::Relaxed);
-        let chunk = Arc::new(Chunk { seq, data, pool: pool_tx.clone() });
+        let chunk = Arc::new(Chunk {
+            seq,
+            data,
+            pool: pool_tx.clone(),
+        });
         if hash_tx.send(Arc::clone(&chunk)).is_err() || work_tx.send(chunk).is_err() {
             return Ok(());
         }
@@ -255,7 +277,12 @@ fn hash_loop(rx: &Receiver<Arc<Chunk>>) -> ([u8; 32], u64) {
     (hasher.finalize(), total)
 }
 
-fn compress_loop(level: i32, rx: &Receiver<Arc<Chunk>>, tx: &Sender<Result<Frame, String>>, spare: &Receiver<Vec<u8>>) {
+fn compress_loop(
+    level: i32,
+    rx: &Receiver<Arc<Chunk>>,
+    tx: &Sender<Result<Frame, String>>,
+    spare: &Receiver<Vec<u8>>,
+) {
     let mut compressor = match FrameCompressor::new(level) {
         Ok(c) => c,
         Err(e) => {
@@ -267,7 +294,11 @@ fn compress_loop(level: i32, rx: &Receiver<Arc<Chunk>>, tx: &Sender<Result<Frame
         let mut out = spare.try_recv().unwrap_or_default();
         let frame = compressor
             .compress_into(&chunk.data, &mut out)
-            .map(|()| Frame { seq: chunk.seq, raw_len: chunk.data.len(), bytes: out })
+            .map(|()| Frame {
+                seq: chunk.seq,
+                raw_len: chunk.data.len(),
+                bytes: out,
+            })
             .map_err(|e| e.to_string());
         drop(chunk);
         if tx.send(frame).is_err() {
@@ -328,7 +359,11 @@ mod tests {
     }
 
     fn cfg(threads: usize) -> PipelineConfig {
-        PipelineConfig { frame_size: 64 * 1024, level: 1, threads }
+        PipelineConfig {
+            frame_size: 64 * 1024,
+            level: 1,
+            threads,
+        }
     }
 
     #[test]
@@ -336,14 +371,22 @@ mod tests {
         for (len, threads) in [(0usize, 1usize), (1, 2), (64 * 1024, 3), (1_000_003, 4)] {
             let input = data(len);
             let mut sink = MemorySink::default();
-            let out = run(&mut SliceProducer(&input), &mut sink, &cfg(threads), &Control::default())?;
+            let out = run(
+                &mut SliceProducer(&input),
+                &mut sink,
+                &cfg(threads),
+                &Control::default(),
+            )?;
             let mut restored = Vec::new();
             zstd::stream::read::Decoder::new(sink.bytes.as_slice())?.read_to_end(&mut restored)?;
             assert_eq!(restored, input);
             assert_eq!(out.raw_size, len as u64);
             assert_eq!(out.raw_sha256, hex::encode(sha2::Sha256::digest(&input)));
             assert_eq!(out.compressed_size, sink.bytes.len() as u64);
-            assert_eq!(out.compressed_sha256, hex::encode(sha2::Sha256::digest(&sink.bytes)));
+            assert_eq!(
+                out.compressed_sha256,
+                hex::encode(sha2::Sha256::digest(&sink.bytes))
+            );
             assert_eq!(out.frames, len.div_ceil(64 * 1024) as u64);
         }
         Ok(())
@@ -366,7 +409,11 @@ mod tests {
         let err = run(&mut Failing(0), &mut sink, &cfg(2), &Control::default());
         assert!(matches!(err, Err(PipelineError::Produce(_))));
         // No seek table was written: the stream is visibly incomplete.
-        assert!(!sink.bytes.ends_with(&crate::seekable::SEEKABLE_MAGIC.to_le_bytes()));
+        assert!(
+            !sink
+                .bytes
+                .ends_with(&crate::seekable::SEEKABLE_MAGIC.to_le_bytes())
+        );
     }
 
     #[test]

@@ -51,18 +51,31 @@ pub fn human_bytes(n: u64) -> String {
         unit += 1;
     }
     let name = UNITS.get(unit).copied().unwrap_or("B");
-    if unit == 0 { format!("{n} B") } else { format!("{v:.1} {name}") }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {name}")
+    }
 }
 
 impl Progress {
     /// Starts showing progress of `label` (total raw bytes `total`, if known).
-    pub fn start(mode: ProgressMode, label: String, total: Option<u64>, control: Arc<Control>) -> Self {
+    pub fn start(
+        mode: ProgressMode,
+        label: String,
+        total: Option<u64>,
+        control: Arc<Control>,
+    ) -> Self {
         let done = Arc::new(AtomicBool::new(false));
         let stop = Arc::clone(&done);
         let thread = match mode {
             ProgressMode::Off => None,
-            ProgressMode::Bar => Some(std::thread::spawn(move || bar(&label, total, &control, &stop))),
-            ProgressMode::Lines(every) => Some(std::thread::spawn(move || lines(&label, total, &control, &stop, every))),
+            ProgressMode::Bar => Some(std::thread::spawn(move || {
+                bar(&label, total, &control, &stop)
+            })),
+            ProgressMode::Lines(every) => Some(std::thread::spawn(move || {
+                lines(&label, total, &control, &stop, every)
+            })),
         };
         Self { done, thread }
     }
@@ -91,7 +104,10 @@ fn bar(label: &str, total: Option<u64>, control: &Control, done: &AtomicBool) {
     pb.set_prefix(label.to_owned());
     while !done.load(Ordering::SeqCst) {
         pb.set_position(control.raw_read.load(Ordering::Relaxed));
-        pb.set_message(format!("→ {}", human_bytes(control.compressed_written.load(Ordering::Relaxed))));
+        pb.set_message(format!(
+            "→ {}",
+            human_bytes(control.compressed_written.load(Ordering::Relaxed))
+        ));
         std::thread::sleep(Duration::from_millis(100));
     }
     pb.set_position(control.raw_read.load(Ordering::Relaxed));
@@ -110,8 +126,13 @@ fn lines(label: &str, total: Option<u64>, control: &Control, done: &AtomicBool, 
         let read = control.raw_read.load(Ordering::Relaxed);
         let secs = start.elapsed().as_secs_f64().max(0.001);
         let rate = read as f64 / secs;
-        let pct = total.filter(|&t| t > 0).map(|t| format!(" ({:.0}%)", read as f64 * 100.0 / t as f64)).unwrap_or_default();
-        let of = total.map(|t| format!(" of {}", human_bytes(t))).unwrap_or_default();
+        let pct = total
+            .filter(|&t| t > 0)
+            .map(|t| format!(" ({:.0}%)", read as f64 * 100.0 / t as f64))
+            .unwrap_or_default();
+        let of = total
+            .map(|t| format!(" of {}", human_bytes(t)))
+            .unwrap_or_default();
         let eta = total
             .filter(|_| rate > 0.0)
             .map(|t| format!(", about {:.0} s left", t.saturating_sub(read) as f64 / rate))

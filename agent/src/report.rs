@@ -104,8 +104,20 @@ pub struct RunReport {
 
 impl RunReport {
     /// Builds the overall report: the worst per-source status wins.
-    pub fn new(command: &str, case: &str, folder: &str, sources: Vec<SourceReport>, errors: Vec<String>, secs: f64, signal: Option<i32>) -> Self {
-        let mut status = sources.iter().map(|s| s.status).max().unwrap_or(Status::Failed);
+    pub fn new(
+        command: &str,
+        case: &str,
+        folder: &str,
+        sources: Vec<SourceReport>,
+        errors: Vec<String>,
+        secs: f64,
+        signal: Option<i32>,
+    ) -> Self {
+        let mut status = sources
+            .iter()
+            .map(|s| s.status)
+            .max()
+            .unwrap_or(Status::Failed);
         if !errors.is_empty() && status < Status::Failed {
             status = Status::Failed;
         }
@@ -142,8 +154,12 @@ impl RunReport {
                     crate::progress::human_bytes(s.unreadable_bytes),
                     s.unreadable_ranges
                 ),
-                Status::Failed => format!("FAILED: {}", s.error.as_deref().unwrap_or("unknown error")),
-                Status::Interrupted => "INTERRUPTED: nothing stored claims to be complete".to_owned(),
+                Status::Failed => {
+                    format!("FAILED: {}", s.error.as_deref().unwrap_or("unknown error"))
+                }
+                Status::Interrupted => {
+                    "INTERRUPTED: nothing stored claims to be complete".to_owned()
+                }
             };
             out.push_str(&format!("{}: {what}\n", s.source));
             if let Some(img) = &s.image {
@@ -157,7 +173,10 @@ impl RunReport {
             }
             if let Some(m) = &s.manifest {
                 out.push_str(&format!("  manifest {}\n", m.location));
-                out.push_str(&format!("  check it with: airf-agent verify {}\n", m.location));
+                out.push_str(&format!(
+                    "  check it with: airf-agent verify {}\n",
+                    m.location
+                ));
             }
             if let Some(h) = &s.raw_sha256 {
                 out.push_str(&format!("  sha256   {h} (raw)\n"));

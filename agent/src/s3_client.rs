@@ -26,7 +26,10 @@ pub struct S3Options {
 /// Builds a client from the default chain plus `opts`.
 pub async fn build(opts: &S3Options) -> Client {
     // The standard AWS_MAX_ATTEMPTS wins over our default, as in every AWS tool.
-    let attempts = std::env::var("AWS_MAX_ATTEMPTS").ok().and_then(|v| v.parse().ok()).unwrap_or(opts.max_attempts);
+    let attempts = std::env::var("AWS_MAX_ATTEMPTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(opts.max_attempts);
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .retry_config(RetryConfig::standard().with_max_attempts(attempts.max(1)))
         .timeout_config(
@@ -72,14 +75,25 @@ where
                 "AccessDenied" | "Forbidden" => {
                     "; the credentials in use (instance role, profile or environment) need s3:PutObject, s3:AbortMultipartUpload and s3:GetObject on that prefix (and kms:GenerateDataKey for --sse-kms-key-id)"
                 }
-                "InvalidAccessKeyId" | "SignatureDoesNotMatch" => "; check the AWS credentials in use (`aws sts get-caller-identity`)",
-                "PermanentRedirect" | "AuthorizationHeaderMalformed" | "IllegalLocationConstraintException" => {
+                "InvalidAccessKeyId" | "SignatureDoesNotMatch" => {
+                    "; check the AWS credentials in use (`aws sts get-caller-identity`)"
+                }
+                "PermanentRedirect"
+                | "AuthorizationHeaderMalformed"
+                | "IllegalLocationConstraintException" => {
                     "; the bucket is in another region: pass --region"
                 }
                 "KMS.NotFoundException" | "KMS.DisabledException" => "; check --sse-kms-key-id",
                 _ => "",
             };
-            format!("S3 {op} on {target} failed: {code}{}{fix}", if msg.is_empty() { String::new() } else { format!(": {msg}") })
+            format!(
+                "S3 {op} on {target} failed: {code}{}{fix}",
+                if msg.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {msg}")
+                }
+            )
         }
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => format!(
             "S3 {op} on {target} failed: cannot reach the S3 endpoint ({}); check the network, --endpoint-url / AWS_ENDPOINT_URL and --region",
@@ -89,7 +103,10 @@ where
             "S3 {op} on {target} failed before sending: {}; check the AWS credentials and region (`aws sts get-caller-identity`)",
             aws_sdk_s3::error::DisplayErrorContext(err)
         ),
-        _ => format!("S3 {op} on {target} failed: {}", aws_sdk_s3::error::DisplayErrorContext(err)),
+        _ => format!(
+            "S3 {op} on {target} failed: {}",
+            aws_sdk_s3::error::DisplayErrorContext(err)
+        ),
     }
 }
 

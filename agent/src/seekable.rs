@@ -125,7 +125,11 @@ mod tests {
                 x ^= x << 13;
                 x ^= x >> 17;
                 x ^= x << 5;
-                if (i / 4096) % 3 == 0 { 0 } else { (x % 16) as u8 + b'a' }
+                if (i / 4096) % 3 == 0 {
+                    0
+                } else {
+                    (x % 16) as u8 + b'a'
+                }
             })
             .collect()
     }
@@ -141,7 +145,8 @@ mod tests {
     }
 
     #[test]
-    fn an_independent_seekable_reader_finds_every_frame() -> Result<(), Box<dyn std::error::Error>> {
+    fn an_independent_seekable_reader_finds_every_frame() -> Result<(), Box<dyn std::error::Error>>
+    {
         let data = sample(1_000_000);
         let frame = 64 * 1024;
         let packed = compress_seekable(&data, frame)?;
@@ -154,7 +159,10 @@ mod tests {
         decoder.seek(SeekFrom::Start(start))?;
         let mut got = vec![0u8; 100_000];
         decoder.read_exact(&mut got)?;
-        assert_eq!(got.as_slice(), data.get(300_000..400_000).unwrap_or_default());
+        assert_eq!(
+            got.as_slice(),
+            data.get(300_000..400_000).unwrap_or_default()
+        );
         Ok(())
     }
 

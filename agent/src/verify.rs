@@ -7,9 +7,9 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use crate::hash::Sha256;
 use aws_sdk_s3::Client;
 use serde::{Deserialize, Serialize};
-use crate::hash::Sha256;
 use tokio::runtime::Handle;
 
 use crate::manifest::Manifest;
@@ -77,7 +77,10 @@ impl Location {
                 .split_once('/')
                 .filter(|(b, k)| !b.is_empty() && !k.is_empty())
                 .ok_or_else(|| format!("{s:?} is not s3://BUCKET/KEY of a manifest"))?;
-            return Ok(Self::S3 { bucket: bucket.into(), key: key.into() });
+            return Ok(Self::S3 {
+                bucket: bucket.into(),
+                key: key.into(),
+            });
         }
         Ok(Self::File(PathBuf::from(s)))
     }
@@ -86,8 +89,15 @@ impl Location {
         match self {
             Self::S3 { bucket, key } => {
                 let dir = key.rsplit_once('/').map_or("", |(d, _)| d);
-                let key = if dir.is_empty() { name.to_owned() } else { format!("{dir}/{name}") };
-                Self::S3 { bucket: bucket.clone(), key }
+                let key = if dir.is_empty() {
+                    name.to_owned()
+                } else {
+                    format!("{dir}/{name}")
+                };
+                Self::S3 {
+                    bucket: bucket.clone(),
+                    key,
+                }
             }
             Self::File(p) => Self::File(p.parent().unwrap_or(Path::new(".")).join(name)),
         }
@@ -105,11 +115,16 @@ impl Location {
 pub fn read_small(loc: &Location, s3: Option<(&Client, &Handle)>) -> Result<Vec<u8>, String> {
     let mut r = open(loc, s3, None)?;
     let mut v = Vec::new();
-    r.read_to_end(&mut v).map_err(|e| format!("reading {} failed: {e}", loc.display()))?;
+    r.read_to_end(&mut v)
+        .map_err(|e| format!("reading {} failed: {e}", loc.display()))?;
     Ok(v)
 }
 
-fn open(loc: &Location, s3: Option<(&Client, &Handle)>, version: Option<&str>) -> Result<Box<dyn Read + Send>, String> {
+fn open(
+    loc: &Location,
+    s3: Option<(&Client, &Handle)>,
+    version: Option<&str>,
+) -> Result<Box<dyn Read + Send>, String> {
     match loc {
         Location::File(p) => std::fs::File::open(p)
             .map(|f| Box::new(f) as Box<dyn Read + Send>)
@@ -117,9 +132,20 @@ fn open(loc: &Location, s3: Option<(&Client, &Handle)>, version: Option<&str>) -
         Location::S3 { bucket, key } => {
             let (client, rt) = s3.ok_or("internal: no S3 client")?;
             let out = rt
-                .block_on(client.get_object().bucket(bucket).key(key).set_version_id(version.map(str::to_owned)).send())
+                .block_on(
+                    client
+                        .get_object()
+                        .bucket(bucket)
+                        .key(key)
+                        .set_version_id(version.map(str::to_owned))
+                        .send(),
+                )
                 .map_err(|e| describe("GetObject", &loc.display(), &e))?;
-            Ok(Box::new(S3Body { rt: rt.clone(), body: out.body, cur: bytes::Bytes::new() }))
+            Ok(Box::new(S3Body {
+                rt: rt.clone(),
+                body: out.body,
+                cur: bytes::Bytes::new(),
+            }))
         }
     }
 }
@@ -166,7 +192,12 @@ impl<R: Read> Read for Tee<R> {
 
 fn check(name: &str, expected: impl ToString, actual: impl ToString) -> Check {
     let (expected, actual) = (expected.to_string(), actual.to_string());
-    Check { check: name.into(), ok: expected == actual, expected, actual }
+    Check {
+        check: name.into(),
+        ok: expected == actual,
+        expected,
+        actual,
+    }
 }
 
 /// Verifies the evidence behind `manifest_loc`.
@@ -178,7 +209,9 @@ pub fn verify(manifest_loc: &Location, s3: Option<(&Client, &Handle)>) -> Verify
         checks: Vec::new(),
         message: String::new(),
     };
-    let manifest = match read_small(manifest_loc, s3).and_then(|b| Manifest::parse(&b).map_err(|e| e.to_string())) {
+    let manifest = match read_small(manifest_loc, s3)
+        .and_then(|b| Manifest::parse(&b).map_err(|e| e.to_string()))
+    {
         Ok(m) => m,
         Err(e) => {
             report.message = format!("cannot read the manifest: {e}");
@@ -198,7 +231,9 @@ pub fn verify(manifest_loc: &Location, s3: Option<(&Client, &Handle)>) -> Verify
     report.image = image_loc.display();
     // Pin the exact version the manifest recorded when reading the original object.
     let version = match (&image_loc, &manifest.image) {
-        (Location::S3 { bucket, key }, img) if img.bucket.as_deref() == Some(bucket) && img.key.as_deref() == Some(key) => {
+        (Location::S3 { bucket, key }, img)
+            if img.bucket.as_deref() == Some(bucket) && img.key.as_deref() == Some(key) =>
+        {
             img.version_id.as_deref()
         }
         _ => None,
@@ -210,7 +245,11 @@ pub fn verify(manifest_loc: &Location, s3: Option<(&Client, &Handle)>) -> Verify
             return report;
         }
     };
-    let mut tee = Tee { inner: reader, hasher: Sha256::new(), bytes: 0 };
+    let mut tee = Tee {
+        inner: reader,
+        hasher: Sha256::new(),
+        bytes: 0,
+    };
     let mut raw_hasher = Sha256::new();
     let mut raw_bytes = 0u64;
     let mut decode_error = None;
@@ -238,17 +277,36 @@ pub fn verify(manifest_loc: &Location, s3: Option<(&Client, &Handle)>) -> Verify
         report.message = format!("reading the image failed: {e}");
         return report;
     }
-    report.checks.push(check("compressed size", manifest.compressed.size, tee.bytes));
-    report.checks.push(check("compressed sha256", &manifest.compressed.sha256, hex::encode(tee.hasher.finalize())));
+    report.checks.push(check(
+        "compressed size",
+        manifest.compressed.size,
+        tee.bytes,
+    ));
+    report.checks.push(check(
+        "compressed sha256",
+        &manifest.compressed.sha256,
+        hex::encode(tee.hasher.finalize()),
+    ));
     report.checks.push(Check {
         check: "zstd decompression".into(),
         expected: "ok".into(),
         ok: decode_error.is_none(),
         actual: decode_error.clone().unwrap_or_else(|| "ok".into()),
     });
-    report.checks.push(check("raw size", manifest.raw.size, raw_bytes));
-    report.checks.push(check("raw sha256", &manifest.raw.sha256, hex::encode(raw_hasher.finalize())));
-    let failed: Vec<&str> = report.checks.iter().filter(|c| !c.ok).map(|c| c.check.as_str()).collect();
+    report
+        .checks
+        .push(check("raw size", manifest.raw.size, raw_bytes));
+    report.checks.push(check(
+        "raw sha256",
+        &manifest.raw.sha256,
+        hex::encode(raw_hasher.finalize()),
+    ));
+    let failed: Vec<&str> = report
+        .checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| c.check.as_str())
+        .collect();
     if failed.is_empty() {
         report.status = Verdict::Intact;
         report.message = format!(
@@ -257,7 +315,11 @@ pub fn verify(manifest_loc: &Location, s3: Option<(&Client, &Handle)>) -> Verify
         );
     } else {
         report.status = Verdict::NotIntact;
-        report.message = format!("NOT INTACT: {} does not match its manifest: {} differ", report.image, failed.join(", "));
+        report.message = format!(
+            "NOT INTACT: {} does not match its manifest: {} differ",
+            report.image,
+            failed.join(", ")
+        );
     }
     report
 }
@@ -271,9 +333,15 @@ mod tests {
         let m = Location::parse("s3://b/case/host/ts/sda.manifest.json");
         assert_eq!(
             m.map(|m| m.sibling("sda.raw.zst")),
-            Ok(Location::S3 { bucket: "b".into(), key: "case/host/ts/sda.raw.zst".into() })
+            Ok(Location::S3 {
+                bucket: "b".into(),
+                key: "case/host/ts/sda.raw.zst".into()
+            })
         );
-        assert_eq!(Location::File("/x/y.json".into()).sibling("a"), Location::File("/x/a".into()));
+        assert_eq!(
+            Location::File("/x/y.json".into()).sibling("a"),
+            Location::File("/x/a".into())
+        );
         assert!(Location::parse("s3://bucket-only").is_err());
     }
 }

@@ -19,12 +19,18 @@ impl FileSink {
     /// Creates `<target>.partial`, refusing to overwrite anything.
     pub fn create(target: &Path) -> Result<Self, SinkError> {
         if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(|error| SinkError::Io { path: parent.display().to_string(), error })?;
+            std::fs::create_dir_all(parent).map_err(|error| SinkError::Io {
+                path: parent.display().to_string(),
+                error,
+            })?;
         }
         if target.exists() {
             return Err(SinkError::Io {
                 path: target.display().to_string(),
-                error: std::io::Error::new(std::io::ErrorKind::AlreadyExists, "already exists; evidence is never overwritten"),
+                error: std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "already exists; evidence is never overwritten",
+                ),
             });
         }
         let mut partial = target.as_os_str().to_owned();
@@ -34,12 +40,22 @@ impl FileSink {
             .write(true)
             .create_new(true)
             .open(&partial)
-            .map_err(|error| SinkError::Io { path: partial.display().to_string(), error })?;
-        Ok(Self { partial, target: target.to_owned(), out: Some(BufWriter::with_capacity(1 << 20, file)) })
+            .map_err(|error| SinkError::Io {
+                path: partial.display().to_string(),
+                error,
+            })?;
+        Ok(Self {
+            partial,
+            target: target.to_owned(),
+            out: Some(BufWriter::with_capacity(1 << 20, file)),
+        })
     }
 
     fn io_err(&self, error: std::io::Error) -> SinkError {
-        SinkError::Io { path: self.partial.display().to_string(), error }
+        SinkError::Io {
+            path: self.partial.display().to_string(),
+            error,
+        }
     }
 }
 
@@ -48,7 +64,10 @@ impl ImageSink for FileSink {
         let Some(out) = self.out.as_mut() else {
             return Err(self.io_err(std::io::Error::other("image already closed")));
         };
-        out.write_all(data).map_err(|error| SinkError::Io { path: self.partial.display().to_string(), error })
+        out.write_all(data).map_err(|error| SinkError::Io {
+            path: self.partial.display().to_string(),
+            error,
+        })
     }
 
     fn finish(&mut self) -> Result<StoredObject, SinkError> {
@@ -58,17 +77,29 @@ impl ImageSink for FileSink {
         let file = out.into_inner().map_err(|e| self.io_err(e.into_error()))?;
         file.sync_all().map_err(|e| self.io_err(e))?;
         std::fs::rename(&self.partial, &self.target).map_err(|e| self.io_err(e))?;
-        Ok(StoredObject { location: self.target.display().to_string(), ..StoredObject::default() })
+        Ok(StoredObject {
+            location: self.target.display().to_string(),
+            ..StoredObject::default()
+        })
     }
 
     fn abort(&mut self) -> AbortReport {
         self.out = None;
         match std::fs::remove_file(&self.partial) {
-            Ok(()) => AbortReport { clean: true, detail: format!("removed partial file {}", self.partial.display()) },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => AbortReport { clean: true, detail: "no partial file".into() },
+            Ok(()) => AbortReport {
+                clean: true,
+                detail: format!("removed partial file {}", self.partial.display()),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => AbortReport {
+                clean: true,
+                detail: "no partial file".into(),
+            },
             Err(e) => AbortReport {
                 clean: false,
-                detail: format!("could not remove partial file {} ({e}); delete it by hand", self.partial.display()),
+                detail: format!(
+                    "could not remove partial file {} ({e}); delete it by hand",
+                    self.partial.display()
+                ),
             },
         }
     }
@@ -94,7 +125,10 @@ mod tests {
         assert!(!target.exists());
         sink.finish()?;
         assert_eq!(std::fs::read(&target)?, b"abc");
-        assert!(FileSink::create(&target).is_err(), "never overwrite evidence");
+        assert!(
+            FileSink::create(&target).is_err(),
+            "never overwrite evidence"
+        );
         Ok(())
     }
 

@@ -89,7 +89,10 @@ pub struct MemorySink {
 impl MemorySink {
     /// A sink whose writes fail after the first `n`.
     pub fn failing_after(n: usize) -> Self {
-        Self { fail_after: Some(n), ..Self::default() }
+        Self {
+            fail_after: Some(n),
+            ..Self::default()
+        }
     }
 }
 
@@ -97,18 +100,27 @@ impl ImageSink for MemorySink {
     fn write(&mut self, data: &[u8]) -> Result<(), SinkError> {
         self.writes += 1;
         if self.fail_after.is_some_and(|n| self.writes > n) {
-            return Err(SinkError::Injected(format!("injected failure on write {}", self.writes)));
+            return Err(SinkError::Injected(format!(
+                "injected failure on write {}",
+                self.writes
+            )));
         }
         self.bytes.extend_from_slice(data);
         Ok(())
     }
 
     fn finish(&mut self) -> Result<StoredObject, SinkError> {
-        Ok(StoredObject { location: "memory".into(), ..StoredObject::default() })
+        Ok(StoredObject {
+            location: "memory".into(),
+            ..StoredObject::default()
+        })
     }
 
     fn abort(&mut self) -> AbortReport {
         self.bytes.clear();
-        AbortReport { clean: true, detail: "discarded".into() }
+        AbortReport {
+            clean: true,
+            detail: "discarded".into(),
+        }
     }
 }

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
+use aws_sdk_s3::types::{
+    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ServerSideEncryption,
+};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::{Bytes, BytesMut};
@@ -71,14 +73,19 @@ impl S3Sink {
             .content_type("application/zstd")
             .checksum_algorithm(ChecksumAlgorithm::Sha256);
         if let Some(kms) = &target.sse_kms_key_id {
-            req = req.server_side_encryption(ServerSideEncryption::AwsKms).ssekms_key_id(kms);
+            req = req
+                .server_side_encryption(ServerSideEncryption::AwsKms)
+                .ssekms_key_id(kms);
         }
         let out = rt
             .block_on(req.send())
             .map_err(|e| SinkError::S3(describe("CreateMultipartUpload", &uri(&target), &e)))?;
-        let upload_id = out
-            .upload_id
-            .ok_or_else(|| SinkError::S3(format!("S3 CreateMultipartUpload on {} returned no upload id", uri(&target))))?;
+        let upload_id = out.upload_id.ok_or_else(|| {
+            SinkError::S3(format!(
+                "S3 CreateMultipartUpload on {} returned no upload id",
+                uri(&target)
+            ))
+        })?;
         let permits = Arc::new(Semaphore::new(target.concurrency.max(1)));
         Ok(Self {
             client,
@@ -126,19 +133,31 @@ impl S3Sink {
         // Part buffers are reused once their upload is done, so memory holds steady at
         // (concurrency + 1) parts instead of churning the allocator.
         let cap = usize::try_from(self.target.part_size).unwrap_or(usize::MAX);
-        let next = self.spare.lock().ok().and_then(|mut s| s.pop()).unwrap_or_else(|| BytesMut::with_capacity(cap));
+        let next = self
+            .spare
+            .lock()
+            .ok()
+            .and_then(|mut s| s.pop())
+            .unwrap_or_else(|| BytesMut::with_capacity(cap));
         let body: Bytes = std::mem::replace(&mut self.buf, next).freeze();
         let spare = Arc::clone(&self.spare);
         let part_number = self.next_part;
         self.next_part += 1;
         let client = self.client.clone();
-        let (bucket, key, upload_id) = (self.target.bucket.clone(), self.target.key.clone(), self.upload_id.clone());
+        let (bucket, key, upload_id) = (
+            self.target.bucket.clone(),
+            self.target.key.clone(),
+            self.upload_id.clone(),
+        );
         let target = uri(&self.target);
         self.in_flight.push(self.rt.spawn(async move {
             let _permit = permit;
-            let (checksum, body) = tokio::task::spawn_blocking(move || (B64.encode(Sha256::digest(&body)), body))
-                .await
-                .map_err(|e| SinkError::S3(format!("hashing part {part_number} failed: {e}")))?;
+            let (checksum, body) =
+                tokio::task::spawn_blocking(move || (B64.encode(Sha256::digest(&body)), body))
+                    .await
+                    .map_err(|e| {
+                        SinkError::S3(format!("hashing part {part_number} failed: {e}"))
+                    })?;
             let keep = body.clone();
             let out = client
                 .upload_part()
@@ -152,7 +171,9 @@ impl S3Sink {
                 .disable_payload_signing()
                 .send()
                 .await
-                .map_err(|e| SinkError::S3(describe(&format!("UploadPart {part_number}"), &target, &e)))?;
+                .map_err(|e| {
+                    SinkError::S3(describe(&format!("UploadPart {part_number}"), &target, &e))
+                })?;
             if let Ok(mut reusable) = keep.try_into_mut() {
                 reusable.clear();
                 if let Ok(mut s) = spare.lock() {
@@ -191,7 +212,9 @@ impl ImageSink for S3Sink {
         self.reap(true)?;
         self.done.sort_by_key(|p| p.part_number);
         let parts = self.done.len();
-        let upload = CompletedMultipartUpload::builder().set_parts(Some(self.done.clone())).build();
+        let upload = CompletedMultipartUpload::builder()
+            .set_parts(Some(self.done.clone()))
+            .build();
         let out = self
             .rt
             .block_on(
@@ -203,7 +226,9 @@ impl ImageSink for S3Sink {
                     .multipart_upload(upload)
                     .send(),
             )
-            .map_err(|e| SinkError::S3(describe("CompleteMultipartUpload", &uri(&self.target), &e)))?;
+            .map_err(|e| {
+                SinkError::S3(describe("CompleteMultipartUpload", &uri(&self.target), &e))
+            })?;
         // S3's composite checksum: SHA-256 over the concatenated binary part checksums.
         let composite = {
             let mut h = Sha256::new();
@@ -235,7 +260,10 @@ impl ImageSink for S3Sink {
             let _ = self.rt.block_on(h);
         }
         if self.upload_id.is_empty() {
-            return AbortReport { clean: true, detail: "no upload in progress".into() };
+            return AbortReport {
+                clean: true,
+                detail: "no upload in progress".into(),
+            };
         }
         let deadline = Instant::now() + self.target.abort_deadline;
         let mut delay = Duration::from_millis(500);
@@ -252,11 +280,18 @@ impl ImageSink for S3Sink {
                 Ok(_) => {
                     return AbortReport {
                         clean: true,
-                        detail: format!("aborted multipart upload {} of {}", self.upload_id, uri(&self.target)),
+                        detail: format!(
+                            "aborted multipart upload {} of {}",
+                            self.upload_id,
+                            uri(&self.target)
+                        ),
                     };
                 }
                 Err(e) if error_code(&e).as_deref() == Some("NoSuchUpload") => {
-                    return AbortReport { clean: true, detail: format!("multipart upload {} is already gone", self.upload_id) };
+                    return AbortReport {
+                        clean: true,
+                        detail: format!("multipart upload {} is already gone", self.upload_id),
+                    };
                 }
                 Err(e) if Instant::now() + delay > deadline => {
                     return AbortReport {
@@ -271,7 +306,10 @@ impl ImageSink for S3Sink {
                     };
                 }
                 Err(e) => {
-                    tracing::warn!("{}; retrying in {delay:?}", describe("AbortMultipartUpload", &uri(&self.target), &e));
+                    tracing::warn!(
+                        "{}; retrying in {delay:?}",
+                        describe("AbortMultipartUpload", &uri(&self.target), &e)
+                    );
                     std::thread::sleep(delay);
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
@@ -299,7 +337,9 @@ pub fn put_small(
         .checksum_sha256(&checksum)
         .body(ByteStream::from(body));
     if let Some(kms) = sse_kms_key_id {
-        req = req.server_side_encryption(ServerSideEncryption::AwsKms).ssekms_key_id(kms);
+        req = req
+            .server_side_encryption(ServerSideEncryption::AwsKms)
+            .ssekms_key_id(kms);
     }
     let target = format!("s3://{bucket}/{key}");
     let out = rt
@@ -322,7 +362,9 @@ mod tests {
     use aws_sdk_s3::config::retry::RetryConfig;
     use aws_sdk_s3::operation::abort_multipart_upload::AbortMultipartUploadOutput;
     use aws_sdk_s3::operation::complete_multipart_upload::CompleteMultipartUploadOutput;
-    use aws_sdk_s3::operation::create_multipart_upload::{CreateMultipartUploadError, CreateMultipartUploadOutput};
+    use aws_sdk_s3::operation::create_multipart_upload::{
+        CreateMultipartUploadError, CreateMultipartUploadOutput,
+    };
     use aws_sdk_s3::operation::upload_part::{UploadPartError, UploadPartOutput};
     use aws_smithy_mocks::{RuleMode, mock, mock_client};
     use aws_smithy_types::error::ErrorMetadata;
@@ -339,11 +381,18 @@ mod tests {
     }
 
     fn rt() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap_or_else(|_| unreachable!())
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap_or_else(|_| unreachable!())
     }
 
     fn access_denied() -> ErrorMetadata {
-        ErrorMetadata::builder().code("AccessDenied").message("Access Denied").build()
+        ErrorMetadata::builder()
+            .code("AccessDenied")
+            .message("Access Denied")
+            .build()
     }
 
     #[test]
@@ -352,25 +401,43 @@ mod tests {
         let create = mock!(Client::create_multipart_upload)
             .then_error(|| CreateMultipartUploadError::generic(access_denied()));
         let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&create]);
-        let err = S3Sink::create(client, rt.handle().clone(), target()).err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(err.contains("AccessDenied") && err.contains("s3:PutObject") && err.contains("CreateMultipartUpload"), "{err}");
+        let err = S3Sink::create(client, rt.handle().clone(), target())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("AccessDenied")
+                && err.contains("s3:PutObject")
+                && err.contains("CreateMultipartUpload"),
+            "{err}"
+        );
     }
 
     #[test]
     fn transient_503s_are_retried_and_the_upload_completes() -> Result<(), SinkError> {
         let rt = rt();
-        let create = mock!(Client::create_multipart_upload)
-            .then_output(|| CreateMultipartUploadOutput::builder().upload_id("u1").build());
+        let create = mock!(Client::create_multipart_upload).then_output(|| {
+            CreateMultipartUploadOutput::builder()
+                .upload_id("u1")
+                .build()
+        });
         let part = mock!(Client::upload_part)
             .sequence()
             .http_status(503, None)
             .times(2)
             .output(|| UploadPartOutput::builder().e_tag("\"e1\"").build())
             .build();
-        let complete = mock!(Client::complete_multipart_upload)
-            .then_output(|| CompleteMultipartUploadOutput::builder().e_tag("\"final-1\"").build());
-        let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&create, &part, &complete], |b| b
-            .retry_config(RetryConfig::standard().with_max_attempts(3)));
+        let complete = mock!(Client::complete_multipart_upload).then_output(|| {
+            CompleteMultipartUploadOutput::builder()
+                .e_tag("\"final-1\"")
+                .build()
+        });
+        let client = mock_client!(
+            aws_sdk_s3,
+            RuleMode::MatchAny,
+            [&create, &part, &complete],
+            |b| b.retry_config(RetryConfig::standard().with_max_attempts(3))
+        );
         let mut sink = S3Sink::create(client, rt.handle().clone(), target())?;
         sink.write(b"compressed evidence")?;
         let stored = sink.finish()?;
@@ -384,32 +451,56 @@ mod tests {
     #[test]
     fn a_failed_part_aborts_the_upload() -> Result<(), SinkError> {
         let rt = rt();
-        let create = mock!(Client::create_multipart_upload)
-            .then_output(|| CreateMultipartUploadOutput::builder().upload_id("u2").build());
-        let part = mock!(Client::upload_part).then_error(|| UploadPartError::generic(access_denied()));
+        let create = mock!(Client::create_multipart_upload).then_output(|| {
+            CreateMultipartUploadOutput::builder()
+                .upload_id("u2")
+                .build()
+        });
+        let part =
+            mock!(Client::upload_part).then_error(|| UploadPartError::generic(access_denied()));
         let complete = mock!(Client::complete_multipart_upload)
             .then_output(|| CompleteMultipartUploadOutput::builder().build());
-        let abort = mock!(Client::abort_multipart_upload).then_output(|| AbortMultipartUploadOutput::builder().build());
-        let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&create, &part, &complete, &abort]);
+        let abort = mock!(Client::abort_multipart_upload)
+            .then_output(|| AbortMultipartUploadOutput::builder().build());
+        let client = mock_client!(
+            aws_sdk_s3,
+            RuleMode::MatchAny,
+            [&create, &part, &complete, &abort]
+        );
         let mut sink = S3Sink::create(client, rt.handle().clone(), target())?;
         sink.write(&vec![7u8; 6 << 20])?;
-        let err = sink.finish().err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(err.contains("UploadPart 1") && err.contains("AccessDenied"), "{err}");
+        let err = sink
+            .finish()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("UploadPart 1") && err.contains("AccessDenied"),
+            "{err}"
+        );
         let report = sink.abort();
         assert!(report.clean, "{}", report.detail);
         assert_eq!(abort.num_calls(), 1);
-        assert_eq!(complete.num_calls(), 0, "never complete an upload with a failed part");
+        assert_eq!(
+            complete.num_calls(),
+            0,
+            "never complete an upload with a failed part"
+        );
         Ok(())
     }
 
     #[test]
     fn abort_that_cannot_reach_s3_says_how_to_clean_up() -> Result<(), SinkError> {
         let rt = rt();
-        let create = mock!(Client::create_multipart_upload)
-            .then_output(|| CreateMultipartUploadOutput::builder().upload_id("u3").build());
+        let create = mock!(Client::create_multipart_upload).then_output(|| {
+            CreateMultipartUploadOutput::builder()
+                .upload_id("u3")
+                .build()
+        });
         let abort = mock!(Client::abort_multipart_upload).then_http_response(|| {
             aws_smithy_runtime_api::http::Response::new(
-                aws_smithy_runtime_api::http::StatusCode::try_from(503).unwrap_or_else(|_| unreachable!()),
+                aws_smithy_runtime_api::http::StatusCode::try_from(503)
+                    .unwrap_or_else(|_| unreachable!()),
                 aws_smithy_types::body::SdkBody::empty(),
             )
         });

@@ -12,12 +12,17 @@ pub struct StdoutSink {
 
 impl Default for StdoutSink {
     fn default() -> Self {
-        Self { out: BufWriter::with_capacity(1 << 20, std::io::stdout()) }
+        Self {
+            out: BufWriter::with_capacity(1 << 20, std::io::stdout()),
+        }
     }
 }
 
 fn io_err(error: std::io::Error) -> SinkError {
-    SinkError::Io { path: "standard output".into(), error }
+    SinkError::Io {
+        path: "standard output".into(),
+        error,
+    }
 }
 
 impl ImageSink for StdoutSink {
@@ -27,7 +32,10 @@ impl ImageSink for StdoutSink {
 
     fn finish(&mut self) -> Result<StoredObject, SinkError> {
         self.out.flush().map_err(io_err)?;
-        Ok(StoredObject { location: "-".into(), ..StoredObject::default() })
+        Ok(StoredObject {
+            location: "-".into(),
+            ..StoredObject::default()
+        })
     }
 
     fn abort(&mut self) -> AbortReport {

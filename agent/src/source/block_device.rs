@@ -70,7 +70,9 @@ pub enum OpenError {
         path: PathBuf,
     },
     /// A directory or other non-disk was given.
-    #[error("{path}: is a {what}, not a block device or image file; give a device such as /dev/nvme1n1")]
+    #[error(
+        "{path}: is a {what}, not a block device or image file; give a device such as /dev/nvme1n1"
+    )]
     NotADisk {
         /// The path given.
         path: PathBuf,
@@ -102,9 +104,17 @@ pub struct Disk {
 /// Opens `path` read-only and gathers its facts.
 pub fn open(path: &Path) -> Result<Disk, OpenError> {
     let io_err = |action, error: std::io::Error| match error.kind() {
-        std::io::ErrorKind::NotFound => OpenError::NotFound { path: path.to_owned() },
-        std::io::ErrorKind::PermissionDenied => OpenError::PermissionDenied { path: path.to_owned() },
-        _ => OpenError::Io { path: path.to_owned(), action, error },
+        std::io::ErrorKind::NotFound => OpenError::NotFound {
+            path: path.to_owned(),
+        },
+        std::io::ErrorKind::PermissionDenied => OpenError::PermissionDenied {
+            path: path.to_owned(),
+        },
+        _ => OpenError::Io {
+            path: path.to_owned(),
+            action,
+            error,
+        },
     };
     let meta = std::fs::metadata(path).map_err(|e| io_err("stat", e))?;
     let ft = meta.file_type();
@@ -120,7 +130,10 @@ pub fn open(path: &Path) -> Result<Disk, OpenError> {
         None
     };
     if let Some(what) = what {
-        return Err(OpenError::NotADisk { path: path.to_owned(), what });
+        return Err(OpenError::NotADisk {
+            path: path.to_owned(),
+            what,
+        });
     }
     let file = File::open(path).map_err(|e| io_err("open", e))?;
     let canonical_path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
@@ -180,7 +193,12 @@ fn ebs_volume_id(serial: &str) -> Option<String> {
 
 /// Tells the kernel we read front to back, so readahead is generous. Advisory only.
 fn advise_sequential(file: &File) {
-    let _ = nix::fcntl::posix_fadvise(file, 0, 0, nix::fcntl::PosixFadviseAdvice::POSIX_FADV_SEQUENTIAL);
+    let _ = nix::fcntl::posix_fadvise(
+        file,
+        0,
+        0,
+        nix::fcntl::PosixFadviseAdvice::POSIX_FADV_SEQUENTIAL,
+    );
 }
 
 /// Asks the kernel to drop cached pages of a span already read, so acquiring a large disk does
@@ -189,7 +207,12 @@ pub fn drop_cached(file: &File, offset: u64, len: u64) {
     let (Ok(off), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
         return;
     };
-    let _ = nix::fcntl::posix_fadvise(file, off, len, nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED);
+    let _ = nix::fcntl::posix_fadvise(
+        file,
+        off,
+        len,
+        nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+    );
 }
 
 #[cfg(test)]
@@ -207,15 +230,24 @@ mod tests {
     #[test]
     fn directory_is_refused_with_a_clear_message() {
         let dir = tempfile::tempdir().ok();
-        let path = dir.as_ref().map(|d| d.path().to_owned()).unwrap_or_default();
+        let path = dir
+            .as_ref()
+            .map(|d| d.path().to_owned())
+            .unwrap_or_default();
         let err = open(&path).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("is a directory"), "{err}");
     }
 
     #[test]
     fn missing_path_names_the_fix() {
-        let err = open(Path::new("/dev/does-not-exist-airf")).err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(err.contains("no such device") && err.contains("lsblk"), "{err}");
+        let err = open(Path::new("/dev/does-not-exist-airf"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("no such device") && err.contains("lsblk"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -140,7 +140,12 @@ impl<R: ReadAt> ChunkReader<R> {
 
     /// Fills `buf` with the source's bytes at `offset` (`buf` must not reach past the end).
     /// Unreadable spans are zero-filled and added to `bad`.
-    pub fn read_chunk(&self, offset: u64, buf: &mut [u8], bad: &mut BadRanges) -> Result<(), ReadError> {
+    pub fn read_chunk(
+        &self,
+        offset: u64,
+        buf: &mut [u8],
+        bad: &mut BadRanges,
+    ) -> Result<(), ReadError> {
         match self.read_span(offset, buf, buf.len()) {
             Ok(()) => Ok(()),
             Err(SpanError::Media { .. }) => self.salvage(offset, buf, bad),
@@ -176,7 +181,12 @@ impl<R: ReadAt> ChunkReader<R> {
         Ok(())
     }
 
-    fn salvage_sectors(&self, offset: u64, buf: &mut [u8], bad: &mut BadRanges) -> Result<(), ReadError> {
+    fn salvage_sectors(
+        &self,
+        offset: u64,
+        buf: &mut [u8],
+        bad: &mut BadRanges,
+    ) -> Result<(), ReadError> {
         for (i, sector) in buf.chunks_mut(self.sector).enumerate() {
             let at = offset + (i * self.sector) as u64;
             let len = sector.len();
@@ -196,10 +206,17 @@ impl<R: ReadAt> ChunkReader<R> {
     /// Zero-fills `buf` (which starts at `offset`) from source offset `from` on, recording the
     /// gap as a source that ended before its announced size.
     fn zero_from(&self, offset: u64, buf: &mut [u8], from: u64, bad: &mut BadRanges) {
-        let skip = usize::try_from(from.saturating_sub(offset)).unwrap_or(buf.len()).min(buf.len());
+        let skip = usize::try_from(from.saturating_sub(offset))
+            .unwrap_or(buf.len())
+            .min(buf.len());
         if let Some(tail) = buf.get_mut(skip..) {
             tail.fill(0);
-            bad.record(from, tail.len() as u64, None, "source ended before its announced size");
+            bad.record(
+                from,
+                tail.len() as u64,
+                None,
+                "source ended before its announced size",
+            );
         }
     }
 
@@ -266,8 +283,13 @@ pub(crate) mod tests {
             if self.bad_sectors.iter().any(|s| (first..=last).contains(s)) {
                 return Err(io::Error::from_raw_os_error(nix::libc::EIO));
             }
-            let src = self.data.get(offset as usize..end as usize).unwrap_or_default();
-            buf.get_mut(..src.len()).unwrap_or_default().copy_from_slice(src);
+            let src = self
+                .data
+                .get(offset as usize..end as usize)
+                .unwrap_or_default();
+            buf.get_mut(..src.len())
+                .unwrap_or_default()
+                .copy_from_slice(src);
             Ok(src.len())
         }
     }
@@ -278,7 +300,11 @@ pub(crate) mod tests {
 
     #[test]
     fn clean_source_reads_whole() {
-        let disk = FaultyDisk { data: pattern(1 << 20), sector: 512, bad_sectors: vec![] };
+        let disk = FaultyDisk {
+            data: pattern(1 << 20),
+            sector: 512,
+            bad_sectors: vec![],
+        };
         let r = ChunkReader::new(disk.clone(), "t", 1 << 20, 512);
         let mut buf = vec![0u8; 1 << 20];
         let mut bad = BadRanges::default();
@@ -289,31 +315,48 @@ pub(crate) mod tests {
 
     #[test]
     fn bad_sectors_are_zeroed_and_listed_exactly() {
-        let disk = FaultyDisk { data: pattern(1 << 20), sector: 512, bad_sectors: vec![3, 4, 5, 700] };
+        let disk = FaultyDisk {
+            data: pattern(1 << 20),
+            sector: 512,
+            bad_sectors: vec![3, 4, 5, 700],
+        };
         let r = ChunkReader::new(disk.clone(), "t", 1 << 20, 512);
         let mut buf = vec![0xAAu8; 1 << 20];
         let mut bad = BadRanges::default();
         assert!(r.read_chunk(0, &mut buf, &mut bad).is_ok());
         let offsets: Vec<(u64, u64)> = bad.ranges.iter().map(|b| (b.offset, b.length)).collect();
         assert_eq!(offsets, vec![(3 * 512, 3 * 512), (700 * 512, 512)]);
-        assert_eq!(bad.ranges.first().and_then(|b| b.errno), Some(nix::libc::EIO));
+        assert_eq!(
+            bad.ranges.first().and_then(|b| b.errno),
+            Some(nix::libc::EIO)
+        );
         assert_eq!(bad.total_bytes, 4 * 512);
         let mut expected = disk.data.clone();
         for s in [3usize, 4, 5, 700] {
-            expected.get_mut(s * 512..(s + 1) * 512).unwrap_or_default().fill(0);
+            expected
+                .get_mut(s * 512..(s + 1) * 512)
+                .unwrap_or_default()
+                .fill(0);
         }
         assert_eq!(buf, expected);
     }
 
     #[test]
     fn short_source_is_zero_filled_and_recorded() {
-        let disk = FaultyDisk { data: pattern(1000), sector: 512, bad_sectors: vec![] };
+        let disk = FaultyDisk {
+            data: pattern(1000),
+            sector: 512,
+            bad_sectors: vec![],
+        };
         let r = ChunkReader::new(disk, "t", 4096, 512);
         let mut buf = vec![0xAAu8; 4096];
         let mut bad = BadRanges::default();
         assert!(r.read_chunk(0, &mut buf, &mut bad).is_ok());
         assert_eq!(bad.ranges.len(), 1);
-        assert_eq!(bad.ranges.first().map(|b| (b.offset, b.length, b.errno)), Some((1000, 3096, None)));
+        assert_eq!(
+            bad.ranges.first().map(|b| (b.offset, b.length, b.errno)),
+            Some((1000, 3096, None))
+        );
         assert!(buf.get(1000..).unwrap_or_default().iter().all(|&b| b == 0));
     }
 

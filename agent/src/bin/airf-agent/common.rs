@@ -25,7 +25,11 @@ pub struct S3Args {
 
 impl S3Args {
     pub fn options(&self) -> S3Options {
-        S3Options { region: self.region.clone(), endpoint_url: self.endpoint_url.clone(), max_attempts: 5 }
+        S3Options {
+            region: self.region.clone(),
+            endpoint_url: self.endpoint_url.clone(),
+            max_attempts: 5,
+        }
     }
 }
 
@@ -50,11 +54,19 @@ impl OutputArgs {
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("AIRF_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
 }
 
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("airf-io").enable_all().build()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("airf-io")
+        .enable_all()
+        .build()
 }
 
 /// Listens for SIGINT and SIGTERM: the first sets the pipeline's cancel flag (so uploads are
@@ -64,7 +76,10 @@ pub fn watch_signals(rt: &tokio::runtime::Runtime, control: Arc<Control>) -> Arc
     let seen = Arc::clone(&got);
     rt.spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
             return;
         };
         loop {
@@ -86,21 +101,29 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size (e.g. 8MiB, 64M, 1GiB)"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 8MiB, 64M, 1GiB)"))?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,
         "m" | "mb" | "mib" => 1 << 20,
         "g" | "gb" | "gib" => 1 << 30,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use KiB, MiB or GiB)")),
+        _ => {
+            return Err(format!(
+                "{s:?}: unknown unit {unit:?} (use KiB, MiB or GiB)"
+            ));
+        }
     };
-    n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 /// Writes the JSON result (or a summary for people) where it belongs.
 pub fn emit<T: serde::Serialize>(value: &T, human: &str, json: bool, to_stderr: bool) {
     let text = if json {
-        serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"status\":\"failed\",\"errors\":[\"{e}\"]}}"))
+        serde_json::to_string_pretty(value)
+            .unwrap_or_else(|e| format!("{{\"status\":\"failed\",\"errors\":[\"{e}\"]}}"))
     } else {
         human.trim_end().to_owned()
     };

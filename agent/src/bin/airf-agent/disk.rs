@@ -35,11 +35,11 @@ pub struct DiskArgs {
     /// zstd level (1 = fastest; higher is smaller and slower).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(-7..=19), value_name = "N")]
     pub level: i32,
-    /// Compression threads (default: all CPUs).
+    /// Compression threads (default: CPUs, at most 4).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256), value_name = "N")]
     pub threads: Option<u16>,
     /// Uncompressed bytes per seekable zstd frame.
-    #[arg(long, default_value = "4MiB", value_parser = parse_size, value_name = "SIZE")]
+    #[arg(long, default_value = "2MiB", value_parser = parse_size, value_name = "SIZE")]
     pub frame_size: u64,
     /// Encrypt objects with this KMS key (SSE-KMS); default: the bucket's own encryption.
     #[arg(long, value_name = "KEY")]
@@ -59,7 +59,15 @@ pub fn run(args: DiskArgs) -> i32 {
     let json = args.output.json_wanted() || to_stdout;
     let fail = |msg: String| {
         eprintln!("airf-agent: error: {msg}");
-        let report = RunReport::new("disk", &args.case, "", Vec::new(), vec![msg], clock.elapsed().as_secs_f64(), None);
+        let report = RunReport::new(
+            "disk",
+            &args.case,
+            "",
+            Vec::new(),
+            vec![msg],
+            clock.elapsed().as_secs_f64(),
+            None,
+        );
         common::emit(&report, &report.human_summary(), json, to_stdout);
         report.exit_code
     };
@@ -72,7 +80,12 @@ pub fn run(args: DiskArgs) -> i32 {
     }
     let frame_size = match usize::try_from(args.frame_size) {
         Ok(f) if (4096..=airf_agent::seekable::MAX_FRAME_SIZE).contains(&f) => f,
-        _ => return fail(format!("--frame-size {} must be between 4 KiB and 1 GiB", args.frame_size)),
+        _ => {
+            return fail(format!(
+                "--frame-size {} must be between 4 KiB and 1 GiB",
+                args.frame_size
+            ));
+        }
     };
     let rt = match common::runtime() {
         Ok(rt) => rt,
@@ -91,7 +104,10 @@ pub fn run(args: DiskArgs) -> i32 {
     }
     let host = rt.block_on(airf_agent::host::gather());
     let s3 = match &spec {
-        DestSpec::S3 { .. } => Some((rt.block_on(airf_agent::s3_client::build(&args.s3.options())), rt.handle().clone())),
+        DestSpec::S3 { .. } => Some((
+            rt.block_on(airf_agent::s3_client::build(&args.s3.options())),
+            rt.handle().clone(),
+        )),
         _ => None,
     };
     let settings = UploadSettings {
@@ -100,14 +116,24 @@ pub fn run(args: DiskArgs) -> i32 {
         abort_deadline: Duration::from_secs(args.abort_timeout),
     };
     let started = time::OffsetDateTime::now_utc();
-    let set = EvidenceSet::new(spec, s3, settings, &args.case, &host.evidence_name(), started);
+    let set = EvidenceSet::new(
+        spec,
+        s3,
+        settings,
+        &args.case,
+        &host.evidence_name(),
+        started,
+    );
     let threads = args
         .threads
-        .map(usize::from)
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
+        .map_or_else(airf_agent::pipeline::default_threads, usize::from);
     let acquire = AcquireSettings {
         case: args.case.clone(),
-        pipeline: PipelineConfig { frame_size, level: args.level, threads },
+        pipeline: PipelineConfig {
+            frame_size,
+            level: args.level,
+            threads,
+        },
         part_size: args.part_size,
         progress: ProgressMode::detect(args.output.no_progress),
     };
@@ -128,7 +154,11 @@ pub fn run(args: DiskArgs) -> i32 {
         stems.push(stem.clone());
         let r = acquire_disk(disk, &stem, &set, &host, &acquire, &control);
         if matches!(r.status, Status::Failed | Status::Interrupted) {
-            eprintln!("airf-agent: {}: {}", r.source, r.error.as_deref().unwrap_or("failed"));
+            eprintln!(
+                "airf-agent: {}: {}",
+                r.source,
+                r.error.as_deref().unwrap_or("failed")
+            );
             if let Some(c) = r.cleanup.as_ref().filter(|c| !c.clean) {
                 eprintln!("airf-agent: {}", c.detail);
             }
@@ -139,7 +169,15 @@ pub fn run(args: DiskArgs) -> i32 {
         0 => None,
         s => Some(s),
     };
-    let report = RunReport::new("disk", &args.case, &set.folder, reports, Vec::new(), clock.elapsed().as_secs_f64(), sig);
+    let report = RunReport::new(
+        "disk",
+        &args.case,
+        &set.folder,
+        reports,
+        Vec::new(),
+        clock.elapsed().as_secs_f64(),
+        sig,
+    );
     common::emit(&report, &report.human_summary(), json, to_stdout);
     report.exit_code
 }

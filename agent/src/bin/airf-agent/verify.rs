@@ -34,7 +34,8 @@ pub fn run(args: VerifyArgs) -> i32 {
             return exit::FAILED;
         }
     };
-    let client = matches!(loc, Location::S3 { .. }).then(|| rt.block_on(airf_agent::s3_client::build(&args.s3.options())));
+    let client = matches!(loc, Location::S3 { .. })
+        .then(|| rt.block_on(airf_agent::s3_client::build(&args.s3.options())));
     let report = verify(&loc, client.as_ref().map(|c| (c, rt.handle())));
     let mut human = String::new();
     for c in &report.checks {
@@ -42,7 +43,11 @@ pub fn run(args: VerifyArgs) -> i32 {
             "  {} {:<20} {}\n",
             if c.ok { "ok  " } else { "FAIL" },
             c.check,
-            if c.ok { c.actual.clone() } else { format!("expected {}, got {}", c.expected, c.actual) }
+            if c.ok {
+                c.actual.clone()
+            } else {
+                format!("expected {}, got {}", c.expected, c.actual)
+            }
         ));
     }
     human.push_str(&report.message);
