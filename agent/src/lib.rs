@@ -21,6 +21,7 @@ pub mod destination;
 pub mod hash;
 pub mod host;
 pub mod manifest;
+pub mod memory;
 pub mod part_size;
 pub mod pipeline;
 pub mod progress;

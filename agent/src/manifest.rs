@@ -45,6 +45,8 @@ impl Default for Tool {
 pub enum SourceFacts {
     /// A block device or disk image file.
     Disk(DiskFacts),
+    /// Physical memory (LiME-format image); lists its artifacts too.
+    Memory(Box<crate::memory::MemoryFacts>),
 }
 
 /// Raw (uncompressed) stream facts.

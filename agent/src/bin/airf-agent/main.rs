@@ -2,6 +2,7 @@
 
 mod common;
 mod disk;
+mod memory;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -19,6 +20,8 @@ struct Cli {
 enum Command {
     /// Acquire block devices or disk image files.
     Disk(disk::DiskArgs),
+    /// Acquire physical memory (/proc/kcore or LiME) as a LiME-format image.
+    Memory(memory::MemoryArgs),
     /// Check stored evidence against its manifest.
     Verify(verify::VerifyArgs),
 }
@@ -39,6 +42,7 @@ fn main() {
     common::init_logging();
     let code = match cli.command {
         Command::Disk(args) => disk::run(args),
+        Command::Memory(args) => memory::run(args),
         Command::Verify(args) => verify::run(args),
     };
     std::process::exit(code);

@@ -1,0 +1,294 @@
+//! Memory acquisition: physical RAM as a LiME-format image, from `/proc/kcore` or LiME.
+//!
+//! Sources, tried in order by `auto` (every failure is kept, so the final error names each
+//! source's own cause):
+//! - [`MemorySource::Kcore`]: `/proc/kcore` needs no kernel change. It needs CAP_SYS_RAWIO and is
+//!   refused under lockdown *confidentiality* (allowed under *integrity*, which in turn refuses
+//!   unsigned modules such as LiME), so it goes first. See [`kcore`].
+//! - [`MemorySource::Lime`]: the LiME module, checked (SHA-256, vermagic) before it is loaded
+//!   and always unloaded after. See [`lime_module`].
+//!
+//! Both produce the same LiME-format stream (a 32-byte header per "System RAM" range of
+//! `/proc/iomem`, then its bytes), which goes through the same pipeline, sinks and manifest as
+//! disks. Small artifacts that spare the analyst the "profile problem" (VMCOREINFO, BTF, kernel
+//! banner, command line, module list) are stored beside the image and listed in the manifest.
+
+pub mod artifacts;
+pub mod iomem;
+pub mod kcore;
+pub mod lime_format;
+pub mod lime_module;
+
+use std::fs::File;
+use std::io::Read;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::acquire::EvidenceProducer;
+use crate::source::resilient::BadRanges;
+use iomem::RamRange;
+use kcore::{KcoreError, KcoreProducer};
+use lime_module::{
+    LimeError, LimeModuleFacts, LimeProducer, LimeSession, LimeStreamProducer, LimeTimeouts,
+};
+
+/// Where /proc/kcore is.
+pub const KCORE: &str = "/proc/kcore";
+/// Where the RAM map is.
+pub const IOMEM: &str = "/proc/iomem";
+
+/// A memory source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemorySource {
+    /// `/proc/kcore` (ELF core view of the kernel's address space).
+    Kcore,
+    /// The LiME kernel module, streaming over loopback TCP.
+    Lime,
+}
+
+impl std::fmt::Display for MemorySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Kcore => "kcore",
+            Self::Lime => "lime",
+        })
+    }
+}
+
+/// Which sources to try.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceChoice {
+    /// kcore, then LiME.
+    Auto,
+    /// Only this one.
+    Only(MemorySource),
+}
+
+impl SourceChoice {
+    fn order(self) -> Vec<MemorySource> {
+        match self {
+            Self::Auto => vec![MemorySource::Kcore, MemorySource::Lime],
+            Self::Only(s) => vec![s],
+        }
+    }
+}
+
+/// A source that was tried and not used, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceAttempt {
+    /// The source.
+    pub source: MemorySource,
+    /// Why it was not used.
+    pub cause: String,
+}
+
+/// One stored artifact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Artifact {
+    /// Object name in the evidence folder, e.g. `memory.vmcoreinfo.txt`.
+    pub name: String,
+    /// Where it was read from, e.g. `/sys/kernel/btf/vmlinux`.
+    pub origin: String,
+    /// Bytes.
+    pub size: u64,
+    /// SHA-256, lowercase hex.
+    pub sha256: String,
+    /// Where it is stored (absent when the destination is stdout).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+}
+
+/// An artifact that could not be collected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MissingArtifact {
+    /// What it would have been called.
+    pub name: String,
+    /// Where it would have been read from.
+    pub origin: String,
+    /// Why it is missing.
+    pub cause: String,
+}
+
+/// What a memory manifest records about its source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemoryFacts {
+    /// The source that produced the image.
+    pub source_used: MemorySource,
+    /// Sources tried before it, with why they were not used.
+    #[serde(default)]
+    pub sources_skipped: Vec<SourceAttempt>,
+    /// Image format: always `lime`.
+    pub format: String,
+    /// The "System RAM" ranges of /proc/iomem, in image order.
+    pub ram_ranges: Vec<RamRange>,
+    /// Bytes of RAM (sum of the ranges).
+    pub ram_bytes: u64,
+    /// `/proc/version`, the banner Volatility matches.
+    pub banner: String,
+    /// `uname -r`.
+    pub kernel_release: String,
+    /// Boot id, tells two boots apart.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
+    /// The LiME module, when LiME was used (or checked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lime_module: Option<LimeModuleFacts>,
+    /// kcore PT_LOAD segments with a physical address (kcore only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kcore_segments: Option<usize>,
+    /// Artifacts stored beside the image.
+    #[serde(default)]
+    pub artifacts: Vec<Artifact>,
+    /// Artifacts that could not be collected, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artifacts_missing: Vec<MissingArtifact>,
+    /// Partial pages at the edge of RAM ranges that kcore cannot read (it maps whole pages);
+    /// zero-filled in the image, not read errors. Offsets are physical addresses.
+    #[serde(default, skip_serializing_if = "BadRanges::is_empty")]
+    pub partial_pages: BadRanges,
+    /// How to read the offsets of `unreadable` in this manifest: physical addresses, not image
+    /// offsets.
+    pub unreadable_offsets: String,
+}
+
+/// Options for the LiME source.
+#[derive(Debug, Clone, Default)]
+pub struct LimeOptions {
+    /// `--lime-module`.
+    pub module: Option<PathBuf>,
+    /// `--lime-sha256`.
+    pub sha256: Option<String>,
+    /// Timeouts.
+    pub timeouts: LimeTimeouts,
+}
+
+/// No source worked.
+#[derive(Debug, thiserror::Error)]
+#[error("no memory source could be used: {}", summary(.0))]
+pub struct NoSource(pub Vec<SourceAttempt>);
+
+fn summary(a: &[SourceAttempt]) -> String {
+    a.iter()
+        .map(|a| format!("{}: {}", a.source, a.cause))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A source ready to stream.
+pub struct OpenedSource {
+    /// The producer.
+    pub producer: Box<dyn EvidenceProducer>,
+    /// Which source it is.
+    pub source: MemorySource,
+    /// Sources tried before it.
+    pub skipped: Vec<SourceAttempt>,
+    /// LiME module facts (LiME only).
+    pub lime_module: Option<LimeModuleFacts>,
+    /// PT_LOAD segments with a physical address (kcore only).
+    pub kcore_segments: Option<usize>,
+    /// Partial pages zero-filled by design (kcore only).
+    pub partial_pages: BadRanges,
+}
+
+impl std::fmt::Debug for OpenedSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenedSource")
+            .field("source", &self.source)
+            .field("skipped", &self.skipped)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads and parses /proc/iomem.
+pub fn read_ram_ranges() -> Result<Vec<RamRange>, String> {
+    let text = std::fs::read_to_string(IOMEM).map_err(|e| format!("reading {IOMEM}: {e}"))?;
+    iomem::parse_system_ram(&text).map_err(|e| e.to_string())
+}
+
+/// Opens kcore and plans the capture of `ram`; fails when nothing is readable.
+pub fn open_kcore(ram: &[RamRange]) -> Result<(KcoreProducer<File>, usize, BadRanges), KcoreError> {
+    let f = File::open(KCORE).map_err(|e| KcoreError::io("opening", e))?;
+    let mut head = vec![0u8; kcore::HEAD_BYTES];
+    let n = crate::source::ReadAt::read_at(&f, &mut head, 0)
+        .map_err(|e| KcoreError::io("reading", e))?;
+    head.truncate(n);
+    let layout = kcore::parse_header(&head)?;
+    let plan = kcore::map_ranges(ram, &layout.segments);
+    kcore::probe(&f, &plan)?;
+    let partial = kcore::partial_pages(&plan);
+    Ok((KcoreProducer::new(f, plan), layout.segments.len(), partial))
+}
+
+/// Checks the LiME module, loads it and connects to its stream.
+pub fn open_lime(
+    ram: &[RamRange],
+    opts: &LimeOptions,
+    running_release: &str,
+) -> Result<(LimeProducer, LimeModuleFacts), LimeError> {
+    let path = opts.module.clone().ok_or(LimeError::NoModule)?;
+    let sha = opts.sha256.clone().ok_or(LimeError::NoHash)?;
+    let read_err = |error| LimeError::Read {
+        path: path.clone(),
+        error,
+    };
+    let mut file = File::open(&path).map_err(read_err)?;
+    let mut ko = Vec::new();
+    file.read_to_end(&mut ko).map_err(read_err)?;
+    // Load exactly the bytes that were checked: the same open file, from the start.
+    let facts = lime_module::check_module(&path, &ko, &sha, running_release)?;
+    let (session, stream): (LimeSession, _) = LimeSession::start(file, &facts, opts.timeouts)?;
+    Ok((
+        LimeProducer {
+            stream: LimeStreamProducer::new(stream, ram.to_vec()),
+            session,
+        },
+        facts,
+    ))
+}
+
+/// Tries the sources in order; the first that opens wins.
+pub fn open_source(
+    choice: SourceChoice,
+    ram: &[RamRange],
+    lime: &LimeOptions,
+    running_release: &str,
+) -> Result<OpenedSource, NoSource> {
+    let mut skipped = Vec::new();
+    for source in choice.order() {
+        let opened = match source {
+            MemorySource::Kcore => open_kcore(ram)
+                .map(|(p, segs, partial_pages)| OpenedSource {
+                    producer: Box::new(p),
+                    source,
+                    skipped: Vec::new(),
+                    lime_module: None,
+                    kcore_segments: Some(segs),
+                    partial_pages,
+                })
+                .map_err(|e| e.to_string()),
+            MemorySource::Lime => open_lime(ram, lime, running_release)
+                .map(|(p, facts)| OpenedSource {
+                    producer: Box::new(p),
+                    source,
+                    skipped: Vec::new(),
+                    lime_module: Some(facts),
+                    kcore_segments: None,
+                    partial_pages: BadRanges::default(),
+                })
+                .map_err(|e| e.to_string()),
+        };
+        match opened {
+            Ok(mut o) => {
+                o.skipped = skipped;
+                return Ok(o);
+            }
+            Err(cause) => {
+                tracing::warn!("{source}: {cause}");
+                skipped.push(SourceAttempt { source, cause });
+            }
+        }
+    }
+    Err(NoSource(skipped))
+}
