@@ -1,0 +1,520 @@
+//! `airf-agent memory` (and `disk` with injected media errors) in a real Linux kernel under
+//! QEMU: the static agent runs in a busybox guest and uploads into Garage on the host through a
+//! guest→host port forward; the host then reads what was stored as an analyst would (zstd,
+//! Volatility 3) and proves it with `airf-agent verify`.
+//!
+//! These tests boot VMs, so they are `#[ignore]`d in a plain `cargo test`;
+//! `tests/vm/run-tests.sh` prepares everything and runs them with `--ignored`, where a missing
+//! prerequisite is a failure, never a skip. Environment (set by run-tests.sh):
+//! `AIRF_STATIC_AGENT` (the musl build for the guest), `AIRF_AGENT_BIN` (host build for verify),
+//! `AIRF_LIME_KO` (lime.ko for the guest kernel).
+
+#![expect(
+    clippy::indexing_slicing,
+    reason = "serde_json::Value indexing yields Null, it never panics"
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use airf_agent::memory::iomem::{RamRange, lime_image_size, parse_system_ram};
+use airf_agent::memory::lime_format::{HEADER_SIZE, LimeHeader};
+use airf_e2e::{S3Server, ServerKind, agent_bin, repo_root, run_agent, sha256, zstd_decompress};
+use anyhow::{Context, Result, bail, ensure};
+
+/// Guest port that reaches Garage on the host.
+const GUEST_S3_PORT: u16 = 9000;
+
+fn env_path(name: &str) -> Result<PathBuf> {
+    let p = std::env::var_os(name).map(PathBuf::from).with_context(|| {
+        format!("{name} is not set; run these tests with tests/vm/run-tests.sh")
+    })?;
+    ensure!(p.exists(), "{name}={} does not exist", p.display());
+    Ok(p)
+}
+
+/// What a guest run printed.
+#[derive(Debug)]
+struct GuestRun {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// Boots the guest with the static agent at /usr/bin/airf-agent (and lime.ko at /root/lime.ko)
+/// and runs `script` in it; `server`, when given, is reachable as AWS_ENDPOINT_URL.
+fn guest(server: Option<&S3Server>, extra: &[&str], script: &str) -> Result<GuestRun> {
+    let agent = env_path("AIRF_STATIC_AGENT")?;
+    let lime = env_path("AIRF_LIME_KO")?;
+    let mut cmd = Command::new(repo_root().join("tests/vm/run.sh"));
+    cmd.args(["--mem", "512M", "--smp", "2", "--timeout", "900"])
+        .arg("--file")
+        .arg(format!("{}:/usr/bin/airf-agent", agent.display()))
+        .arg("--file")
+        .arg(format!("{}:/root/lime.ko", lime.display()))
+        .args(["--env", "AWS_EC2_METADATA_DISABLED=true"]);
+    if let Some(s) = server {
+        for (k, v) in &s.env {
+            if k == "AWS_ENDPOINT_URL" {
+                let port = v.rsplit(':').next().context("endpoint without a port")?;
+                cmd.arg("--forward").arg(format!("{GUEST_S3_PORT}:{port}"));
+                cmd.arg("--env").arg(format!(
+                    "AWS_ENDPOINT_URL=http://10.0.2.100:{GUEST_S3_PORT}"
+                ));
+            } else if k.starts_with("AWS_") || k == "AIRF_TEST_BUCKET" {
+                cmd.arg("--env").arg(format!("{k}={v}"));
+            }
+        }
+    }
+    cmd.args(extra).arg("--").arg(script);
+    let out = cmd.output().context("running tests/vm/run.sh")?;
+    let run = GuestRun {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    ensure!(
+        run.code != 124 && run.code != 125,
+        "the VM harness failed ({}): {}",
+        run.code,
+        run.stderr
+    );
+    Ok(run)
+}
+
+/// Lines `KEY=value` that the guest scripts print on stderr.
+fn marker(stderr: &str, key: &str) -> Result<String> {
+    stderr
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .map(str::to_owned)
+        .with_context(|| format!("guest printed no {key}= line:\n{stderr}"))
+}
+
+/// The guest's /proc/iomem, printed between markers on stderr.
+fn guest_ram(stderr: &str) -> Result<Vec<RamRange>> {
+    let text: String = stderr
+        .split("==IOMEM==\n")
+        .nth(1)
+        .and_then(|s| s.split("==END==").next())
+        .context("guest printed no /proc/iomem")?
+        .to_owned();
+    Ok(parse_system_ram(&text)?)
+}
+
+/// Key of an `s3://bucket/key` location.
+fn key_of(location: &str, bucket: &str) -> Result<String> {
+    location
+        .strip_prefix(&format!("s3://{bucket}/"))
+        .map(str::to_owned)
+        .with_context(|| format!("{location} is not in bucket {bucket}"))
+}
+
+/// Checks a decompressed LiME image range by range against the guest's RAM map.
+fn check_lime_layout(raw: &[u8], ram: &[RamRange]) -> Result<()> {
+    ensure!(
+        raw.len() as u64 == lime_image_size(ram),
+        "image is {} bytes, the guest's System RAM + headers is {}",
+        raw.len(),
+        lime_image_size(ram)
+    );
+    let mut at = 0usize;
+    for r in ram {
+        let h = LimeHeader::read(raw.get(at..).unwrap_or_default())
+            .with_context(|| format!("LiME header at {at}"))?;
+        ensure!(
+            (h.start, h.end) == (r.start, r.end),
+            "header {h:?} at {at} is not {r:?}"
+        );
+        at += HEADER_SIZE + usize::try_from(r.size())?;
+    }
+    Ok(())
+}
+
+/// Volatility 3's banners plugin over the image: the guest's banner must be among them.
+fn volatility_finds_banner(image: &Path, banner: &str) -> Result<()> {
+    let out = Command::new("vol")
+        .args(["-q", "-r", "csv", "-f"])
+        .arg(image)
+        .arg("banners.Banners")
+        .output()
+        .context("vol (pip install volatility3)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success(),
+        "vol failed: {}{}",
+        text,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(
+        text.lines()
+            .any(|l| l.trim_end().ends_with(banner.trim_end()) || l.contains(banner.trim_end())),
+        "Volatility found no banner equal to {banner:?}; it found:\n{text}"
+    );
+    Ok(())
+}
+
+/// Downloads, decompresses and checks one memory capture; returns the manifest.
+fn check_capture(
+    server: &S3Server,
+    run: &GuestRun,
+    want_source: &str,
+    work: &Path,
+) -> Result<serde_json::Value> {
+    let json: serde_json::Value = serde_json::from_str(&run.stdout)
+        .with_context(|| format!("agent JSON: {}\n{}", run.stdout, run.stderr))?;
+    ensure!(
+        run.code == 0,
+        "agent exited {}: {}\n{}",
+        run.code,
+        run.stdout,
+        run.stderr
+    );
+    let src = &json["sources"][0];
+    ensure!(src["status"] == "complete", "{json:#}");
+    let banner = marker(&run.stderr, "BANNER")?;
+    let ram = guest_ram(&run.stderr)?;
+
+    let manifest_key = key_of(
+        src["manifest"]["location"].as_str().context("manifest")?,
+        &server.bucket,
+    )?;
+    let manifest: serde_json::Value = serde_json::from_slice(&server.get(&manifest_key)?)?;
+    let facts = &manifest["source"];
+    ensure!(
+        facts["type"] == "memory" && facts["source_used"] == want_source,
+        "{facts:#}"
+    );
+    ensure!(
+        facts["banner"] == banner.as_str(),
+        "manifest banner {} != guest {banner:?}",
+        facts["banner"]
+    );
+    ensure!(
+        manifest["kind"] == "memory"
+            && manifest["agent"]["peak_rss_bytes"].as_u64().unwrap_or(0) > 0
+    );
+    let names: Vec<&str> = facts["artifacts"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x["name"].as_str()).collect())
+        .unwrap_or_default();
+    for want in [
+        "memory.btf-vmlinux",
+        "memory.proc-version.txt",
+        "memory.proc-cmdline.txt",
+        "memory.proc-modules.txt",
+    ] {
+        ensure!(names.contains(&want), "artifact {want} missing: {names:?}");
+    }
+    for a in facts["artifacts"].as_array().into_iter().flatten() {
+        let key = key_of(
+            a["location"].as_str().context("artifact location")?,
+            &server.bucket,
+        )?;
+        let bytes = server.get(&key)?;
+        ensure!(
+            sha256(&bytes) == a["sha256"].as_str().unwrap_or(""),
+            "artifact {key} hash differs"
+        );
+    }
+
+    let image_key = key_of(
+        src["image"]["location"].as_str().context("image")?,
+        &server.bucket,
+    )?;
+    let raw = zstd_decompress(&server.get(&image_key)?)?;
+    check_lime_layout(&raw, &ram)?;
+    ensure!(sha256(&raw) == manifest["raw"]["sha256"].as_str().unwrap_or(""));
+    let image = work.join(format!("{want_source}.lime"));
+    std::fs::write(&image, &raw)?;
+    drop(raw);
+    volatility_finds_banner(&image, &banner)?;
+    std::fs::remove_file(&image)?;
+
+    let verify = run_agent(server.command(agent_bin()?).args([
+        "verify",
+        &format!("s3://{}/{manifest_key}", server.bucket),
+        "--json",
+    ]))?;
+    ensure!(verify.code == 0, "verify failed: {verify:?}");
+    Ok(manifest)
+}
+
+const PRELUDE: &str = r#"echo "BANNER=$(cat /proc/version)" >&2; { echo ==IOMEM==; cat /proc/iomem; echo ==END==; } >&2;"#;
+
+fn memory_cmd(source: &str, extra: &str) -> String {
+    format!(
+        r#"{PRELUDE} airf-agent memory --source {source} {extra} --to "s3://$AIRF_TEST_BUCKET/vm/" --case VM-{source} --no-progress --json"#
+    )
+}
+
+fn lime_args() -> Result<String> {
+    let lime = env_path("AIRF_LIME_KO")?;
+    let sha = sha256(&std::fs::read(lime)?);
+    Ok(format!("--lime-module /root/lime.ko --lime-sha256 {sha}"))
+}
+
+#[test]
+#[ignore = "boots a VM; run by tests/vm/run-tests.sh"]
+fn kcore_capture_opens_in_volatility() -> Result<()> {
+    let server = S3Server::start(ServerKind::Garage)?;
+    let work = tempfile::tempdir()?;
+    let run = guest(Some(&server), &[], &memory_cmd("kcore", ""))?;
+    let m = check_capture(&server, &run, "kcore", work.path())?;
+    let names = m["source"]["artifacts"].to_string();
+    ensure!(
+        names.contains("memory.vmcoreinfo.txt"),
+        "no VMCOREINFO: {names}"
+    );
+    Ok(())
+}
+
+#[test]
+#[ignore = "boots a VM; run by tests/vm/run-tests.sh"]
+fn kcore_capture_with_kaslr() -> Result<()> {
+    let server = S3Server::start(ServerKind::Garage)?;
+    let work = tempfile::tempdir()?;
+    let run = guest(Some(&server), &["--kaslr"], &memory_cmd("kcore", ""))?;
+    check_capture(&server, &run, "kcore", work.path()).map(|_| ())
+}
+
+#[test]
+#[ignore = "boots a VM; run by tests/vm/run-tests.sh"]
+fn lime_capture_opens_in_volatility() -> Result<()> {
+    let server = S3Server::start(ServerKind::Garage)?;
+    let work = tempfile::tempdir()?;
+    let cmd = format!(
+        "{}; echo \"LOADED=$(grep -c '^lime ' /proc/modules)\" >&2",
+        memory_cmd("lime", &lime_args()?)
+    );
+    let run = guest(Some(&server), &[], &cmd)?;
+    let m = check_capture(&server, &run, "lime", work.path())?;
+    ensure!(
+        marker(&run.stderr, "LOADED")? == "0",
+        "lime still loaded after the capture"
+    );
+    ensure!(
+        m["source"]["lime_module"]["vermagic"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("6.1.0-")
+    );
+    Ok(())
+}
+
+#[test]
+#[ignore = "boots a VM; run by tests/vm/run-tests.sh"]
+fn auto_falls_back_to_lime_when_kcore_is_hidden() -> Result<()> {
+    let server = S3Server::start(ServerKind::Garage)?;
+    let work = tempfile::tempdir()?;
+    let cmd = format!(
+        "mount --bind /dev/null /proc/kcore && {}",
+        memory_cmd("auto", &lime_args()?)
+    );
+    let run = guest(Some(&server), &[], &cmd)?;
+    let m = check_capture(&server, &run, "lime", work.path())?;
+    let skipped = &m["source"]["sources_skipped"];
+    ensure!(
+        skipped[0]["source"] == "kcore"
+            && skipped[0]["cause"].as_str().is_some_and(|c| !c.is_empty()),
+        "{skipped:#}"
+    );
+    Ok(())
+}
+
+#[test]
+#[ignore = "boots a VM; run by tests/vm/run-tests.sh"]
+fn module_for_another_kernel_is_refused_before_loading() -> Result<()> {
+    let lime = std::fs::read(env_path("AIRF_LIME_KO")?)?;
+    let release = std::fs::read_to_string("/opt/airf-cache/vm/kernel-release")
+        .unwrap_or_else(|_| "6.1.0-57-amd64".into());
+    let release = release.trim();
+    // Same length, so the ELF layout is unchanged: only the vermagic names another kernel.
+    let other = release.replacen("6.1.0-", "6.1.9-", 1);
+    ensure!(other.len() == release.len() && other != release);
+    let patched = replace_all(&lime, release.as_bytes(), other.as_bytes());
+    ensure!(patched != lime, "vermagic {release} not found in lime.ko");
+    let work = tempfile::tempdir()?;
+    let fake = work.path().join("lime-other.ko");
+    std::fs::write(&fake, &patched)?;
+    let sha = sha256(&patched);
+    let cmd = format!(
+        "mount --bind /dev/null /proc/kcore; airf-agent memory --source auto --lime-module /root/other.ko --lime-sha256 {sha} --to /tmp/out --json; rc=$?; echo \"LOADED=$(grep -c '^lime ' /proc/modules)\" >&2; exit $rc"
+    );
+    let run = guest(
+        None,
+        &["--file", &format!("{}:/root/other.ko", fake.display())],
+        &cmd,
+    )?;
+    ensure!(
+        run.code == 1,
+        "want exit 1, got {}: {}\n{}",
+        run.code,
+        run.stdout,
+        run.stderr
+    );
+    ensure!(
+        run.stderr.contains(&other)
+            && run.stderr.contains(release)
+            && run.stderr.contains("kcore:"),
+        "the error must name both kernels and every source: {}",
+        run.stderr
+    );
+    ensure!(marker(&run.stderr, "LOADED")? == "0");
+    // A wrong hash is refused too.
+    let cmd = format!(
+        "airf-agent memory --source lime --lime-module /root/lime.ko --lime-sha256 {} --to /tmp/out --json",
+        "0".repeat(64)
+    );
+    let run = guest(None, &[], &cmd)?;
+    ensure!(
+        run.code == 1 && run.stderr.contains("SHA-256"),
+        "{}",
+        run.stderr
+    );
+    Ok(())
+}
+
+fn replace_all(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut out = hay.to_vec();
+    let mut i = 0;
+    while i + from.len() <= out.len() {
+        if out.get(i..i + from.len()) == Some(from) {
+            if let Some(dst) = out.get_mut(i..i + to.len()) {
+                dst.copy_from_slice(to);
+            }
+            i += from.len();
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+#[test]
+#[ignore = "boots a VM; run by tests/vm/run-tests.sh"]
+fn disk_with_eio_sectors_lists_exactly_them() -> Result<()> {
+    let work = tempfile::tempdir()?;
+    let img = work.path().join("disk.img");
+    let mut data = vec![0u8; 16 << 20];
+    for (i, chunk) in data.chunks_mut(512).enumerate() {
+        chunk.fill((i % 251) as u8 + 1);
+    }
+    std::fs::write(&img, &data)?;
+    let bad: [(u64, u64); 2] = [(2048, 4), (20001, 1)];
+    let disk = format!(
+        "{},ro,blkdebug-eio={}:{},blkdebug-eio={}:{}",
+        img.display(),
+        bad[0].0,
+        bad[0].1,
+        bad[1].0,
+        bad[1].1
+    );
+    let out = work.path().join("out");
+    std::fs::create_dir(&out)?;
+    let run = guest(
+        None,
+        &["--disk", &disk],
+        "mkdir -p /tmp/ev && airf-agent disk /dev/vda --to /tmp/ev --json --no-progress; rc=$?; cd /tmp/ev && tar cf - . | od -An -v -tx1 >&2; exit $rc",
+    )?;
+    ensure!(
+        run.code == 3,
+        "want exit 3, got {}: {}\n{}",
+        run.code,
+        run.stdout,
+        &run.stderr.get(..2000.min(run.stderr.len())).unwrap_or("")
+    );
+    let json: serde_json::Value = serde_json::from_str(&run.stdout)?;
+    let manifest = &json["sources"][0];
+    let _ = manifest;
+    bail_if_ranges_differ(&run, &bad, &data, &out)
+}
+
+fn bail_if_ranges_differ(
+    run: &GuestRun,
+    bad: &[(u64, u64)],
+    data: &[u8],
+    out: &Path,
+) -> Result<()> {
+    // The evidence folder comes back as a tar in hex on stderr.
+    let hex: String = run
+        .stderr
+        .split_whitespace()
+        .filter(|w| w.len() == 2 && w.chars().all(|c| c.is_ascii_hexdigit()))
+        .collect();
+    let tar = hex::decode(hex)?;
+    let tar_path = out.join("ev.tar");
+    std::fs::write(&tar_path, tar)?;
+    let st = Command::new("tar")
+        .arg("xf")
+        .arg(&tar_path)
+        .arg("-C")
+        .arg(out)
+        .status()?;
+    ensure!(st.success(), "tar failed");
+    let manifest_path = find(out, ".manifest.json")?;
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(&manifest_path)?)?;
+    let got: Vec<(u64, u64)> = manifest["unreadable"]["ranges"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|r| {
+                    (
+                        r["offset"].as_u64().unwrap_or(0),
+                        r["length"].as_u64().unwrap_or(0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let want: Vec<(u64, u64)> = bad.iter().map(|&(s, c)| (s * 512, c * 512)).collect();
+    ensure!(
+        got == want,
+        "unreadable ranges {got:?}, want exactly {want:?}"
+    );
+    let image = find(out, ".raw.zst")?;
+    let raw = zstd_decompress(&std::fs::read(image)?)?;
+    ensure!(raw.len() == data.len());
+    for (i, (a, b)) in raw.chunks(512).zip(data.chunks(512)).enumerate() {
+        let sector = i as u64;
+        let in_bad = bad.iter().any(|&(s, c)| sector >= s && sector < s + c);
+        if in_bad {
+            ensure!(
+                a.iter().all(|&x| x == 0),
+                "bad sector {sector} not zero-filled"
+            );
+        } else if a != b {
+            bail!("sector {sector} differs from the backing file");
+        }
+    }
+    let verify = run_agent(
+        Command::new(agent_bin()?)
+            .arg("verify")
+            .arg(&manifest_path)
+            .arg("--json"),
+    )?;
+    ensure!(verify.code == 0, "verify: {verify:?}");
+    Ok(())
+}
+
+fn find(dir: &Path, suffix: &str) -> Result<PathBuf> {
+    for e in walk(dir)? {
+        if e.to_string_lossy().ends_with(suffix) {
+            return Ok(e);
+        }
+    }
+    bail!("no *{suffix} under {}", dir.display())
+}
+
+fn walk(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let p = e?.path();
+        if p.is_dir() {
+            out.extend(walk(&p)?);
+        } else {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Real-kernel tests: memory acquisition (kcore, LiME, fallback, refusals) and disk media errors
+# in a QEMU guest, against Garage on the host. Called by tests/run.sh; runnable on its own.
+#
+# Prepares what it needs (the VM cache, the static agent, the host agent, Volatility 3), then
+# runs tests/tests/memory_vm.rs with --ignored. Missing prerequisites fail; nothing is skipped.
+# Takes about 10 minutes on 2 cores (TCG).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+log() { printf '\n==> %s\n' "$*" >&2; }
+
+log "VM cache (kernel, initramfs, lime.ko)"
+eval "$(tests/vm/prepare.sh | grep -E '^AIRF_VM_[A-Z_]+=')"
+export AIRF_LIME_KO=${AIRF_VM_LIME_KO:-/opt/airf-cache/vm/current/lime.ko}
+
+log "static agent for the guest"
+AIRF_STATIC_AGENT=$(packaging/build-static.sh)
+export AIRF_STATIC_AGENT
+
+log "host agent (verify)"
+cargo build --release --quiet -p airf-agent
+export AIRF_AGENT_BIN=${AIRF_AGENT_BIN:-$PWD/target/release/airf-agent}
+
+if ! command -v vol >/dev/null; then
+  log "Volatility 3"
+  pip install --quiet volatility3
+fi
+command -v zstd >/dev/null || apt-get install -y -q zstd
+[ -x "${AIRF_GARAGE:-/opt/airf-cache/garage/bin/garage}" ] || tests/scripts/install-deps.sh
+
+export AWS_EC2_METADATA_DISABLED=true
+log "VM tests"
+# One VM at a time: each guest uses both cores under TCG.
+cargo test --quiet -p airf-e2e --test memory_vm -- --ignored --test-threads=1 "$@"
