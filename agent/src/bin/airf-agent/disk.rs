@@ -78,6 +78,9 @@ pub fn run(args: DiskArgs) -> i32 {
     if to_stdout && args.sources.len() > 1 {
         return fail("--to - takes exactly one source (stdout holds one image)".into());
     }
+    if to_stdout && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        return fail("--to - writes the compressed image to stdout, which is a terminal; pipe it into a command or a file, or give a directory".into());
+    }
     let frame_size = match usize::try_from(args.frame_size) {
         Ok(f) if (4096..=airf_agent::seekable::MAX_FRAME_SIZE).contains(&f) => f,
         _ => {
@@ -153,15 +156,22 @@ pub fn run(args: DiskArgs) -> i32 {
         }
         stems.push(stem.clone());
         let r = acquire_disk(disk, &stem, &set, &host, &acquire, &control);
-        if matches!(r.status, Status::Failed | Status::Interrupted) {
-            eprintln!(
-                "airf-agent: {}: {}",
-                r.source,
-                r.error.as_deref().unwrap_or("failed")
-            );
-            if let Some(c) = r.cleanup.as_ref().filter(|c| !c.clean) {
-                eprintln!("airf-agent: {}", c.detail);
+        match r.status {
+            Status::Failed | Status::Interrupted => {
+                eprintln!(
+                    "airf-agent: {}: {}",
+                    r.source,
+                    r.error.as_deref().unwrap_or("failed")
+                );
+                if let Some(c) = r.cleanup.as_ref().filter(|c| !c.clean) {
+                    eprintln!("airf-agent: {}", c.detail);
+                }
             }
+            Status::CompletedWithReadErrors => eprintln!(
+                "airf-agent: {}: completed with read errors: {} bytes in {} range(s) unreadable, zero-filled and listed in the manifest",
+                r.source, r.unreadable_bytes, r.unreadable_ranges
+            ),
+            Status::Complete => {}
         }
         reports.push(r);
     }
