@@ -8,7 +8,6 @@
     reason = "serde_json::Value indexing yields Null, it never panics"
 )]
 
-use std::io;
 use std::sync::Arc;
 
 use airf_agent::acquire::{AcquireSettings, DiskProducer, acquire};
@@ -18,40 +17,13 @@ use airf_agent::manifest::SourceFacts;
 use airf_agent::pipeline::{Control, PipelineConfig};
 use airf_agent::progress::ProgressMode;
 use airf_agent::report::{RunReport, Status, exit};
-use airf_agent::source::ReadAt;
 use airf_agent::source::block_device::{DiskFacts, DiskKind};
+use airf_agent::source::faulty::FaultyDisk;
 use airf_agent::source::resilient::ChunkReader;
 use airf_e2e::{S3Server, ServerKind, sha256, zstd_decompress};
 use anyhow::{Context, Result, ensure};
 
 const SECTOR: usize = 512;
-
-/// A disk whose listed sectors fail with EIO, as a failing drive's do.
-struct FaultyDisk {
-    data: Vec<u8>,
-    bad: Vec<u64>,
-}
-
-impl ReadAt for FaultyDisk {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        let end = (offset + buf.len() as u64).min(self.data.len() as u64);
-        if offset >= end {
-            return Ok(0);
-        }
-        let (first, last) = (offset / SECTOR as u64, (end - 1) / SECTOR as u64);
-        if self.bad.iter().any(|s| (first..=last).contains(s)) {
-            return Err(io::Error::from_raw_os_error(5));
-        }
-        let src = self
-            .data
-            .get(offset as usize..end as usize)
-            .unwrap_or_default();
-        buf.get_mut(..src.len())
-            .unwrap_or_default()
-            .copy_from_slice(src);
-        Ok(src.len())
-    }
-}
 
 fn client(server: &S3Server, rt: &tokio::runtime::Runtime) -> aws_sdk_s3::Client {
     let get = |k: &str| {
@@ -95,7 +67,8 @@ fn unreadable_sectors_are_zero_filled_listed_and_reported() -> Result<()> {
     let bad: Vec<u64> = vec![100, 8191, 8192, 8193, 8194, 20_000, 49_151];
     let disk = FaultyDisk {
         data: data.clone(),
-        bad: bad.clone(),
+        sector: SECTOR,
+        bad_sectors: bad.clone(),
     };
     let facts = DiskFacts {
         path: "/dev/faulty".into(),

@@ -260,39 +260,10 @@ enum SpanError {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
+    use crate::source::faulty::FaultyDisk;
     use proptest::prelude::*;
-
-    /// An in-memory device whose chosen sectors fail with EIO, like a disk with bad blocks.
-    #[derive(Debug, Clone)]
-    pub(crate) struct FaultyDisk {
-        pub data: Vec<u8>,
-        pub sector: usize,
-        pub bad_sectors: Vec<u64>,
-    }
-
-    impl ReadAt for FaultyDisk {
-        fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-            let end = (offset + buf.len() as u64).min(self.data.len() as u64);
-            if offset >= end {
-                return Ok(0);
-            }
-            let first = offset / self.sector as u64;
-            let last = (end - 1) / self.sector as u64;
-            if self.bad_sectors.iter().any(|s| (first..=last).contains(s)) {
-                return Err(io::Error::from_raw_os_error(nix::libc::EIO));
-            }
-            let src = self
-                .data
-                .get(offset as usize..end as usize)
-                .unwrap_or_default();
-            buf.get_mut(..src.len())
-                .unwrap_or_default()
-                .copy_from_slice(src);
-            Ok(src.len())
-        }
-    }
 
     fn pattern(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i % 251) as u8 + 1).collect()
