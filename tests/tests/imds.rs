@@ -66,34 +66,49 @@ fn fake_imds() -> Result<(u16, Arc<AtomicUsize>)> {
     Ok((port, hits))
 }
 
+/// Acquires a small file into `out` with the metadata service at `port`, enabled or not;
+/// returns the run and its manifest.
+fn acquire_with_imds(
+    port: u16,
+    disabled: bool,
+    out: &std::path::Path,
+) -> Result<(airf_e2e::AgentRun, serde_json::Value)> {
+    let mut cmd = std::process::Command::new(agent_bin()?);
+    if disabled {
+        cmd.env("AWS_EC2_METADATA_DISABLED", "true");
+    } else {
+        cmd.env_remove("AWS_EC2_METADATA_DISABLED");
+    }
+    let run = run_agent(
+        cmd.env(
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+            format!("http://127.0.0.1:{port}"),
+        )
+        .args([
+            "disk",
+            "/etc/hostname",
+            "--to",
+            &out.display().to_string(),
+            "--case",
+            "IR-7",
+            "--json",
+        ]),
+    )?;
+    ensure!(run.code == 0, "{run:?}");
+    let manifest_path = run.json["sources"][0]["manifest"]["location"]
+        .as_str()
+        .context("manifest")?;
+    let manifest = serde_json::from_slice(&std::fs::read(manifest_path)?)?;
+    Ok((run, manifest))
+}
+
 #[test]
 fn instance_identity_names_the_evidence_and_fills_the_manifest() -> Result<()> {
     let (port, hits) = fake_imds()?;
     let out = tempfile::tempdir()?;
-    let run = run_agent(
-        std::process::Command::new(agent_bin()?)
-            .env_remove("AWS_EC2_METADATA_DISABLED")
-            .env(
-                "AWS_EC2_METADATA_SERVICE_ENDPOINT",
-                format!("http://127.0.0.1:{port}"),
-            )
-            .args([
-                "disk",
-                "/etc/hostname",
-                "--to",
-                &out.path().display().to_string(),
-                "--case",
-                "IR-7",
-                "--json",
-            ]),
-    )?;
-    ensure!(run.code == 0, "{run:?}");
+    let (run, manifest) = acquire_with_imds(port, false, out.path())?;
     let folder = run.json["evidence_folder"].as_str().context("folder")?;
     ensure!(folder.contains("/IR-7/i-0fa4e1d5c0ffee123/"), "{folder}");
-    let manifest_path = run.json["sources"][0]["manifest"]["location"]
-        .as_str()
-        .context("manifest")?;
-    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(manifest_path)?)?;
     let ec2 = &manifest["host"]["ec2"];
     ensure!(
         ec2["instance_id"] == "i-0fa4e1d5c0ffee123" && ec2["account_id"] == "123456789012",
@@ -110,30 +125,11 @@ fn instance_identity_names_the_evidence_and_fills_the_manifest() -> Result<()> {
 
     // Disabled: no request at all, and no ec2 block.
     let before = hits.load(Ordering::SeqCst);
-    let run = run_agent(
-        std::process::Command::new(agent_bin()?)
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env(
-                "AWS_EC2_METADATA_SERVICE_ENDPOINT",
-                format!("http://127.0.0.1:{port}"),
-            )
-            .args([
-                "disk",
-                "/etc/hostname",
-                "--to",
-                &out.path().display().to_string(),
-                "--json",
-            ]),
-    )?;
-    ensure!(run.code == 0, "{run:?}");
+    let (_, manifest) = acquire_with_imds(port, true, out.path())?;
     ensure!(
         hits.load(Ordering::SeqCst) == before,
         "IMDS was asked although disabled"
     );
-    let manifest_path = run.json["sources"][0]["manifest"]["location"]
-        .as_str()
-        .context("manifest")?;
-    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(manifest_path)?)?;
     ensure!(manifest["host"].get("ec2").is_none());
     Ok(())
 }

@@ -3,8 +3,14 @@
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
 
-use airf_agent::pipeline::Control;
+use airf_agent::acquire::AcquireSettings;
+use airf_agent::destination::{DestSpec, EvidenceSet, UploadSettings};
+use airf_agent::host::HostFacts;
+use airf_agent::pipeline::{Control, PipelineConfig};
+use airf_agent::progress::ProgressMode;
+use airf_agent::report::{RunReport, SourceReport, Status};
 use airf_agent::s3_client::S3Options;
 use clap::Args;
 
@@ -30,6 +36,196 @@ impl S3Args {
             endpoint_url: self.endpoint_url.clone(),
             max_attempts: 5,
         }
+    }
+}
+
+/// Where evidence goes and how it is compressed and uploaded: the same for every source.
+#[derive(Debug, Clone, Args)]
+pub struct AcquireArgs {
+    /// Destination: s3://BUCKET/PREFIX/, a local directory, or - for stdout.
+    #[arg(long, value_name = "DEST")]
+    pub to: String,
+    /// Case identifier; evidence goes under <prefix>/<case>/<instance-id or hostname>/<UTC time>/.
+    #[arg(long, default_value = "unassigned", value_name = "ID")]
+    pub case: String,
+    /// S3 part size, e.g. 16MiB (default: chosen from the source size so 10,000 parts always suffice).
+    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    pub part_size: Option<u64>,
+    /// Parts uploaded in parallel.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64), value_name = "N")]
+    pub concurrency: u16,
+    /// zstd level (1 = fastest; higher is smaller and slower, and a slow capture is a smeared one).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(-7..=19), value_name = "N")]
+    pub level: i32,
+    /// Compression threads (default: CPUs, at most 4).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256), value_name = "N")]
+    pub threads: Option<u16>,
+    /// Uncompressed bytes per seekable zstd frame.
+    #[arg(long, default_value = "2MiB", value_parser = parse_size, value_name = "SIZE")]
+    pub frame_size: u64,
+    /// Encrypt objects with this KMS key (SSE-KMS); default: the bucket's own encryption.
+    #[arg(long, value_name = "KEY")]
+    pub sse_kms_key_id: Option<String>,
+    /// Seconds to keep retrying the clean-up of a failed upload when S3 is unreachable.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub abort_timeout: u64,
+    #[command(flatten)]
+    pub s3: S3Args,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// One acquisition command from parsed options to exit code: validation, the evidence set,
+/// per-source stderr lines and the final JSON result, the same for `disk` and `memory`.
+pub struct Session<'a> {
+    command: &'static str,
+    args: &'a AcquireArgs,
+    clock: Instant,
+    to_stdout: bool,
+    json: bool,
+}
+
+/// What a session has checked and started before any source is read.
+pub struct Started {
+    pub spec: DestSpec,
+    pub frame_size: usize,
+    pub rt: tokio::runtime::Runtime,
+    pub control: Arc<Control>,
+    pub signal: Arc<AtomicI32>,
+}
+
+impl<'a> Session<'a> {
+    pub fn new(command: &'static str, args: &'a AcquireArgs) -> Self {
+        let to_stdout = args.to == "-";
+        Self {
+            command,
+            args,
+            clock: Instant::now(),
+            to_stdout,
+            json: args.output.json_wanted() || to_stdout,
+        }
+    }
+
+    pub fn to_stdout(&self) -> bool {
+        self.to_stdout
+    }
+
+    /// Checks the destination and options, starts the I/O runtime and the signal watcher.
+    pub fn start(&self) -> Result<Started, String> {
+        let spec: DestSpec = self.args.to.parse().map_err(|e| format!("{e}"))?;
+        if self.to_stdout && std::io::stdout().is_terminal() {
+            return Err("--to - writes the compressed image to stdout, which is a terminal; pipe it into a command or a file, or give a directory".into());
+        }
+        let frame_size = usize::try_from(self.args.frame_size)
+            .ok()
+            .filter(|f| (4096..=airf_agent::seekable::MAX_FRAME_SIZE).contains(f))
+            .ok_or_else(|| {
+                format!(
+                    "--frame-size {} must be between 4 KiB and 1 GiB",
+                    self.args.frame_size
+                )
+            })?;
+        let rt = runtime().map_err(|e| format!("cannot start the I/O runtime: {e}"))?;
+        let control = Arc::new(Control::default());
+        let signal = watch_signals(&rt, Arc::clone(&control));
+        Ok(Started {
+            spec,
+            frame_size,
+            rt,
+            control,
+            signal,
+        })
+    }
+
+    /// The evidence folder for this run, with an S3 client when the destination is S3.
+    pub fn evidence_set(&self, started: &Started, host: &HostFacts) -> EvidenceSet {
+        let s3 = match &started.spec {
+            DestSpec::S3 { .. } => Some((
+                started
+                    .rt
+                    .block_on(airf_agent::s3_client::build(&self.args.s3.options())),
+                started.rt.handle().clone(),
+            )),
+            _ => None,
+        };
+        let settings = UploadSettings {
+            concurrency: usize::from(self.args.concurrency),
+            sse_kms_key_id: self.args.sse_kms_key_id.clone(),
+            abort_deadline: Duration::from_secs(self.args.abort_timeout),
+        };
+        EvidenceSet::new(
+            started.spec.clone(),
+            s3,
+            settings,
+            &self.args.case,
+            &host.evidence_name(),
+            time::OffsetDateTime::now_utc(),
+        )
+    }
+
+    pub fn acquire_settings(&self, frame_size: usize) -> AcquireSettings {
+        AcquireSettings {
+            case: self.args.case.clone(),
+            pipeline: PipelineConfig {
+                frame_size,
+                level: self.args.level,
+                threads: self
+                    .args
+                    .threads
+                    .map_or_else(airf_agent::pipeline::default_threads, usize::from),
+            },
+            part_size: self.args.part_size,
+            progress: ProgressMode::detect(self.args.output.no_progress),
+        }
+    }
+
+    /// Fails before anything was stored: the cause on stderr, a failed result, its exit code.
+    pub fn fail(&self, msg: String) -> i32 {
+        eprintln!("airf-agent: error: {msg}");
+        self.finish("", Vec::new(), vec![msg], None)
+    }
+
+    /// Prints the result of all sources and returns the exit code.
+    pub fn finish(
+        &self,
+        folder: &str,
+        sources: Vec<SourceReport>,
+        errors: Vec<String>,
+        signal: Option<&AtomicI32>,
+    ) -> i32 {
+        let sig = signal.map(|s| s.load(Ordering::SeqCst)).filter(|&s| s != 0);
+        let report = RunReport::new(
+            self.command,
+            &self.args.case,
+            folder,
+            sources,
+            errors,
+            self.clock.elapsed().as_secs_f64(),
+            sig,
+        );
+        emit(&report, &report.human_summary(), self.json, self.to_stdout);
+        report.exit_code
+    }
+}
+
+/// One plain-words stderr line for a source that did not complete cleanly.
+pub fn say_outcome(r: &SourceReport) {
+    match r.status {
+        Status::Failed | Status::Interrupted => {
+            eprintln!(
+                "airf-agent: {}: {}",
+                r.source,
+                r.error.as_deref().unwrap_or("failed")
+            );
+            if let Some(c) = r.cleanup.as_ref().filter(|c| !c.clean) {
+                eprintln!("airf-agent: {}", c.detail);
+            }
+        }
+        Status::CompletedWithReadErrors => eprintln!(
+            "airf-agent: {}: completed with read errors: {} bytes in {} range(s) unreadable, zero-filled and listed in the manifest",
+            r.source, r.unreadable_bytes, r.unreadable_ranges
+        ),
+        Status::Complete => {}
     }
 }
 

@@ -1,23 +1,17 @@
 //! `airf-agent memory`: acquire physical memory as a LiME-format image.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use airf_agent::acquire::{AcquireSettings, acquire};
-use airf_agent::destination::{DestSpec, EvidenceSet, UploadSettings};
+use airf_agent::acquire::acquire;
 use airf_agent::manifest::SourceFacts;
 use airf_agent::memory::lime_module::LimeTimeouts;
 use airf_agent::memory::{
     self, LimeOptions, MemoryFacts, MemorySource, SourceChoice, artifacts, iomem,
 };
-use airf_agent::pipeline::{Control, PipelineConfig};
-use airf_agent::progress::ProgressMode;
-use airf_agent::report::{RunReport, Status};
 use clap::{Args, ValueEnum};
 
-use crate::common::{self, OutputArgs, S3Args, parse_size};
+use crate::common::{AcquireArgs, Session, say_outcome};
 
 /// `--source`.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -32,9 +26,6 @@ pub enum SourceArg {
 
 #[derive(Debug, Args)]
 pub struct MemoryArgs {
-    /// Destination: s3://BUCKET/PREFIX/, a local directory, or - for stdout.
-    #[arg(long, value_name = "DEST")]
-    pub to: String,
     /// Memory source.
     #[arg(long, value_enum, default_value = "auto")]
     pub source: SourceArg,
@@ -47,87 +38,26 @@ pub struct MemoryArgs {
     /// Seconds to wait for LiME's listener, and for data once streaming.
     #[arg(long, default_value_t = 60, value_name = "SECS")]
     pub lime_timeout: u64,
-    /// Case identifier; evidence goes under <prefix>/<case>/<instance-id or hostname>/<UTC time>/.
-    #[arg(long, default_value = "unassigned", value_name = "ID")]
-    pub case: String,
-    /// S3 part size, e.g. 16MiB (default: chosen from the RAM size so 10,000 parts always suffice).
-    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
-    pub part_size: Option<u64>,
-    /// Parts uploaded in parallel.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64), value_name = "N")]
-    pub concurrency: u16,
-    /// zstd level (1 = fastest; a slow memory capture is a smeared one).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(-7..=19), value_name = "N")]
-    pub level: i32,
-    /// Compression threads (default: CPUs, at most 4).
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256), value_name = "N")]
-    pub threads: Option<u16>,
-    /// Uncompressed bytes per seekable zstd frame.
-    #[arg(long, default_value = "2MiB", value_parser = parse_size, value_name = "SIZE")]
-    pub frame_size: u64,
-    /// Encrypt objects with this KMS key (SSE-KMS); default: the bucket's own encryption.
-    #[arg(long, value_name = "KEY")]
-    pub sse_kms_key_id: Option<String>,
-    /// Seconds to keep retrying the clean-up of a failed upload when S3 is unreachable.
-    #[arg(long, default_value_t = 60, value_name = "SECS")]
-    pub abort_timeout: u64,
     #[command(flatten)]
-    pub s3: S3Args,
-    #[command(flatten)]
-    pub output: OutputArgs,
+    pub acquire: AcquireArgs,
 }
 
 pub fn run(args: MemoryArgs) -> i32 {
-    let clock = Instant::now();
-    let to_stdout = args.to == "-";
-    let json = args.output.json_wanted() || to_stdout;
-    let fail = |msg: String| {
-        eprintln!("airf-agent: error: {msg}");
-        let report = RunReport::new(
-            "memory",
-            &args.case,
-            "",
-            Vec::new(),
-            vec![msg],
-            clock.elapsed().as_secs_f64(),
-            None,
-        );
-        common::emit(&report, &report.human_summary(), json, to_stdout);
-        report.exit_code
-    };
-    let spec: DestSpec = match args.to.parse() {
+    let session = Session::new("memory", &args.acquire);
+    let started = match session.start() {
         Ok(s) => s,
-        Err(e) => return fail(format!("{e}")),
-    };
-    if to_stdout && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
-        return fail("--to - writes the compressed image to stdout, which is a terminal; pipe it into a command or a file, or give a directory".into());
-    }
-    let frame_size = match usize::try_from(args.frame_size) {
-        Ok(f) if (4096..=airf_agent::seekable::MAX_FRAME_SIZE).contains(&f) => f,
-        _ => {
-            return fail(format!(
-                "--frame-size {} must be between 4 KiB and 1 GiB",
-                args.frame_size
-            ));
-        }
+        Err(e) => return session.fail(e),
     };
     let choice = match args.source {
         SourceArg::Auto => SourceChoice::Auto,
         SourceArg::Kcore => SourceChoice::Only(MemorySource::Kcore),
         SourceArg::Lime => SourceChoice::Only(MemorySource::Lime),
     };
-    let rt = match common::runtime() {
-        Ok(rt) => rt,
-        Err(e) => return fail(format!("cannot start the I/O runtime: {e}")),
-    };
-    let control = Arc::new(Control::default());
-    let signal = common::watch_signals(&rt, Arc::clone(&control));
-
     let ram = match memory::read_ram_ranges() {
         Ok(r) => r,
-        Err(e) => return fail(e),
+        Err(e) => return session.fail(e),
     };
-    let host = rt.block_on(airf_agent::host::gather());
+    let host = started.rt.block_on(airf_agent::host::gather());
     let lime = LimeOptions {
         module: args.lime_module.clone(),
         sha256: args.lime_sha256.clone(),
@@ -140,28 +70,9 @@ pub fn run(args: MemoryArgs) -> i32 {
     // Open the source before anything is stored: a refused module stores nothing.
     let opened = match memory::open_source(choice, &ram, &lime, &host.kernel_release) {
         Ok(o) => o,
-        Err(e) => return fail(e.to_string()),
+        Err(e) => return session.fail(e.to_string()),
     };
-    let s3 = match &spec {
-        DestSpec::S3 { .. } => Some((
-            rt.block_on(airf_agent::s3_client::build(&args.s3.options())),
-            rt.handle().clone(),
-        )),
-        _ => None,
-    };
-    let settings = UploadSettings {
-        concurrency: usize::from(args.concurrency),
-        sse_kms_key_id: args.sse_kms_key_id.clone(),
-        abort_deadline: Duration::from_secs(args.abort_timeout),
-    };
-    let set = EvidenceSet::new(
-        spec,
-        s3,
-        settings,
-        &args.case,
-        &host.evidence_name(),
-        time::OffsetDateTime::now_utc(),
-    );
+    let set = session.evidence_set(&started, &host);
     let (stored, missing) = artifacts::collect(&set);
     let banner = std::fs::read_to_string("/proc/version")
         .map(|s| s.trim_end().to_owned())
@@ -191,19 +102,7 @@ pub fn run(args: MemoryArgs) -> i32 {
         partial_pages,
         unreadable_offsets: "physical_address".into(),
     }));
-    let threads = args
-        .threads
-        .map_or_else(airf_agent::pipeline::default_threads, usize::from);
-    let settings = AcquireSettings {
-        case: args.case.clone(),
-        pipeline: PipelineConfig {
-            frame_size,
-            level: args.level,
-            threads,
-        },
-        part_size: args.part_size,
-        progress: ProgressMode::detect(args.output.no_progress),
-    };
+    let settings = session.acquire_settings(started.frame_size);
     let label = format!("memory ({source})");
     let r = acquire(
         producer.as_mut(),
@@ -216,40 +115,10 @@ pub fn run(args: MemoryArgs) -> i32 {
         &set,
         &host,
         &settings,
-        &control,
+        &started.control,
     );
     // Unloads LiME (if it was used) before the result is printed.
     drop(producer);
-    match r.status {
-        Status::Failed | Status::Interrupted => {
-            eprintln!(
-                "airf-agent: {}: {}",
-                r.source,
-                r.error.as_deref().unwrap_or("failed")
-            );
-            if let Some(c) = r.cleanup.as_ref().filter(|c| !c.clean) {
-                eprintln!("airf-agent: {}", c.detail);
-            }
-        }
-        Status::CompletedWithReadErrors => eprintln!(
-            "airf-agent: {}: completed with read errors: {} bytes in {} range(s) unreadable, zero-filled and listed in the manifest",
-            r.source, r.unreadable_bytes, r.unreadable_ranges
-        ),
-        Status::Complete => {}
-    }
-    let sig = match signal.load(Ordering::SeqCst) {
-        0 => None,
-        s => Some(s),
-    };
-    let report = RunReport::new(
-        "memory",
-        &args.case,
-        &set.folder,
-        vec![r],
-        Vec::new(),
-        clock.elapsed().as_secs_f64(),
-        sig,
-    );
-    common::emit(&report, &report.human_summary(), json, to_stdout);
-    report.exit_code
+    say_outcome(&r);
+    session.finish(&set.folder, vec![r], Vec::new(), Some(&started.signal))
 }

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Memory acquisition benchmark, in one guest boot of the test VM (same kernel, same RAM, same
+# run): the agent (/proc/kcore → zstd → stdout → byte count) vs avml (/proc/kcore → snappy →
+# stdout) vs LiME over tcp → byte count (uncompressed, no hashing).
+#
+#   packaging/bench/memory.sh [GUEST_MEM]   (default 1G)
+#
+# Prints, per tool: seconds, seconds per GiB of System RAM, output bytes, and peak RSS
+# (busybox `time -v`, of the measured process; for LiME, of the reader). Under TCG the guest CPU
+# is emulated, so compare the tools with each other, not with bare metal.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+mem=${1:-1G}
+
+agent=$(packaging/build-static.sh)
+eval "$(tests/vm/prepare.sh | grep -E '^AIRF_VM_[A-Z_]+=')"
+lime=${AIRF_VM_LIME_KO:-/opt/airf-cache/vm/current/lime.ko}
+
+avml_root=${AIRF_CACHE:-/opt/airf-cache}/avml
+avml=$avml_root/bin/avml
+if [ ! -x "$avml" ]; then
+  echo "building avml (static musl, once, cached in $avml_root)" >&2
+  rustup target add x86_64-unknown-linux-musl >&2
+  CC_x86_64_unknown_linux_musl=musl-gcc RUSTFLAGS="-C target-feature=+crt-static" \
+    cargo install --quiet --locked avml --no-default-features --target x86_64-unknown-linux-musl \
+    --root "$avml_root" >&2
+fi
+
+# In the guest: each tool once, one after the other, measured with busybox time -v.
+guest_script='
+ram=0
+for r in $(grep "^[0-9a-f].* : System RAM$" /proc/iomem | cut -d" " -f1); do
+  s=$((0x${r%-*})); e=$((0x${r#*-})); ram=$((ram + e - s + 1))
+done
+echo "RAM $ram"
+measure() { # name, command producing the image on stdout
+  name=$1; shift
+  t0=$(date +%s.%N 2>/dev/null || date +%s)
+  time -v -o /tmp/time.$name sh -c "$*" | wc -c >/tmp/size.$name
+  t1=$(date +%s.%N 2>/dev/null || date +%s)
+  rss=$(sed -n "s/.*Maximum resident set size (kbytes): //p" /tmp/time.$name)
+  wall=$(sed -n "s/.*Elapsed (wall clock) time.*: //p" /tmp/time.$name)
+  echo "RESULT $name wall=$wall bytes=$(cat /tmp/size.$name) rss_kb=$rss"
+}
+measure agent "airf-agent memory --source kcore --to - --no-progress 2>/tmp/agent.json"
+measure avml "avml --compress /dev/stdout"
+(trap "" PIPE; exec insmod /root/lime.ko "path=tcp:4444 localhostonly=1 format=lime") &
+until grep -q "0100007F:115C 00000000:0000 0A" /proc/net/tcp; do sleep 0.1; done
+measure lime "nc 127.0.0.1 4444"
+wait; rmmod lime
+grep -E "\"(raw_size|compressed_size|duration_seconds)\"" /tmp/agent.json
+'
+out=$(tests/vm/run.sh --mem "$mem" --smp 2 --timeout 1800 \
+  --file "$agent:/usr/bin/airf-agent" --file "$avml:/usr/bin/avml" --file "$lime:/root/lime.ko" \
+  --env AWS_EC2_METADATA_DISABLED=true -- "$guest_script")
+echo "$out" >&2
+ram=$(echo "$out" | sed -n 's/^RAM //p')
+echo
+printf '%-6s %10s %10s %14s %12s\n' tool seconds s/GiB output_bytes peak_rss_MB
+echo "$out" | sed -n 's/^RESULT //p' | while read -r name wall bytes rss; do
+  wall=${wall#wall=}; bytes=${bytes#bytes=}; rss=${rss#rss_kb=}
+  # busybox prints m:ss.ss or h:mm:ss
+  secs=$(echo "$wall" | awk -F: '{s=0; for(i=1;i<=NF;i++) s=s*60+$i; print s}')
+  awk -v n="$name" -v s="$secs" -v b="$bytes" -v r="$rss" -v ram="$ram" \
+    'BEGIN { printf "%-6s %10.1f %10.1f %14d %12.1f\n", n, s, s / (ram / 2^30), b, r / 1024 }'
+done
