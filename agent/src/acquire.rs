@@ -13,7 +13,8 @@ use crate::manifest::{
 use crate::pipeline::{self, Control, PipelineConfig, ProduceError, Producer};
 use crate::report::{SourceReport, Status};
 use crate::source::ReadAt;
-use crate::source::block_device::{Disk, drop_cached};
+use crate::source::block_device::{Disk, DiskKind, drop_cached};
+use crate::source::direct::DirectReader;
 use crate::source::resilient::{BadRanges, ChunkReader};
 
 /// Settings for every acquisition of a run.
@@ -107,7 +108,11 @@ pub fn acquire_disk(
     let sector = disk.facts.sector_size as usize;
     let facts = SourceFacts::Disk(disk.facts.clone());
     let cache_handle = disk.file.try_clone().ok();
-    let reader = ChunkReader::new(disk.file, label.clone(), size, sector);
+    let direct = sector_exact_reader(&disk);
+    let mut reader = ChunkReader::new(disk.file, label.clone(), size, sector);
+    if let Some(direct) = direct {
+        reader = reader.with_sector_reader(Box::new(direct));
+    }
     let mut producer = DiskProducer::new(reader, cache_handle);
     acquire(
         &mut producer,
@@ -122,6 +127,26 @@ pub fn acquire_disk(
         settings,
         control,
     )
+}
+
+/// An `O_DIRECT` handle on a block device for sector-exact retries (none for image files, or
+/// when the device refuses direct I/O: then retries go through the page cache).
+fn sector_exact_reader(disk: &Disk) -> Option<DirectReader> {
+    let facts = &disk.facts;
+    if facts.kind != DiskKind::BlockDevice {
+        return None;
+    }
+    let buffered = disk.file.try_clone().ok()?;
+    match DirectReader::open(&facts.canonical_path, buffered, facts.sector_size as usize) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            tracing::info!(
+                "{}: no O_DIRECT ({e}); sector retries go through the page cache",
+                facts.path.display()
+            );
+            None
+        }
+    }
 }
 
 /// Acquires any evidence stream.

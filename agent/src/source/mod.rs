@@ -5,6 +5,7 @@
 //! into zero-filled, recorded [`resilient::BadRange`]s instead of aborting the acquisition.
 
 pub mod block_device;
+pub mod direct;
 pub mod faulty;
 pub mod resilient;
 

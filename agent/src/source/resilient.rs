@@ -1,7 +1,8 @@
 //! Reading through media errors, the way dc3dd and ddrescue do.
 //!
 //! A chunk is first read with large reads. When one fails with a media error (EIO and friends),
-//! the failed span is retried in 64 KiB reads, and what still fails is retried sector by sector.
+//! the failed span is retried in 64 KiB reads, and what still fails is retried sector by sector,
+//! through a sector-exact reader when one is given (see [`super::direct`]).
 //! Sectors that cannot be read are zero-filled in the output and recorded as a [`BadRange`],
 //! so the image keeps its geometry and the manifest says exactly what is missing.
 
@@ -114,12 +115,25 @@ pub fn is_media_error(error: &io::Error) -> bool {
 }
 
 /// Reads fixed chunks of a [`ReadAt`] source, zero-filling and recording unreadable sectors.
-#[derive(Debug)]
 pub struct ChunkReader<R> {
     inner: R,
+    /// Used for the sector-by-sector stage instead of `inner` (e.g. an `O_DIRECT` handle, so a
+    /// failing page of the page cache does not take its good sectors with it).
+    sector_reader: Option<Box<dyn ReadAt>>,
     name: String,
     size: u64,
     sector: usize,
+}
+
+impl<R> std::fmt::Debug for ChunkReader<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChunkReader")
+            .field("name", &self.name)
+            .field("size", &self.size)
+            .field("sector", &self.sector)
+            .field("sector_reader", &self.sector_reader.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl<R: ReadAt> ChunkReader<R> {
@@ -127,10 +141,17 @@ impl<R: ReadAt> ChunkReader<R> {
     pub fn new(inner: R, name: impl Into<String>, size: u64, sector: usize) -> Self {
         Self {
             inner,
+            sector_reader: None,
             name: name.into(),
             size,
             sector: sector.max(1),
         }
+    }
+
+    /// Retries single sectors through `reader` rather than the main reader.
+    pub fn with_sector_reader(mut self, reader: Box<dyn ReadAt>) -> Self {
+        self.sector_reader = Some(reader);
+        self
     }
 
     /// The source's size in bytes.
@@ -190,7 +211,11 @@ impl<R: ReadAt> ChunkReader<R> {
         for (i, sector) in buf.chunks_mut(self.sector).enumerate() {
             let at = offset + (i * self.sector) as u64;
             let len = sector.len();
-            match self.read_span(at, sector, len) {
+            let reader: &dyn ReadAt = match &self.sector_reader {
+                Some(r) => r.as_ref(),
+                None => &self.inner,
+            };
+            match read_span(reader, at, sector, len) {
                 Ok(()) => {}
                 Err(SpanError::Media { errno, cause }) => {
                     sector.fill(0);
@@ -220,28 +245,8 @@ impl<R: ReadAt> ChunkReader<R> {
         }
     }
 
-    /// Reads exactly `len` bytes at `offset` into `buf`, classifying the first failure.
     fn read_span(&self, offset: u64, buf: &mut [u8], len: usize) -> Result<(), SpanError> {
-        let mut filled = 0usize;
-        while filled < len {
-            let at = offset + filled as u64;
-            let Some(dst) = buf.get_mut(filled..len) else {
-                break;
-            };
-            match self.inner.read_at(dst, at) {
-                Ok(0) => return Err(SpanError::Eof { at }),
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if is_media_error(&e) => {
-                    return Err(SpanError::Media {
-                        errno: e.raw_os_error(),
-                        cause: e.to_string(),
-                    });
-                }
-                Err(error) => return Err(SpanError::Fatal { at, error }),
-            }
-        }
-        Ok(())
+        read_span(&self.inner, offset, buf, len)
     }
 
     fn fatal(&self, offset: u64, error: io::Error) -> ReadError {
@@ -251,6 +256,35 @@ impl<R: ReadAt> ChunkReader<R> {
             error,
         }
     }
+}
+
+/// Reads exactly `len` bytes at `offset` into `buf`, classifying the first failure.
+fn read_span<R: ReadAt + ?Sized>(
+    reader: &R,
+    offset: u64,
+    buf: &mut [u8],
+    len: usize,
+) -> Result<(), SpanError> {
+    let mut filled = 0usize;
+    while filled < len {
+        let at = offset + filled as u64;
+        let Some(dst) = buf.get_mut(filled..len) else {
+            break;
+        };
+        match reader.read_at(dst, at) {
+            Ok(0) => return Err(SpanError::Eof { at }),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if is_media_error(&e) => {
+                return Err(SpanError::Media {
+                    errno: e.raw_os_error(),
+                    cause: e.to_string(),
+                });
+            }
+            Err(error) => return Err(SpanError::Fatal { at, error }),
+        }
+    }
+    Ok(())
 }
 
 enum SpanError {
@@ -310,6 +344,36 @@ mod tests {
                 .fill(0);
         }
         assert_eq!(buf, expected);
+    }
+
+    /// Through a page cache a bad sector fails its whole page; the sector reader (O_DIRECT on a
+    /// real device) keeps the page's good sectors.
+    #[test]
+    fn sector_reader_keeps_good_sectors_of_a_failing_page() {
+        let data = pattern(64 * 1024);
+        let cached = FaultyDisk {
+            data: data.clone(),
+            sector: 4096,
+            bad_sectors: vec![2, 9],
+        };
+        let exact = FaultyDisk {
+            data: data.clone(),
+            sector: 512,
+            bad_sectors: vec![17, 18, 75],
+        };
+        let mut bad = BadRanges::default();
+        let mut buf = vec![0xAAu8; data.len()];
+        let r = ChunkReader::new(cached.clone(), "t", data.len() as u64, 512)
+            .with_sector_reader(Box::new(exact));
+        assert!(r.read_chunk(0, &mut buf, &mut bad).is_ok());
+        let got: Vec<(u64, u64)> = bad.ranges.iter().map(|b| (b.offset, b.length)).collect();
+        assert_eq!(got, vec![(17 * 512, 1024), (75 * 512, 512)]);
+
+        // Without it, whole pages are lost: what the sector reader exists to prevent.
+        let mut bad = BadRanges::default();
+        let r = ChunkReader::new(cached, "t", data.len() as u64, 512);
+        assert!(r.read_chunk(0, &mut buf, &mut bad).is_ok());
+        assert_eq!(bad.total_bytes, 2 * 4096);
     }
 
     #[test]
