@@ -375,6 +375,51 @@ fn module_for_another_kernel_is_refused_before_loading() -> Result<()> {
     Ok(())
 }
 
+#[test]
+#[ignore = "boots a VM; run by tests/vm/run-tests.sh"]
+fn kernel_lockdown_is_named_and_integrity_still_allows_kcore() -> Result<()> {
+    const SECURITYFS: &str = "mount -t securityfs securityfs /sys/kernel/security; \
+        echo \"LOCKDOWN=$(cat /sys/kernel/security/lockdown)\" >&2";
+    let lime = lime_args()?;
+
+    // Confidentiality: kcore and LiME both refused; the error says why, once, in words.
+    let cmd = format!("{SECURITYFS}; airf-agent memory --source auto {lime} --to /tmp/out --json");
+    let run = guest(None, &["--append", "lockdown=confidentiality"], &cmd)?;
+    ensure!(
+        marker(&run.stderr, "LOCKDOWN")?.contains("[confidentiality]"),
+        "the guest kernel did not enter lockdown: {}",
+        run.stderr
+    );
+    ensure!(
+        run.code == 1
+            && run.stderr.contains("kcore:")
+            && run.stderr.contains("lime:")
+            && run.stderr.contains("kernel lockdown is 'confidentiality'"),
+        "exit {}: {}",
+        run.code,
+        run.stderr
+    );
+
+    // Integrity: unsigned LiME refused; kcore captures whole and the manifest records the mode.
+    let server = S3Server::start(ServerKind::Garage)?;
+    let work = tempfile::tempdir()?;
+    let cmd = format!(
+        "{SECURITYFS}; airf-agent memory --source lime {lime} --to /tmp/out --json >/dev/null; \
+         echo \"LIME_RC=$?\" >&2; {}",
+        memory_cmd("kcore", "")
+    );
+    let run = guest(Some(&server), &["--append", "lockdown=integrity"], &cmd)?;
+    ensure!(
+        marker(&run.stderr, "LIME_RC")? == "1"
+            && run.stderr.contains("kernel lockdown is 'integrity'"),
+        "LiME must be refused under integrity: {}",
+        run.stderr
+    );
+    let m = check_capture(&server, &run, "kcore", work.path())?;
+    ensure!(m["source"]["lockdown"] == "integrity", "{:#}", m["source"]);
+    Ok(())
+}
+
 fn replace_all(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
     let mut out = hay.to_vec();
     let mut i = 0;

@@ -18,6 +18,7 @@ pub mod iomem;
 pub mod kcore;
 pub mod lime_format;
 pub mod lime_module;
+pub mod lockdown;
 
 use std::fs::File;
 use std::io::Read;
@@ -151,6 +152,9 @@ pub struct MemoryFacts {
     /// How to read the offsets of `unreadable` in this manifest: physical addresses, not image
     /// offsets.
     pub unreadable_offsets: String,
+    /// Kernel lockdown mode (`none`, `integrity`, `confidentiality`), when the kernel shows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lockdown: Option<String>,
 }
 
 /// Options for the LiME source.
@@ -166,12 +170,20 @@ pub struct LimeOptions {
 
 /// No source worked.
 #[derive(Debug, thiserror::Error)]
-#[error("no memory source could be used: {}", summary(.0))]
-pub struct NoSource(pub Vec<SourceAttempt>);
+#[error("no memory source could be used: {}", summary(self))]
+pub struct NoSource {
+    /// Each source tried, with its own cause.
+    pub attempts: Vec<SourceAttempt>,
+    /// What the kernel's lockdown mode rules out, when it is on (the root cause behind
+    /// "operation not permitted").
+    pub lockdown: Option<&'static str>,
+}
 
-fn summary(a: &[SourceAttempt]) -> String {
-    a.iter()
+fn summary(e: &NoSource) -> String {
+    e.attempts
+        .iter()
         .map(|a| format!("{}: {}", a.source, a.cause))
+        .chain(e.lockdown.map(str::to_owned))
         .collect::<Vec<_>>()
         .join("; ")
 }
@@ -290,5 +302,12 @@ pub fn open_source(
             }
         }
     }
-    Err(NoSource(skipped))
+    // Under lockdown the per-source causes are symptoms ("operation not permitted"); say the
+    // root cause once, where the responder reads it.
+    Err(NoSource {
+        attempts: skipped,
+        lockdown: lockdown::current()
+            .as_deref()
+            .and_then(lockdown::consequence),
+    })
 }

@@ -101,6 +101,7 @@ pub fn run(args: MemoryArgs) -> i32 {
         artifacts_missing: missing,
         partial_pages,
         unreadable_offsets: "physical_address".into(),
+        lockdown: memory::lockdown::current(),
     }));
     let settings = session.acquire_settings(started.frame_size);
     let label = format!("memory ({source})");
