@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender, bounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 
 use crate::hash::Sha256;
 use crate::seekable::{FrameCompressor, FrameTooLarge, SeekTable};
@@ -151,10 +151,21 @@ pub fn run(
     }
     let (hash_tx, hash_rx) = bounded::<Arc<Chunk>>(pool_size);
     let (work_tx, work_rx) = bounded::<Arc<Chunk>>(pool_size);
-    // Compressed frames wait in a short queue; one spare output buffer is recycled, the rest
-    // are freed, so compressed buffers stay near `threads + 3` frames.
+    // The reorder window: frames read but not yet written. Raw buffers return to the pool as
+    // soon as a frame is compressed, so without this a descheduled compressor would let the
+    // others run ahead and pile compressed frames up in the assembler without limit (seen:
+    // 200+ MB with 4 threads on 2 cores). A ticket is taken per frame read, returned per
+    // frame written.
+    let window = pool_size;
+    let (ticket_tx, ticket_rx) = bounded::<()>(window);
+    for _ in 0..window {
+        let _ = ticket_tx.send(());
+    }
+    // Compressed frames wait in a short queue. Their buffers go back to the compressors once
+    // written, so after warm-up nothing is allocated per frame and at most `window` compressed
+    // buffers ever exist.
     let (frame_tx, frame_rx) = bounded::<Result<Frame, String>>(1);
-    let (spare_tx, spare_rx) = bounded::<Vec<u8>>(1);
+    let (spare_tx, spare_rx) = bounded::<Vec<u8>>(window);
     let stop_flag = AtomicBool::new(false);
     let stop = &stop_flag;
     let frame_size = cfg.frame_size;
@@ -165,9 +176,14 @@ pub fn run(
         let reader = std::thread::Builder::new()
             .name("airf-read".into())
             .spawn_scoped(s, move || {
-                read_loop(
-                    producer, frame_size, &pool_rx, &pool_tx, &hash_tx, &work_tx, control, stop,
-                )
+                let channels = ReaderChannels {
+                    pool_rx: &pool_rx,
+                    pool_tx: &pool_tx,
+                    tickets: &ticket_rx,
+                    hash_tx: &hash_tx,
+                    work_tx: &work_tx,
+                };
+                read_loop(producer, frame_size, &channels, control, stop)
             });
         let hasher = std::thread::Builder::new()
             .name("airf-sha256".into())
@@ -184,7 +200,7 @@ pub fn run(
         }
         drop((frame_tx, work_rx, spare_rx));
 
-        let assembled = assemble(&frame_rx, &spare_tx, sink, control);
+        let assembled = assemble(&frame_rx, &spare_tx, &ticket_tx, sink, control);
         if assembled.is_err() {
             stop_flag.store(true, Ordering::SeqCst);
         }
@@ -221,33 +237,56 @@ pub fn run(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Waits for an item from `rx` (a pool buffer or a window ticket) while watching for cancel
+/// and stop; None when the pipeline is stopping or the other side is gone.
+fn wait_for<T>(
+    rx: &Receiver<T>,
+    control: &Control,
+    stop: &AtomicBool,
+) -> Result<Option<T>, PipelineError> {
+    loop {
+        if control.cancel.load(Ordering::SeqCst) {
+            return Err(PipelineError::Cancelled);
+        }
+        if stop.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(item) => return Ok(Some(item)),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return Ok(None),
+        }
+    }
+}
+
+/// The reader's side of the pipeline's channels.
+struct ReaderChannels<'a> {
+    pool_rx: &'a Receiver<Vec<u8>>,
+    pool_tx: &'a Sender<Vec<u8>>,
+    tickets: &'a Receiver<()>,
+    hash_tx: &'a Sender<Arc<Chunk>>,
+    work_tx: &'a Sender<Arc<Chunk>>,
+}
+
 fn read_loop(
     producer: &mut dyn Producer,
     frame_size: usize,
-    pool_rx: &Receiver<Vec<u8>>,
-    pool_tx: &Sender<Vec<u8>>,
-    hash_tx: &Sender<Arc<Chunk>>,
-    work_tx: &Sender<Arc<Chunk>>,
+    ch: &ReaderChannels<'_>,
     control: &Control,
     stop: &AtomicBool,
 ) -> Result<(), PipelineError> {
     for seq in 0.. {
-        let mut data = loop {
-            if control.cancel.load(Ordering::SeqCst) {
-                return Err(PipelineError::Cancelled);
-            }
-            if stop.load(Ordering::SeqCst) {
-                return Ok(());
-            }
-            if let Ok(buf) = pool_rx.recv_timeout(Duration::from_millis(100)) {
-                break buf;
-            }
+        // A ticket first: it keeps the reader within the reorder window of the assembler.
+        if wait_for(ch.tickets, control, stop)?.is_none() {
+            return Ok(());
+        }
+        let Some(mut data) = wait_for(ch.pool_rx, control, stop)? else {
+            return Ok(());
         };
         data.resize(frame_size, 0);
         let n = producer.fill(&mut data)?;
         if n == 0 {
-            let _ = pool_tx.send(data);
+            let _ = ch.pool_tx.send(data);
             return Ok(());
         }
         data.truncate(n);
@@ -255,9 +294,9 @@ fn read_loop(
         let chunk = Arc::new(Chunk {
             seq,
             data,
-            pool: pool_tx.clone(),
+            pool: ch.pool_tx.clone(),
         });
-        if hash_tx.send(Arc::clone(&chunk)).is_err() || work_tx.send(chunk).is_err() {
+        if ch.hash_tx.send(Arc::clone(&chunk)).is_err() || ch.work_tx.send(chunk).is_err() {
             return Ok(());
         }
         if n < frame_size {
@@ -310,6 +349,7 @@ fn compress_loop(
 fn assemble(
     rx: &Receiver<Result<Frame, String>>,
     spare: &Sender<Vec<u8>>,
+    tickets: &Sender<()>,
     sink: &mut dyn ImageSink,
     control: &Control,
 ) -> Result<(Sha256, SeekTable, u64), PipelineError> {
@@ -328,6 +368,7 @@ fn assemble(
             written += frame.bytes.len() as u64;
             control.compressed_written.store(written, Ordering::Relaxed);
             let _ = spare.try_send(frame.bytes);
+            let _ = tickets.try_send(());
             next += 1;
         }
     }
@@ -443,5 +484,80 @@ mod tests {
         control.cancel.store(true, Ordering::SeqCst);
         let err = run(&mut Endless, &mut MemorySink::default(), &cfg(2), &control);
         assert!(matches!(err, Err(PipelineError::Cancelled)));
+    }
+
+    /// However the compressors are scheduled, the reader never gets more than the reorder
+    /// window ahead of the sink: that is what bounds compressed frames waiting for a late one.
+    #[test]
+    fn reader_stays_within_the_reorder_window() {
+        use std::sync::atomic::AtomicUsize;
+
+        struct Counted {
+            left: usize,
+            read: usize,
+            written: Arc<AtomicUsize>,
+            widest: usize,
+        }
+        impl Producer for Counted {
+            fn fill(&mut self, buf: &mut [u8]) -> Result<usize, ProduceError> {
+                if self.left == 0 {
+                    return Ok(0);
+                }
+                self.left -= 1;
+                self.read += 1;
+                let gap = self.read - self.written.load(Ordering::SeqCst);
+                self.widest = self.widest.max(gap);
+                // Frames of very different cost, so compressors finish out of order.
+                if self.read % 3 == 0 {
+                    buf.fill(0);
+                } else {
+                    for (i, b) in buf.iter_mut().enumerate() {
+                        *b = ((i * 131 + self.read * 7) ^ (i >> 5)) as u8;
+                    }
+                }
+                Ok(buf.len())
+            }
+        }
+        struct CountingSink(Arc<AtomicUsize>);
+        impl ImageSink for CountingSink {
+            fn write(&mut self, _: &[u8]) -> Result<(), SinkError> {
+                self.0.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }
+            fn finish(&mut self) -> Result<crate::sink::StoredObject, SinkError> {
+                Err(SinkError::Injected("not used".into()))
+            }
+            fn abort(&mut self) -> crate::sink::AbortReport {
+                crate::sink::AbortReport {
+                    clean: true,
+                    detail: String::new(),
+                }
+            }
+        }
+        let threads = 8;
+        let written = Arc::new(AtomicUsize::new(0));
+        let mut producer = Counted {
+            left: 400,
+            read: 0,
+            written: Arc::clone(&written),
+            widest: 0,
+        };
+        let cfg = PipelineConfig {
+            frame_size: 64 * 1024,
+            level: 9,
+            threads,
+        };
+        let out = run(
+            &mut producer,
+            &mut CountingSink(written),
+            &cfg,
+            &Control::default(),
+        );
+        assert!(out.is_ok_and(|o| o.frames == 400));
+        assert!(
+            producer.widest <= threads + 2,
+            "reader ran {} frames ahead of the sink",
+            producer.widest
+        );
     }
 }

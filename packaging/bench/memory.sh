@@ -35,15 +35,13 @@ done
 echo "RAM $ram"
 measure() { # name, command producing the image on stdout
   name=$1; shift
-  t0=$(date +%s.%N 2>/dev/null || date +%s)
   time -v -o /tmp/time.$name sh -c "$*" | wc -c >/tmp/size.$name
-  t1=$(date +%s.%N 2>/dev/null || date +%s)
   rss=$(sed -n "s/.*Maximum resident set size (kbytes): //p" /tmp/time.$name)
   wall=$(sed -n "s/.*Elapsed (wall clock) time.*: //p" /tmp/time.$name)
-  echo "RESULT $name wall=$wall bytes=$(cat /tmp/size.$name) rss_kb=$rss"
+  echo "RESULT $name wall=$(echo $wall | tr -d " ") bytes=$(cat /tmp/size.$name) rss_kb=$rss"
 }
 measure agent "airf-agent memory --source kcore --to - --no-progress 2>/tmp/agent.json"
-measure avml "avml --compress /dev/stdout"
+measure avml "avml acquire --compress --source /proc/kcore /dev/stdout"
 (trap "" PIPE; exec insmod /root/lime.ko "path=tcp:4444 localhostonly=1 format=lime") &
 until grep -q "0100007F:115C 00000000:0000 0A" /proc/net/tcp; do sleep 0.1; done
 measure lime "nc 127.0.0.1 4444"
@@ -55,12 +53,21 @@ out=$(tests/vm/run.sh --mem "$mem" --smp 2 --timeout 1800 \
   --env AWS_EC2_METADATA_DISABLED=true -- "$guest_script")
 echo "$out" >&2
 ram=$(echo "$out" | sed -n 's/^RAM //p')
-echo
-printf '%-6s %10s %10s %14s %12s\n' tool seconds s/GiB output_bytes peak_rss_MB
-echo "$out" | sed -n 's/^RESULT //p' | while read -r name wall bytes rss; do
+rows=$(echo "$out" | sed -n 's/^RESULT //p' | while read -r name wall bytes rss; do
   wall=${wall#wall=}; bytes=${bytes#bytes=}; rss=${rss#rss_kb=}
-  # busybox prints m:ss.ss or h:mm:ss
-  secs=$(echo "$wall" | awk -F: '{s=0; for(i=1;i<=NF;i++) s=s*60+$i; print s}')
-  awk -v n="$name" -v s="$secs" -v b="$bytes" -v r="$rss" -v ram="$ram" \
-    'BEGIN { printf "%-6s %10.1f %10.1f %14d %12.1f\n", n, s, s / (ram / 2^30), b, r / 1024 }'
-done
+  # busybox prints "0m 17.79s" (or "1h 2m 3s"); GNU time prints m:ss.ss or h:mm:ss
+  secs=$(echo "$wall" | awk '{ gsub(/[hm:]/, " "); gsub(/s/, ""); s = 0; for (i = 1; i <= NF; i++) s = s * 60 + $i; print s }')
+  echo "$name $secs $bytes $rss"
+done)
+[ "$(echo "$rows" | wc -l)" -eq 3 ] || { echo "memory.sh: expected 3 results, got: $rows" >&2; exit 1; }
+echo
+echo "System RAM in the guest: $ram bytes"
+printf '%-6s %10s %10s %14s %12s\n' tool seconds s/GiB output_bytes peak_rss_MB
+echo "$rows" | awk -v ram="$ram" '{ printf "%-6s %10.1f %10.1f %14d %12.1f\n", $1, $2, $2 / (ram / 2^30), $3, $4 / 1024 }'
+echo "$rows" | awk '
+  { t[$1] = $2; b[$1] = $3 }
+  END {
+    if (b["avml"] == 0 || b["lime"] < 1000) { print "memory.sh: avml or LiME produced nothing" > "/dev/stderr"; exit 1 }
+    printf "agent/avml time %.2f (target <= 1), agent/avml size %.2f (target <= 1), agent/lime-raw time %.2f\n",
+      t["agent"] / t["avml"], b["agent"] / b["avml"], t["agent"] / t["lime"]
+  }'
