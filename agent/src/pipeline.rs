@@ -508,7 +508,7 @@ mod tests {
                 let gap = self.read - self.written.load(Ordering::SeqCst);
                 self.widest = self.widest.max(gap);
                 // Frames of very different cost, so compressors finish out of order.
-                if self.read % 3 == 0 {
+                if self.read.is_multiple_of(3) {
                     buf.fill(0);
                 } else {
                     for (i, b) in buf.iter_mut().enumerate() {
