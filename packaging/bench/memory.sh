@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Memory acquisition benchmark, in one guest boot of the test VM (same kernel, same RAM, same
-# run): the agent (/proc/kcore → zstd → stdout → byte count) vs avml (/proc/kcore → snappy →
-# stdout) vs LiME over tcp → byte count (uncompressed, no hashing).
+# run): the agent (/proc/kcore → zstd + SHA-256 → stdout → byte count) vs avml (/proc/kcore →
+# snappy → a file on tmpfs, as avml always writes a local file) vs LiME over tcp → byte count
+# (uncompressed, no hashing: the speed of the kernel side alone).
 #
 #   packaging/bench/memory.sh [GUEST_MEM]   (default 1G)
 #
 # Prints, per tool: seconds, seconds per GiB of System RAM, output bytes, and peak RSS
-# (busybox `time -v`, of the measured process; for LiME, of the reader). Under TCG the guest CPU
+# (busybox `time -v`, of the measured process; for LiME, of the reader; busybox 1.35 reports
+# ru_maxrss in pages as if kilobytes, 4x too much, so it is divided back, and the agent's own
+# figure from its manifest is printed beside it). Under TCG the guest CPU
 # is emulated, so compare the tools with each other, not with bare metal.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -33,22 +36,32 @@ for r in $(grep "^[0-9a-f].* : System RAM$" /proc/iomem | cut -d" " -f1); do
   s=$((0x${r%-*})); e=$((0x${r#*-})); ram=$((ram + e - s + 1))
 done
 echo "RAM $ram"
-measure() { # name, command producing the image on stdout
-  name=$1; shift
-  time -v -o /tmp/time.$name sh -c "$*" | wc -c >/tmp/size.$name
+measure() { # name, output file (- for stdout), command producing the image
+  name=$1; out=$2; shift 2
+  if [ "$out" = - ]; then
+    time -v -o /tmp/time.$name sh -c "$*" | wc -c >/tmp/size.$name
+  else
+    time -v -o /tmp/time.$name sh -c "$*" >&2
+    wc -c <"$out" >/tmp/size.$name; rm -f "$out"
+  fi
   rss=$(sed -n "s/.*Maximum resident set size (kbytes): //p" /tmp/time.$name)
   wall=$(sed -n "s/.*Elapsed (wall clock) time.*: //p" /tmp/time.$name)
   echo "RESULT $name wall=$(echo $wall | tr -d " ") bytes=$(cat /tmp/size.$name) rss_kb=$rss"
 }
-measure agent "airf-agent memory --source kcore --to - --no-progress 2>/tmp/agent.json"
-measure avml "avml acquire --compress --source /proc/kcore /dev/stdout"
+measure agent - "airf-agent memory --source kcore --to - --no-progress 2>/tmp/agent.json"
+# avml writes a local file by design (it refuses a pipe): an ext4 disk, as on a real host.
+mount -t ext4 /dev/vda /mnt
+measure avml /mnt/avml.lime "avml acquire --compress --source /proc/kcore /mnt/avml.lime"
 (trap "" PIPE; exec insmod /root/lime.ko "path=tcp:4444 localhostonly=1 format=lime") &
 until grep -q "0100007F:115C 00000000:0000 0A" /proc/net/tcp; do sleep 0.1; done
-measure lime "nc 127.0.0.1 4444"
+measure lime - "nc 127.0.0.1 4444"
 wait; rmmod lime
-grep -E "\"(raw_size|compressed_size|duration_seconds)\"" /tmp/agent.json
+echo "AGENT_RSS $(sed -n "s/.*\"peak_rss_bytes\": *\([0-9]*\).*/\1/p" /tmp/agent.json | head -1)"
 '
-out=$(tests/vm/run.sh --mem "$mem" --smp 2 --timeout 1800 \
+disk=$(mktemp /tmp/airf-bench-avml.XXXXXX)
+trap 'rm -f "$disk"' EXIT
+truncate -s 8G "$disk" && mkfs.ext4 -q -F "$disk"
+out=$(tests/vm/run.sh --mem "$mem" --smp 2 --timeout 1800 --disk "$disk" --module ext4 \
   --file "$agent:/usr/bin/airf-agent" --file "$avml:/usr/bin/avml" --file "$lime:/root/lime.ko" \
   --env AWS_EC2_METADATA_DISABLED=true -- "$guest_script")
 echo "$out" >&2
@@ -63,7 +76,8 @@ done)
 echo
 echo "System RAM in the guest: $ram bytes"
 printf '%-6s %10s %10s %14s %12s\n' tool seconds s/GiB output_bytes peak_rss_MB
-echo "$rows" | awk -v ram="$ram" '{ printf "%-6s %10.1f %10.1f %14d %12.1f\n", $1, $2, $2 / (ram / 2^30), $3, $4 / 1024 }'
+echo "$rows" | awk -v ram="$ram" '{ printf "%-6s %10.1f %10.1f %14d %12.1f\n", $1, $2, $2 / (ram / 2^30), $3, $4 / 4 / 1024 }'
+echo "agent's own peak RSS (manifest): $(echo "$out" | sed -n 's/^AGENT_RSS //p' | awk '{ printf "%.1f MB", $1 / 2^20 }')"
 echo "$rows" | awk '
   { t[$1] = $2; b[$1] = $3 }
   END {
