@@ -319,6 +319,12 @@ fn auto_falls_back_to_lime_when_kcore_is_hidden() -> Result<()> {
             && skipped[0]["cause"].as_str().is_some_and(|c| !c.is_empty()),
         "{skipped:#}"
     );
+    ensure!(
+        run.stderr.contains("airf-agent: not using kcore: ")
+            && run.stderr.contains("; using lime instead"),
+        "the fallback must be said in words: {}",
+        run.stderr
+    );
     Ok(())
 }
 

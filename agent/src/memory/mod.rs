@@ -297,7 +297,7 @@ pub fn open_source(
                 return Ok(o);
             }
             Err(cause) => {
-                tracing::warn!("{source}: {cause}");
+                tracing::info!("{source}: {cause}");
                 skipped.push(SourceAttempt { source, cause });
             }
         }

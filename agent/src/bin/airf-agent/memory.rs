@@ -72,6 +72,13 @@ pub fn run(args: MemoryArgs) -> i32 {
         Ok(o) => o,
         Err(e) => return session.fail(e.to_string()),
     };
+    // A fallback is worth a line in plain words: the responder should know why kcore was not used.
+    for skipped in &opened.skipped {
+        eprintln!(
+            "airf-agent: not using {}: {}; using {} instead",
+            skipped.source, skipped.cause, opened.source
+        );
+    }
     let set = session.evidence_set(&started, &host);
     let (stored, missing) = artifacts::collect(&set);
     let banner = std::fs::read_to_string("/proc/version")
