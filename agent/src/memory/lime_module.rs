@@ -222,6 +222,8 @@ impl Default for LimeTimeouts {
 pub struct LimeSession {
     name: String,
     done: Option<mpsc::Receiver<nix::Result<()>>>,
+    /// How LiME's init ended, once known: `Err` holds the cause in words.
+    init: Option<Result<(), String>>,
     thread: Option<JoinHandle<()>>,
     unload_wait: Duration,
     /// What happened at unload, for the report.
@@ -255,6 +257,7 @@ impl LimeSession {
         let mut session = Self {
             name: facts.name.clone(),
             done: Some(rx),
+            init: None,
             thread: Some(thread),
             unload_wait: timeouts.unload,
             cleanup: None,
@@ -295,18 +298,33 @@ impl LimeSession {
         }
     }
 
+    /// Waits (up to the unload timeout) for LiME's init to return and says how it ended.
+    /// Idempotent.
+    pub fn wait_init(&mut self) -> Result<(), String> {
+        if let Some(r) = &self.init {
+            return r.clone();
+        }
+        let r = match self.done.take() {
+            Some(rx) => match rx.recv_timeout(self.unload_wait) {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(format!("init failed: {e}")),
+                Err(_) => Err(format!("init still running after {:?}", self.unload_wait)),
+            },
+            // Start() saw init return early and already reported it.
+            None => Err("init returned before a connection".to_owned()),
+        };
+        self.init = Some(r.clone());
+        r
+    }
+
     /// Waits for init to return, then removes the module. Idempotent.
     pub fn unload(&mut self) -> String {
         if let Some(c) = &self.cleanup {
             return c.clone();
         }
-        let init = match self.done.take() {
-            Some(rx) => match rx.recv_timeout(self.unload_wait) {
-                Ok(Ok(())) => "init returned".to_owned(),
-                Ok(Err(e)) => format!("init failed: {e}"),
-                Err(_) => format!("init still running after {:?}", self.unload_wait),
-            },
-            None => "init returned".to_owned(),
+        let init = match self.wait_init() {
+            Ok(()) => "init returned".to_owned(),
+            Err(e) => e,
         };
         let name = CString::new(self.name.clone()).unwrap_or_default();
         let result = match delete_module(&name, DeleteModuleFlags::O_NONBLOCK) {
@@ -487,7 +505,18 @@ pub struct LimeProducer {
 
 impl Producer for LimeProducer {
     fn fill(&mut self, buf: &mut [u8]) -> Result<usize, ProduceError> {
-        self.stream.fill(buf)
+        let n = self.stream.fill(buf)?;
+        if n < buf.len() {
+            // A complete stream is LiME's only if LiME's init says it succeeded: anything else
+            // that listened on the port first (another local process racing for it) made
+            // LiME's own listen fail, and its bytes are not evidence.
+            self.session.wait_init().map_err(|e| {
+                ProduceError::Source(format!(
+                    "the stream on the LiME port did not come from LiME ({e}); the image cannot be trusted"
+                ))
+            })?;
+        }
+        Ok(n)
     }
 }
 
@@ -538,6 +567,44 @@ mod tests {
             ));
         }
         out
+    }
+
+    /// A complete, well-formed stream still fails when LiME's init did not succeed: the bytes
+    /// came from whoever held the port, not from the module.
+    #[test]
+    fn stream_counts_only_when_lime_init_succeeded() -> Result<(), Box<dyn std::error::Error>> {
+        for init in [Ok(()), Err(nix::Error::EADDRINUSE)] {
+            let listener = TcpListener::bind("127.0.0.1:0")?;
+            let addr = listener.local_addr()?;
+            let bytes = stream(&ranges());
+            let server = std::thread::spawn(move || -> io::Result<()> {
+                let (mut conn, _) = listener.accept()?;
+                io::Write::write_all(&mut conn, &bytes)
+            });
+            let (tx, rx) = mpsc::channel();
+            tx.send(init)?;
+            let mut producer = LimeProducer {
+                stream: LimeStreamProducer::new(TcpStream::connect(addr)?, ranges()),
+                session: LimeSession {
+                    name: "airf_test_not_a_module".into(),
+                    done: Some(rx),
+                    init: None,
+                    thread: None,
+                    unload_wait: Duration::from_secs(5),
+                    cleanup: None,
+                },
+            };
+            let out = drain(&mut producer, 4096);
+            let _ = server.join();
+            match init {
+                Ok(()) => assert!(out.is_ok_and(|b| b == stream(&ranges()))),
+                Err(_) => assert!(matches!(
+                    out,
+                    Err(ProduceError::Source(m)) if m.contains("did not come from LiME")
+                )),
+            }
+        }
+        Ok(())
     }
 
     fn drain(p: &mut dyn Producer, chunk: usize) -> Result<Vec<u8>, ProduceError> {
