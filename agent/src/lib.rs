@@ -30,4 +30,5 @@ pub mod s3_client;
 pub mod seekable;
 pub mod sink;
 pub mod source;
+pub mod tls;
 pub mod verify;

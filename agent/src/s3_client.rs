@@ -31,6 +31,7 @@ pub async fn build(opts: &S3Options) -> Client {
         .and_then(|v| v.parse().ok())
         .unwrap_or(opts.max_attempts);
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(crate::tls::https_client())
         .retry_config(RetryConfig::standard().with_max_attempts(attempts.max(1)))
         .timeout_config(
             TimeoutConfig::builder()
@@ -95,10 +96,15 @@ where
                 }
             )
         }
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => format!(
-            "S3 {op} on {target} failed: cannot reach the S3 endpoint ({}); check the network, --endpoint-url / AWS_ENDPOINT_URL and --region",
-            aws_sdk_s3::error::DisplayErrorContext(err)
-        ),
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
+            let detail = aws_sdk_s3::error::DisplayErrorContext(err).to_string();
+            let fix = if detail.to_lowercase().contains("certificate") {
+                "the endpoint's TLS certificate is not trusted: add its CA to the system store, or point SSL_CERT_FILE at a PEM bundle that holds it"
+            } else {
+                "check the network, --endpoint-url / AWS_ENDPOINT_URL and --region"
+            };
+            format!("S3 {op} on {target} failed: cannot reach the S3 endpoint ({detail}); {fix}")
+        }
         SdkError::ConstructionFailure(_) => format!(
             "S3 {op} on {target} failed before sending: {}; check the AWS credentials and region (`aws sts get-caller-identity`)",
             aws_sdk_s3::error::DisplayErrorContext(err)
