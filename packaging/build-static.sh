@@ -2,7 +2,7 @@
 # Builds the static airf-agent (x86_64-unknown-linux-musl) that runs on any x86-64 Linux,
 # busybox guests included.
 #
-# usage: packaging/build-static.sh [--profile release|dist]
+# usage: packaging/build-static.sh [--profile release|dist] [--features LIST]
 # output: target/x86_64-unknown-linux-musl/<profile>/airf-agent-static, a stripped copy of cargo's
 #         binary (path also printed on stdout; the unstripped one carries line tables, ~150 MB)
 #
@@ -12,10 +12,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 profile=release
+features=()
 while (($#)); do
   case $1 in
     --profile) profile=${2:?}; shift 2 ;;
-    *) echo "usage: $0 [--profile release|dist]" >&2; exit 2 ;;
+    --features) features=(--features "${2:?}"); shift 2 ;;
+    *) echo "usage: $0 [--profile release|dist] [--features LIST]" >&2; exit 2 ;;
   esac
 done
 target=x86_64-unknown-linux-musl
@@ -31,7 +33,7 @@ export CC_x86_64_unknown_linux_musl=musl-gcc
 # Link with rustc's default (self-contained musl crt): musl-gcc as the linker would add a
 # dynamic loader (PT_INTERP /lib/ld-musl-x86_64.so.1) that busybox systems do not have.
 export RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static"
-cargo build --quiet --locked -p airf-agent --bin airf-agent --target "$target" --profile "$profile" >&2
+cargo build --quiet --locked -p airf-agent --bin airf-agent --target "$target" --profile "$profile" "${features[@]}" >&2
 
 built=target/$target/$profile/airf-agent
 out=$built-static

@@ -13,8 +13,8 @@ log "VM cache (kernel, initramfs, lime.ko)"
 eval "$(tests/vm/prepare.sh | grep -E '^AIRF_VM_[A-Z_]+=')"
 export AIRF_LIME_KO=${AIRF_VM_LIME_KO:-/opt/airf-cache/vm/current/lime.ko}
 
-log "static agent for the guest"
-AIRF_STATIC_AGENT=$(packaging/build-static.sh)
+log "the release binary for the guest (packaging/release.sh: what ships is what is tested)"
+AIRF_STATIC_AGENT=$(packaging/release.sh | head -n 1)
 export AIRF_STATIC_AGENT
 
 log "host agent (verify)"

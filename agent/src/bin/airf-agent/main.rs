@@ -7,6 +7,12 @@ mod verify;
 
 use clap::{Parser, Subcommand};
 
+/// With the `mimalloc` feature, mimalloc replaces musl's allocator in the static build
+/// (packaging/bench/allocator.sh measures whether that matters).
+#[cfg(all(feature = "mimalloc", target_env = "musl"))]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Forensic acquisition agent: disks (and memory) to S3 as seekable zstd, with SHA-256 and a
 /// manifest.
 #[derive(Debug, Parser)]
