@@ -12,7 +12,8 @@ MOTO_VERSION=5.1.22
 
 need_apt=()
 for pair in fls:sleuthkit mkfs.ext4:e2fsprogs zstd:zstd losetup:mount /usr/bin/time:time openssl:openssl \
-            qemu-system-x86_64:qemu-system-x86 busybox:busybox-static cpio:cpio; do
+            qemu-system-x86_64:qemu-system-x86 busybox:busybox-static cpio:cpio socat:socat \
+            file:file readelf:binutils; do
   cmd=${pair%%:*}; pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || [ -x "$cmd" ] || need_apt+=("$pkg")
 done
@@ -23,9 +24,10 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 moto_have=$(python3 -c 'import moto; print(moto.__version__)' 2>/dev/null || true)
-if [ "$moto_have" != "$MOTO_VERSION" ] || ! command -v moto_server >/dev/null 2>&1 || ! command -v aws >/dev/null 2>&1; then
-  log "pip install moto[server] awscli"
-  python3 -m pip install -q "moto[server]==$MOTO_VERSION" awscli
+if [ "$moto_have" != "$MOTO_VERSION" ] || ! command -v moto_server >/dev/null 2>&1 || ! command -v aws >/dev/null 2>&1 \
+   || ! command -v cfn-lint >/dev/null 2>&1; then
+  log "pip install moto[server] awscli cfn-lint"
+  python3 -m pip install -q "moto[server]==$MOTO_VERSION" awscli cfn-lint
   command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
 fi
 
