@@ -63,7 +63,8 @@ fn script(name: &str) -> PathBuf {
     repo_root().join("tests/scripts").join(name)
 }
 
-fn run_ok(cmd: &mut Command) -> Result<Output> {
+/// Runs `cmd` and fails with its output unless it succeeded.
+pub fn run_ok(cmd: &mut Command) -> Result<Output> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
     if !out.status.success() {
         bail!(

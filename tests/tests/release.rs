@@ -12,26 +12,12 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Instant;
 
-use airf_e2e::{S3Server, ServerKind, repo_root, sha256_file};
-use anyhow::{Context, Result, bail, ensure};
+use airf_e2e::{S3Server, ServerKind, repo_root, run_ok, sha256_file};
+use anyhow::{Context, Result, ensure};
 
 /// Runs `cmd`, returning its output whatever its status.
 fn output(cmd: &mut Command) -> Result<Output> {
     cmd.output().with_context(|| format!("running {cmd:?}"))
-}
-
-/// Runs `cmd` and fails with its output unless it succeeded.
-fn run_ok(cmd: &mut Command) -> Result<Output> {
-    let out = output(cmd)?;
-    if !out.status.success() {
-        bail!(
-            "{cmd:?} failed ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(out)
 }
 
 fn text(bytes: &[u8]) -> String {

@@ -503,6 +503,21 @@ fn wait_for_agent(limit: Duration) -> Result<()> {
 }
 
 /// Anything the documents leave in /dev/shm or mounted.
+/// Nothing of the run is left on the instance (downloads, agent copies, tmpfs mounts) and no
+/// multipart upload is left open in the bucket.
+fn ensure_clean(server: &S3Server, run: &SsmRun) -> Result<()> {
+    ensure!(
+        run.agent_copies_left.is_empty(),
+        "left behind: {:?}",
+        run.agent_copies_left
+    );
+    ensure!(
+        server.open_uploads()?.is_empty(),
+        "multipart uploads left open"
+    );
+    Ok(())
+}
+
 fn leftovers() -> Result<Vec<String>> {
     let mut left = Vec::new();
     if Path::new(DOWNLOAD_DIR).exists() {
@@ -627,16 +642,8 @@ fn disk_document_acquires_into_s3() -> Result<()> {
         );
         ensure!(run.json["command"] == "disk", "{shell}: {run:?}");
         check_disk_result(&server, &run.json, &dev.device)?;
-        ensure!(
-            run.agent_copies_left.is_empty(),
-            "{shell}: left behind: {:?}",
-            run.agent_copies_left
-        );
+        ensure_clean(&server, &run).with_context(|| format!("under {shell}"))?;
     }
-    ensure!(
-        server.open_uploads()?.is_empty(),
-        "multipart uploads left open"
-    );
     Ok(())
 }
 
@@ -738,15 +745,7 @@ fn all_document_takes_memory_then_every_disk() -> Result<()> {
         );
         ensure!(run.json["runs"][0]["status"] == "failed", "{run:?}");
     }
-    ensure!(
-        run.agent_copies_left.is_empty(),
-        "left behind: {:?}",
-        run.agent_copies_left
-    );
-    ensure!(
-        server.open_uploads()?.is_empty(),
-        "multipart uploads left open"
-    );
+    ensure_clean(&server, &run)?;
     Ok(())
 }
 
@@ -784,15 +783,8 @@ fn sigterm_reaches_the_agent_which_aborts_its_upload() -> Result<()> {
                 .all(|k| !k.ends_with(".manifest.json")),
             "{shell}: an interrupted run stored a manifest"
         );
-        ensure!(
-            server.open_uploads()?.is_empty(),
-            "{shell}: the multipart upload was not aborted"
-        );
-        ensure!(
-            run.agent_copies_left.is_empty(),
-            "{shell}: left behind: {:?}",
-            run.agent_copies_left
-        );
+        ensure_clean(&server, &run)
+            .with_context(|| format!("under {shell}: the upload must be aborted"))?;
     }
     Ok(())
 }
