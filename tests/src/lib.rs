@@ -126,6 +126,15 @@ impl S3Server {
         .map(|_| ())
     }
 
+    /// The server's endpoint URL (what clients get as AWS_ENDPOINT_URL).
+    pub fn endpoint(&self) -> Result<String> {
+        self.env
+            .iter()
+            .find(|(k, _)| k == "AWS_ENDPOINT_URL")
+            .map(|(_, v)| v.clone())
+            .context("the server script printed no AWS_ENDPOINT_URL")
+    }
+
     /// A command with this server's client environment.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut c = Command::new(program);

@@ -100,12 +100,7 @@ fn release_is_static_and_publish_is_immutable_per_version() -> Result<()> {
 
     // --- publish.sh into a real Garage ---
     let server = S3Server::start(ServerKind::Garage)?;
-    let endpoint = server
-        .env
-        .iter()
-        .find(|(k, _)| k == "AWS_ENDPOINT_URL")
-        .map(|(_, v)| v.clone())
-        .context("Garage printed no endpoint")?;
+    let endpoint = server.endpoint()?;
     let tmp = tempfile::tempdir()?;
     let lime_dir = tmp.path().join("lime");
     std::fs::create_dir(&lime_dir)?;

@@ -539,15 +539,6 @@ fn leftovers() -> Result<Vec<String>> {
     Ok(left)
 }
 
-fn endpoint(server: &S3Server) -> Result<String> {
-    server
-        .env
-        .iter()
-        .find(|(k, _)| k == "AWS_ENDPOINT_URL")
-        .map(|(_, v)| v.clone())
-        .context("server has no endpoint")
-}
-
 fn base_values(server: &S3Server, device: &Path) -> Result<BTreeMap<&'static str, String>> {
     let sha = sha256_file(&agent_bin()?)?;
     Ok(BTreeMap::from([
@@ -559,7 +550,7 @@ fn base_values(server: &S3Server, device: &Path) -> Result<BTreeMap<&'static str
         ("ArtifactBucket", "airf-artifacts".to_owned()),
         ("AgentVersion", "0.1.0".to_owned()),
         ("AgentSha256", sha),
-        ("EndpointUrl", endpoint(server)?),
+        ("EndpointUrl", server.endpoint()?),
     ]))
 }
 

@@ -125,12 +125,7 @@ fn tls_front(dir: &Path, backend_port: &str) -> Result<TlsFront> {
 #[test]
 fn https_upload_trusts_the_system_store_and_falls_back_to_bundled_roots() -> Result<()> {
     let server = S3Server::start(ServerKind::Garage)?;
-    let endpoint = server
-        .env
-        .iter()
-        .find(|(k, _)| k == "AWS_ENDPOINT_URL")
-        .map(|(_, v)| v.clone())
-        .context("no endpoint")?;
+    let endpoint = server.endpoint()?;
     let backend_port = endpoint.rsplit(':').next().context("endpoint port")?;
     let dir = tempfile::tempdir()?;
     make_certificates(dir.path())?;
