@@ -1,0 +1,262 @@
+//! `acquire` and `acquire_status`: run the SSM documents (memory, then disks) and read the
+//! agent's JSON result from the command output.
+
+use crate::cloud::{Cloud, Invocation};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::event::AcquisitionKind;
+use crate::model::Subject;
+use airf_agent::report::{RunReport, Status};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The command `acquire` sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SentCommand {
+    /// SSM command id.
+    pub command_id: String,
+    /// Document name.
+    pub document: String,
+    /// The document's shell step, for GetCommandInvocation.
+    pub plugin: String,
+    /// Memory or disks.
+    pub kind: AcquisitionKind,
+}
+
+/// A finished acquisition: the agent's own result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AcquisitionResult {
+    /// Memory or disks.
+    pub kind: AcquisitionKind,
+    /// SSM command id.
+    pub command_id: String,
+    /// SSM's status.
+    pub ssm_status: String,
+    /// The agent's JSON result.
+    pub report: RunReport,
+}
+
+/// Seconds SSM lets the step run (the documents' own defaults).
+fn timeout(kind: AcquisitionKind) -> i32 {
+    match kind {
+        AcquisitionKind::Memory => 3600,
+        AcquisitionKind::Disk => 21600,
+    }
+}
+
+/// Document, shell step and parameters for one acquisition.
+pub fn command(
+    config: &Config,
+    case_id: &str,
+    kind: AcquisitionKind,
+) -> (String, &'static str, BTreeMap<String, Vec<String>>) {
+    let (document, plugin) = match kind {
+        AcquisitionKind::Memory => (config.memory_document.clone(), "AcquireMemory"),
+        AcquisitionKind::Disk => (config.disk_document.clone(), "AcquireDisks"),
+    };
+    let mut p = BTreeMap::new();
+    let mut set = |k: &str, v: &str| {
+        p.insert(k.to_owned(), vec![v.to_owned()]);
+    };
+    set("EvidenceBucket", &config.evidence_bucket);
+    set("EvidencePrefix", &config.evidence_prefix);
+    set("CaseId", case_id);
+    set("Region", &config.evidence_region);
+    set("ArtifactBucket", &config.artifact_bucket);
+    set("AgentVersion", &config.agent_version);
+    set("AgentSha256", &config.agent_sha256);
+    set("ExecutionTimeout", &timeout(kind).to_string());
+    if !config.kms_key_id.is_empty() {
+        set("KmsKeyId", &config.kms_key_id);
+    }
+    if !config.agent_endpoint_url.is_empty() {
+        set("EndpointUrl", &config.agent_endpoint_url);
+    }
+    if kind == AcquisitionKind::Disk {
+        set("Devices", "all");
+    }
+    (document, plugin, p)
+}
+
+/// Sends the document for `kind`.
+pub async fn acquire<C: Cloud>(
+    cloud: &C,
+    config: &Config,
+    case_id: &str,
+    subject: &Subject,
+    kind: AcquisitionKind,
+) -> Result<SentCommand> {
+    let (document, plugin, parameters) = command(config, case_id, kind);
+    let comment = format!("airf {case_id}");
+    let command_id = cloud
+        .send_command(
+            &subject.target,
+            &document,
+            &parameters,
+            timeout(kind) + 600,
+            &comment,
+        )
+        .await?;
+    Ok(SentCommand {
+        command_id,
+        document,
+        plugin: plugin.to_owned(),
+        kind,
+    })
+}
+
+/// What the command's state means for the workflow.
+pub fn interpret(sent: &SentCommand, invocation: &Invocation) -> Result<AcquisitionResult> {
+    let what = match sent.kind {
+        AcquisitionKind::Memory => "memory",
+        AcquisitionKind::Disk => "disk",
+    };
+    if matches!(
+        invocation.status.as_str(),
+        "Pending" | "InProgress" | "Delayed" | "Cancelling"
+    ) {
+        return Err(Error::Pending(format!(
+            "{what} acquisition {} is {}",
+            sent.command_id, invocation.status
+        )));
+    }
+    // The documents print exactly one line of stdout: the agent's JSON result.
+    let line = invocation
+        .stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'));
+    let report = line.and_then(|l| serde_json::from_str::<RunReport>(l.trim()).ok());
+    let Some(report) = report else {
+        let stderr: String = invocation
+            .stderr
+            .chars()
+            .rev()
+            .take(400)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        return Err(Error::failed(format!(
+            "{what} acquisition {} ended {} without an agent result on stdout (truncated output, or the agent \
+             never ran); stderr: {}",
+            sent.command_id,
+            invocation.status,
+            if stderr.trim().is_empty() {
+                "(empty)"
+            } else {
+                stderr.trim()
+            }
+        )));
+    };
+    match report.status {
+        Status::Complete | Status::CompletedWithReadErrors => Ok(AcquisitionResult {
+            kind: sent.kind,
+            command_id: sent.command_id.clone(),
+            ssm_status: invocation.status.clone(),
+            report,
+        }),
+        Status::Failed | Status::Interrupted => Err(Error::failed(format!(
+            "{what} acquisition {} {}: {}",
+            sent.command_id,
+            if report.status == Status::Failed {
+                "failed"
+            } else {
+                "was interrupted"
+            },
+            if report.errors.is_empty() {
+                "(no error text)".to_owned()
+            } else {
+                report.errors.join("; ")
+            }
+        ))),
+    }
+}
+
+/// Reads the command's state: the result when done, `Airf.Pending` while it runs.
+pub async fn status<C: Cloud>(
+    cloud: &C,
+    subject: &Subject,
+    sent: &SentCommand,
+) -> Result<AcquisitionResult> {
+    let invocation = cloud
+        .command_invocation(&subject.target, &sent.command_id, &sent.plugin)
+        .await?;
+    interpret(sent, &invocation)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::test_config;
+
+    fn sent(kind: AcquisitionKind) -> SentCommand {
+        SentCommand {
+            command_id: "c-1".into(),
+            document: "d".into(),
+            plugin: "AcquireMemory".into(),
+            kind,
+        }
+    }
+
+    fn inv(status: &str, stdout: &str) -> Invocation {
+        Invocation {
+            status: status.into(),
+            stdout: stdout.into(),
+            stderr: "agent: sha256 mismatch".into(),
+        }
+    }
+
+    const OK: &str = r#"{"command":"memory","status":"complete","exit_code":0,"case":"IR-1","evidence_folder":"s3://b/e/IR-1/i-1/t/","sources":[],"errors":[],"duration_seconds":1.0}"#;
+
+    #[test]
+    fn parameters_follow_the_documents() {
+        let (doc, plugin, p) = command(&test_config(), "IR-1", AcquisitionKind::Disk);
+        assert_eq!(
+            (doc.as_str(), plugin),
+            ("airf-acquire-disk", "AcquireDisks")
+        );
+        assert_eq!(p.get("Devices"), Some(&vec!["all".to_owned()]));
+        assert_eq!(p.get("CaseId"), Some(&vec!["IR-1".to_owned()]));
+        assert!(
+            !p.contains_key("KmsKeyId"),
+            "empty optional parameters are left to the document's default"
+        );
+        let (_, plugin, p) = command(&test_config(), "IR-1", AcquisitionKind::Memory);
+        assert_eq!(plugin, "AcquireMemory");
+        assert!(!p.contains_key("Devices"));
+    }
+
+    #[test]
+    fn running_commands_are_pending_and_results_are_parsed() {
+        assert!(matches!(
+            interpret(&sent(AcquisitionKind::Memory), &inv("InProgress", "")),
+            Err(Error::Pending(_))
+        ));
+        let done = interpret(
+            &sent(AcquisitionKind::Memory),
+            &inv("Success", &format!("noise\n{OK}\n")),
+        );
+        assert!(matches!(done, Ok(r) if r.report.case == "IR-1"));
+    }
+
+    #[test]
+    fn failures_say_why() {
+        let e = interpret(&sent(AcquisitionKind::Memory), &inv("Success", ""))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains("without an agent result") && e.contains("sha256 mismatch"),
+            "{e}"
+        );
+        let failed = OK
+            .replace(r#""status":"complete""#, r#""status":"failed""#)
+            .replace(r#""errors":[]"#, r#""errors":["no /proc/kcore"]"#);
+        let e = interpret(&sent(AcquisitionKind::Memory), &inv("Failed", &failed))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("failed: no /proc/kcore"), "{e}");
+    }
+}

@@ -1,0 +1,190 @@
+//! The controller's settings, from its Lambda environment.
+
+use crate::error::{Error, Result};
+
+/// Everything the controller needs to know about the deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Step Functions workflow that `start` launches.
+    pub state_machine_arn: String,
+    /// SNS topic for incident notifications (e-mail, ticketing).
+    pub incident_topic_arn: String,
+    /// SNS topic for chat (AWS Chatbot → Slack); empty: none.
+    pub chat_topic_arn: String,
+    /// Role the controller assumes in member accounts.
+    pub member_role_name: String,
+    /// SSM-capable instance profile (member accounts) that prepare attaches.
+    pub acquisition_profile_name: String,
+    /// Deny-all instance profile (member accounts) that contain attaches.
+    pub isolation_profile_name: String,
+    /// Evidence bucket (Forensics account).
+    pub evidence_bucket: String,
+    /// Key prefix for evidence.
+    pub evidence_prefix: String,
+    /// Region of the evidence and artifact buckets.
+    pub evidence_region: String,
+    /// Artifact bucket holding `agent/<version>/airf-agent`.
+    pub artifact_bucket: String,
+    /// Agent version to run.
+    pub agent_version: String,
+    /// SHA-256 of that agent binary.
+    pub agent_sha256: String,
+    /// SSE-KMS key for evidence; empty: bucket default.
+    pub kms_key_id: String,
+    /// SSM document for memory.
+    pub memory_document: String,
+    /// SSM document for disks.
+    pub disk_document: String,
+    /// S3 endpoint override the agent uploads to (tests); empty: AWS.
+    pub agent_endpoint_url: String,
+    /// Member accounts the controller may act in; empty: any the member role exists in.
+    pub member_accounts: Vec<String>,
+}
+
+impl Config {
+    /// Reads the `AIRF_*` variables through `get` (the process environment in production).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let required = |name: &str| -> Result<String> {
+            match get(name) {
+                Some(v) if !v.trim().is_empty() => Ok(v.trim().to_owned()),
+                _ => Err(Error::Config(format!("{name} is not set"))),
+            }
+        };
+        let optional = |name: &str, default: &str| -> String {
+            get(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| default.to_owned())
+        };
+        let config = Config {
+            state_machine_arn: required("AIRF_STATE_MACHINE_ARN")?,
+            incident_topic_arn: required("AIRF_INCIDENT_TOPIC_ARN")?,
+            chat_topic_arn: optional("AIRF_CHAT_TOPIC_ARN", ""),
+            member_role_name: optional("AIRF_MEMBER_ROLE_NAME", "AirfControllerAccess"),
+            acquisition_profile_name: optional(
+                "AIRF_ACQUISITION_PROFILE_NAME",
+                "AirfAcquisitionInstanceProfile",
+            ),
+            isolation_profile_name: optional(
+                "AIRF_ISOLATION_PROFILE_NAME",
+                "AirfIsolatedInstanceProfile",
+            ),
+            evidence_bucket: required("AIRF_EVIDENCE_BUCKET")?,
+            evidence_prefix: optional("AIRF_EVIDENCE_PREFIX", "evidence"),
+            evidence_region: required("AIRF_EVIDENCE_REGION")?,
+            artifact_bucket: required("AIRF_ARTIFACT_BUCKET")?,
+            agent_version: required("AIRF_AGENT_VERSION")?,
+            agent_sha256: required("AIRF_AGENT_SHA256")?,
+            kms_key_id: optional("AIRF_KMS_KEY_ID", ""),
+            memory_document: optional("AIRF_MEMORY_DOCUMENT", "airf-acquire-memory"),
+            disk_document: optional("AIRF_DISK_DOCUMENT", "airf-acquire-disk"),
+            agent_endpoint_url: optional("AIRF_AGENT_ENDPOINT_URL", ""),
+            member_accounts: optional("AIRF_MEMBER_ACCOUNTS", "")
+                .split(',')
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        };
+        if let Some(bad) = config
+            .member_accounts
+            .iter()
+            .find(|a| !crate::model::is_account_id(a))
+        {
+            return Err(Error::Config(format!(
+                "AIRF_MEMBER_ACCOUNTS: {bad:?} is not a 12-digit account id"
+            )));
+        }
+        if config.agent_sha256.len() != 64
+            || !config.agent_sha256.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            return Err(Error::Config(
+                "AIRF_AGENT_SHA256 is not a 64-digit hex SHA-256 (cat dist/airf-agent.sha256)"
+                    .into(),
+            ));
+        }
+        Ok(config)
+    }
+
+    /// Refuses accounts outside [`Config::member_accounts`] (when set).
+    pub fn check_account(&self, account: &str) -> Result<()> {
+        if self.member_accounts.is_empty() || self.member_accounts.iter().any(|a| a == account) {
+            return Ok(());
+        }
+        Err(Error::bad_input(format!(
+            "account {account} is not one of this deployment's member accounts (AIRF_MEMBER_ACCOUNTS)"
+        )))
+    }
+
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+}
+
+#[cfg(test)]
+pub(crate) fn test_config() -> Config {
+    let vars = [
+        (
+            "AIRF_STATE_MACHINE_ARN",
+            "arn:aws:states:us-east-1:111111111111:stateMachine:airf",
+        ),
+        (
+            "AIRF_INCIDENT_TOPIC_ARN",
+            "arn:aws:sns:us-east-1:111111111111:airf-incident",
+        ),
+        (
+            "AIRF_CHAT_TOPIC_ARN",
+            "arn:aws:sns:us-east-1:111111111111:airf-chat",
+        ),
+        ("AIRF_EVIDENCE_BUCKET", "forensics-evidence"),
+        ("AIRF_EVIDENCE_REGION", "us-east-1"),
+        ("AIRF_ARTIFACT_BUCKET", "forensics-artifacts"),
+        ("AIRF_AGENT_VERSION", "0.1.0"),
+        (
+            "AIRF_AGENT_SHA256",
+            "9f2c000000000000000000000000000000000000000000000000000000000000",
+        ),
+    ];
+    #[allow(clippy::expect_used)]
+    Config::from_lookup(|n| {
+        vars.iter()
+            .find(|(k, _)| *k == n)
+            .map(|(_, v)| (*v).to_owned())
+    })
+    .expect("test config")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_required_variable_is_named() {
+        let err = Config::from_lookup(|_| None)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("AIRF_STATE_MACHINE_ARN is not set"), "{err}");
+    }
+
+    #[test]
+    fn defaults_fill_optional_settings() {
+        let c = test_config();
+        assert_eq!(c.member_role_name, "AirfControllerAccess");
+        assert_eq!(c.memory_document, "airf-acquire-memory");
+        assert_eq!(c.evidence_prefix, "evidence");
+    }
+
+    #[test]
+    fn bad_agent_hash_is_refused() {
+        let err = Config::from_lookup(|n| match n {
+            "AIRF_AGENT_SHA256" => Some("abc".into()),
+            _ => Some("x".into()),
+        })
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(err.contains("AIRF_AGENT_SHA256"), "{err}");
+    }
+}

@@ -1,0 +1,288 @@
+//! What the controller knows about an investigation: targets, instance facts, tags and the
+//! workflow's input shape.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The tag responders and automations set, and the controller updates.
+pub const STATUS_TAG: &str = "SecurityIncidentStatus";
+/// Case of the investigation that claimed the instance.
+pub const CASE_TAG: &str = "airf:case";
+/// How many investigations have claimed the instance (names executions uniquely).
+pub const INVESTIGATIONS_TAG: &str = "airf:investigations";
+/// Set by contain, to the case: tells the controller's own `Contain` tag from a responder's.
+pub const CONTAINED_TAG: &str = "airf:contained";
+/// Short reason of the last error.
+pub const REASON_TAG: &str = "airf:reason";
+/// Tag on security groups and snapshots the controller created.
+pub const MANAGED_TAG: &str = "airf:managed";
+
+/// Values of [`STATUS_TAG`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Status {
+    /// Acquire evidence, then contain.
+    Analyze,
+    /// An investigation is running.
+    InProgress,
+    /// Contain (isolate) only; set by contain when it is done.
+    Contain,
+    /// The investigation failed; see `airf:reason`.
+    Error,
+}
+
+impl Status {
+    /// The tag value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Analyze => "Analyze",
+            Status::InProgress => "InProgress",
+            Status::Contain => "Contain",
+            Status::Error => "Error",
+        }
+    }
+
+    /// Parses a tag value (exact, as AWS tags are case-sensitive).
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "Analyze" => Some(Status::Analyze),
+            "InProgress" => Some(Status::InProgress),
+            "Contain" => Some(Status::Contain),
+            "Error" => Some(Status::Error),
+            _ => None,
+        }
+    }
+}
+
+/// What an investigation does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Intent {
+    /// Prepare, acquire memory and disks, verify, contain.
+    Investigate,
+    /// Contain only (the `Contain` tag), as the original framework does.
+    Contain,
+}
+
+/// One instance in one account and region.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Target {
+    /// `i-…`.
+    pub instance_id: String,
+    /// 12-digit account id.
+    pub account: String,
+    /// Region, e.g. `eu-west-1`.
+    pub region: String,
+}
+
+impl Target {
+    /// Checks the three fields' shapes; they come from events and people.
+    pub fn validate(&self) -> Result<(), String> {
+        if !is_instance_id(&self.instance_id) {
+            return Err(format!(
+                "{:?} is not an EC2 instance id (i- and 8 or 17 hex digits)",
+                self.instance_id
+            ));
+        }
+        if !is_account_id(&self.account) {
+            return Err(format!(
+                "{:?} is not a 12-digit AWS account id",
+                self.account
+            ));
+        }
+        if !is_region(&self.region) {
+            return Err(format!(
+                "{:?} is not an AWS region name (like eu-west-1)",
+                self.region
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `i-` followed by 8 or 17 lowercase hex digits.
+pub fn is_instance_id(s: &str) -> bool {
+    s.strip_prefix("i-").is_some_and(|hex| {
+        (hex.len() == 8 || hex.len() == 17)
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+/// Twelve ASCII digits.
+pub fn is_account_id(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// `xx-name-N` shaped (lowercase letters, digits, dashes; 4 to 32 characters).
+pub fn is_region(s: &str) -> bool {
+    (4..=32).contains(&s.len())
+        && s.contains('-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// Case ids go into S3 keys, tags and SSM parameters (`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`).
+pub fn is_case_id(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphanumeric())
+        && s.len() <= 64
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// An instance's lifecycle state, as far as the controller cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceState {
+    /// pending or running.
+    Running,
+    /// stopping or stopped: memory is gone, disks remain.
+    Stopped,
+    /// shutting-down or terminated.
+    Gone,
+}
+
+/// A network interface and its security groups.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interface {
+    /// `eni-…`.
+    pub id: String,
+    /// Security group ids now attached.
+    pub groups: Vec<String>,
+}
+
+/// An attached EBS volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Volume {
+    /// `vol-…`.
+    pub id: String,
+    /// Device name, e.g. `/dev/xvda`.
+    pub device: String,
+    /// Whether the volume is deleted with the instance.
+    pub delete_on_termination: bool,
+}
+
+/// The instance's IAM instance profile association.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileAssociation {
+    /// `iip-assoc-…`.
+    pub association_id: String,
+    /// Instance profile ARN.
+    pub profile_arn: String,
+}
+
+impl ProfileAssociation {
+    /// The profile's name (last path element of the ARN).
+    pub fn profile_name(&self) -> &str {
+        self.profile_arn
+            .rsplit('/')
+            .next()
+            .unwrap_or(&self.profile_arn)
+    }
+}
+
+/// What DescribeInstances (and the association call) tell about an instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceFacts {
+    /// Where it is.
+    pub target: Target,
+    /// Lifecycle state.
+    pub state: InstanceState,
+    /// All tags.
+    pub tags: BTreeMap<String, String>,
+    /// VPC id; None for EC2-Classic leftovers (not containable by security group).
+    pub vpc_id: Option<String>,
+    /// Network interfaces.
+    pub interfaces: Vec<Interface>,
+    /// EBS volumes.
+    pub volumes: Vec<Volume>,
+    /// Current instance profile association.
+    pub profile: Option<ProfileAssociation>,
+}
+
+impl InstanceFacts {
+    /// The value of a tag.
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags.get(key).map(String::as_str)
+    }
+
+    /// The status tag, parsed.
+    pub fn status(&self) -> Option<Status> {
+        self.tag(STATUS_TAG).and_then(Status::parse)
+    }
+
+    /// How many investigations have claimed this instance.
+    pub fn investigations(&self) -> u32 {
+        self.tag(INVESTIGATIONS_TAG)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// One instance of a workflow run: the Map state's item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subject {
+    /// Where it is.
+    #[serde(flatten)]
+    pub target: Target,
+    /// The investigation number this run claims (`airf:investigations` after the claim).
+    pub claim: u32,
+}
+
+/// The workflow's input, as `start` writes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkflowInput {
+    /// Case id: evidence keys, tags, notifications.
+    pub case_id: String,
+    /// Investigate or contain only.
+    pub intent: Intent,
+    /// What triggered it: `tag`, `securityhub`, `console`.
+    pub trigger: String,
+    /// Instances; the workflow's Map runs one branch each.
+    pub instances: Vec<Subject>,
+    /// Original framework's flag. airf creates no helper instances or volumes and always keeps
+    /// evidence and snapshots, so this is carried for the record only.
+    pub retain_artefacts: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn ids_are_checked() {
+        assert!(is_instance_id("i-0123456789abcdef0"));
+        assert!(is_instance_id("i-01234567"));
+        assert!(!is_instance_id("i-0123456789ABCDEF0"));
+        assert!(!is_instance_id("i-0123"));
+        assert!(!is_instance_id("vol-0123456789abcdef0"));
+        assert!(is_account_id("123456789012"));
+        assert!(!is_account_id("12345678901a"));
+        assert!(is_region("eu-west-1") && is_region("us-gov-west-1"));
+        assert!(!is_region("EU-WEST-1") && !is_region("x") && !is_region("-eu-"));
+        assert!(
+            is_case_id("IR-2026-0042")
+                && !is_case_id("-x")
+                && !is_case_id("a/b")
+                && !is_case_id("")
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn accepted_case_ids_are_safe_in_keys_and_ssm(s in ".{0,80}") {
+            if is_case_id(&s) {
+                prop_assert!(s.len() <= 64);
+                prop_assert!(s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)));
+            }
+        }
+
+        #[test]
+        fn status_round_trips(s in "(Analyze|InProgress|Contain|Error|analyze|x)") {
+            if let Some(st) = Status::parse(&s) { prop_assert_eq!(st.as_str(), s.as_str()); }
+        }
+    }
+}
