@@ -31,6 +31,16 @@ if [ "$moto_have" != "$MOTO_VERSION" ] || ! command -v moto_server >/dev/null 2>
   command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
 fi
 
+# checkov (packaging/cloudformation/check.sh) in its own venv: it pins an older boto3 than moto and awscli use.
+CHECKOV_VERSION=3.3.30
+checkov=$AIRF_CACHE/checkov-venv/bin/checkov
+if ! [ -x "$checkov" ] || [ "$("$checkov" --version 2>/dev/null)" != "$CHECKOV_VERSION" ]; then
+  log "pip install checkov $CHECKOV_VERSION (venv $AIRF_CACHE/checkov-venv)"
+  mkdir -p "$AIRF_CACHE"
+  python3 -m venv "$AIRF_CACHE/checkov-venv"
+  "$AIRF_CACHE/checkov-venv/bin/pip" install -q "checkov==$CHECKOV_VERSION"
+fi
+
 garage=$AIRF_CACHE/garage/bin/garage
 if ! [ -x "$garage" ] || ! "$garage" --version 2>/dev/null | grep -q "$GARAGE_VERSION"; then
   log "building garage $GARAGE_VERSION (about 15 minutes on 2 cores; cached afterwards)"
