@@ -109,10 +109,21 @@ impl AwsCloud {
     /// Clients from the Lambda environment (credentials, region, `AWS_ENDPOINT_URL` in tests).
     pub async fn from_env(member_role_name: String, evidence_region: &str) -> Self {
         let base = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        // An endpoint override is an emulator on an IP address: S3 needs path-style requests.
+        let path_style = std::env::var_os("AWS_ENDPOINT_URL").is_some();
+        Self::from_config(base, member_role_name, evidence_region, path_style)
+    }
+
+    /// Clients from an SDK configuration.
+    pub fn from_config(
+        base: SdkConfig,
+        member_role_name: String,
+        evidence_region: &str,
+        s3_path_style: bool,
+    ) -> Self {
         let s3_conf = aws_sdk_s3::config::Builder::from(&base)
             .region(Region::new(evidence_region.to_owned()))
-            // An endpoint override is an S3-compatible test server on an IP address.
-            .force_path_style(std::env::var_os("AWS_ENDPOINT_URL").is_some())
+            .force_path_style(s3_path_style)
             .build();
         AwsCloud {
             sts: aws_sdk_sts::Client::new(&base),

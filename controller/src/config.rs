@@ -169,6 +169,26 @@ mod tests {
     }
 
     #[test]
+    fn member_accounts_are_checked() {
+        let mut c = test_config();
+        assert!(
+            c.check_account("999999999999").is_ok(),
+            "no list: any account"
+        );
+        c.member_accounts = vec!["111111111111".into()];
+        assert!(c.check_account("111111111111").is_ok());
+        let err = c
+            .check_account("999999999999")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("not one of this deployment's member accounts"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn defaults_fill_optional_settings() {
         let c = test_config();
         assert_eq!(c.member_role_name, "AirfControllerAccess");
@@ -180,6 +200,7 @@ mod tests {
     fn bad_agent_hash_is_refused() {
         let err = Config::from_lookup(|n| match n {
             "AIRF_AGENT_SHA256" => Some("abc".into()),
+            "AIRF_MEMBER_ACCOUNTS" => None,
             _ => Some("x".into()),
         })
         .err()

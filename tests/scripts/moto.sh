@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # moto_server: the quick second S3 implementation (it checks no checksums, so tests check the
-# bytes themselves). One server per directory, on a free loopback port.
+# bytes themselves) and the AWS API emulator of the controller's tests. One server per directory,
+# on a free loopback port. It runs through moto_aws.py, which adds the SSM calls moto lacks.
 #
 #   moto.sh start DIR    prints `export` lines, also in DIR/env
 #   moto.sh stop DIR
@@ -18,7 +19,8 @@ start)
   [ -n "$MOTO" ] || die "moto_server not found; run tests/scripts/install-deps.sh"
   mkdir -p "$dir"; dir=$(cd "$dir" && pwd)
   port=$(free_port)
-  setsid "$MOTO" -H 127.0.0.1 -p "$port" </dev/null >"$dir/server.log" 2>&1 &
+  mkdir -p "$dir/ssm-output"
+  AIRF_SSM_OUTPUT_DIR="$dir/ssm-output" setsid python3 "$here/moto_aws.py" "$port" </dev/null >"$dir/server.log" 2>&1 &
   echo $! >"$dir/pid"
   wait_port "$port" 60 || { tail -20 "$dir/server.log" >&2; die "moto_server did not start"; }
   cat >"$dir/env" <<ENV
@@ -29,6 +31,7 @@ export AWS_REGION=us-east-1
 export AWS_DEFAULT_REGION=us-east-1
 export AWS_EC2_METADATA_DISABLED=true
 export AIRF_TEST_BUCKET=$BUCKET
+export AIRF_SSM_OUTPUT_DIR=$dir/ssm-output
 ENV
   python3 - "$port" "$BUCKET" <<'PY'
 import sys, urllib.request

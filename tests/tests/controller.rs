@@ -1,0 +1,1019 @@
+//! The controller against an AWS API emulator (moto, with the SSM calls it lacks added by
+//! tests/scripts/moto_aws.py): real EC2 instances, volumes, security groups, instance profiles,
+//! Auto Scaling groups, target groups, SNS topics (read back through SQS) and a Step Functions
+//! state machine made from the repository's workflow definition. Each workflow step is driven
+//! through the Lambda handler, as Step Functions would, and the emulator's state is checked.
+//! The instance's side of Run Command is played by the test: it runs the real agent and hands
+//! its JSON result to the emulated GetCommandInvocation.
+
+#![expect(
+    clippy::indexing_slicing,
+    reason = "serde_json::Value indexing yields Null, it never panics"
+)]
+
+use airf_controller::aws::AwsCloud;
+use airf_controller::{Config, handle};
+use airf_e2e::{S3Server, ServerKind, agent_bin, repo_root};
+use anyhow::{Context, Result, bail, ensure};
+use aws_config::{BehaviorVersion, Region};
+use aws_credential_types::Credentials;
+use aws_sdk_ec2::types as ec2t;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+const ACCOUNT: &str = "123456789012";
+const REGION: &str = "us-east-1";
+const NOW: &str = "2026-11-29T18:00:00Z";
+
+struct Emulator {
+    server: S3Server,
+    rt: tokio::runtime::Runtime,
+    ec2: aws_sdk_ec2::Client,
+    iam: aws_sdk_iam::Client,
+    sqs: aws_sdk_sqs::Client,
+    sfn: aws_sdk_sfn::Client,
+    autoscaling: aws_sdk_autoscaling::Client,
+    elb: aws_sdk_elasticloadbalancingv2::Client,
+    cloud: AwsCloud,
+    config: Config,
+    state_machine: String,
+    queues: Vec<String>,
+    vpc: String,
+    subnet: String,
+    az: String,
+}
+
+fn role_policy() -> String {
+    json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+    .to_string()
+}
+
+impl Emulator {
+    fn start(member_accounts: &str) -> Result<Self> {
+        let server = S3Server::start(ServerKind::Moto)?;
+        let endpoint = server.endpoint()?;
+        let rt = tokio::runtime::Runtime::new()?;
+        let sdk = rt.block_on(
+            aws_config::defaults(BehaviorVersion::latest())
+                .endpoint_url(&endpoint)
+                .region(Region::new(REGION))
+                .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
+                .load(),
+        );
+        let ec2 = aws_sdk_ec2::Client::new(&sdk);
+        let iam = aws_sdk_iam::Client::new(&sdk);
+        let sns = aws_sdk_sns::Client::new(&sdk);
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let sfn = aws_sdk_sfn::Client::new(&sdk);
+        let (state_machine, topics, queues, vpc, subnet, az) = rt.block_on(async {
+            for (role, profile) in [
+                ("AirfControllerAccess", None),
+                (
+                    "AirfAcquisitionRole",
+                    Some("AirfAcquisitionInstanceProfile"),
+                ),
+                ("AirfIsolatedRole", Some("AirfIsolatedInstanceProfile")),
+                ("WebServerRole", Some("WebServer")),
+            ] {
+                iam.create_role()
+                    .role_name(role)
+                    .assume_role_policy_document(role_policy())
+                    .send()
+                    .await?;
+                if let Some(profile) = profile {
+                    iam.create_instance_profile()
+                        .instance_profile_name(profile)
+                        .send()
+                        .await?;
+                    iam.add_role_to_instance_profile()
+                        .instance_profile_name(profile)
+                        .role_name(role)
+                        .send()
+                        .await?;
+                }
+            }
+            let mut topics = Vec::new();
+            let mut queues = Vec::new();
+            for name in ["airf-incident", "airf-chat"] {
+                let topic = sns
+                    .create_topic()
+                    .name(name)
+                    .send()
+                    .await?
+                    .topic_arn()
+                    .context("topic arn")?
+                    .to_owned();
+                let queue = sqs
+                    .create_queue()
+                    .queue_name(name)
+                    .send()
+                    .await?
+                    .queue_url()
+                    .context("queue url")?
+                    .to_owned();
+                let arn = format!("arn:aws:sqs:{REGION}:{ACCOUNT}:{name}");
+                sns.subscribe()
+                    .topic_arn(&topic)
+                    .protocol("sqs")
+                    .endpoint(arn)
+                    .send()
+                    .await?;
+                topics.push(topic);
+                queues.push(queue);
+            }
+            let definition = std::fs::read_to_string(
+                repo_root().join("controller/workflow/airf-investigation.asl.json"),
+            )?
+            .replace(
+                "${ControllerFunctionArn}",
+                &format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:airf-controller"),
+            );
+            let state_machine = sfn
+                .create_state_machine()
+                .name("airf-investigation")
+                .definition(definition)
+                .role_arn(format!("arn:aws:iam::{ACCOUNT}:role/airf-workflow"))
+                .send()
+                .await?
+                .state_machine_arn()
+                .to_owned();
+            let vpc = ec2
+                .describe_vpcs()
+                .send()
+                .await?
+                .vpcs()
+                .first()
+                .and_then(|v| v.vpc_id())
+                .context("no default VPC")?
+                .to_owned();
+            let subnets = ec2
+                .describe_subnets()
+                .filters(ec2t::Filter::builder().name("vpc-id").values(&vpc).build())
+                .send()
+                .await?;
+            let first = subnets.subnets().first().context("no subnet")?;
+            let subnet = first.subnet_id().context("subnet id")?.to_owned();
+            let az = first.availability_zone().context("az")?.to_owned();
+            anyhow::Ok((state_machine, topics, queues, vpc, subnet, az))
+        })?;
+        let vars: BTreeMap<&str, String> = BTreeMap::from([
+            ("AIRF_STATE_MACHINE_ARN", state_machine.clone()),
+            (
+                "AIRF_INCIDENT_TOPIC_ARN",
+                topics.first().cloned().unwrap_or_default(),
+            ),
+            (
+                "AIRF_CHAT_TOPIC_ARN",
+                topics.get(1).cloned().unwrap_or_default(),
+            ),
+            ("AIRF_EVIDENCE_BUCKET", server.bucket.clone()),
+            ("AIRF_EVIDENCE_REGION", REGION.to_owned()),
+            ("AIRF_ARTIFACT_BUCKET", "artifacts".to_owned()),
+            ("AIRF_AGENT_VERSION", "0.1.0".to_owned()),
+            ("AIRF_AGENT_SHA256", "ab".repeat(32)),
+            ("AIRF_MEMBER_ACCOUNTS", member_accounts.to_owned()),
+        ]);
+        let config = Config::from_lookup(|k| vars.get(k).cloned())?;
+        let cloud =
+            AwsCloud::from_config(sdk.clone(), config.member_role_name.clone(), REGION, true);
+        Ok(Emulator {
+            autoscaling: aws_sdk_autoscaling::Client::new(&sdk),
+            elb: aws_sdk_elasticloadbalancingv2::Client::new(&sdk),
+            server,
+            rt,
+            ec2,
+            iam,
+            sqs,
+            sfn,
+            cloud,
+            config,
+            state_machine,
+            queues,
+            vpc,
+            subnet,
+            az,
+        })
+    }
+
+    /// A running web server: profile WebServer, the default group, a root and a data volume.
+    fn instance(&self, tags: &[(&str, &str)]) -> Result<String> {
+        self.rt.block_on(async {
+            let ami = self
+                .ec2
+                .describe_images()
+                .send()
+                .await?
+                .images()
+                .first()
+                .and_then(|i| i.image_id())
+                .context("ami")?
+                .to_owned();
+            let mut spec =
+                ec2t::TagSpecification::builder().resource_type(ec2t::ResourceType::Instance);
+            for (k, v) in tags {
+                spec = spec.tags(ec2t::Tag::builder().key(*k).value(*v).build());
+            }
+            let run = self
+                .ec2
+                .run_instances()
+                .image_id(ami)
+                .instance_type(ec2t::InstanceType::T3Micro)
+                .min_count(1)
+                .max_count(1)
+                .subnet_id(&self.subnet)
+                .iam_instance_profile(
+                    ec2t::IamInstanceProfileSpecification::builder()
+                        .name("WebServer")
+                        .build(),
+                )
+                .tag_specifications(spec.build())
+                .send()
+                .await?;
+            let id = run
+                .instances()
+                .first()
+                .and_then(|i| i.instance_id())
+                .context("instance id")?
+                .to_owned();
+            self.attach_data_volume(&id).await?;
+            Ok(id)
+        })
+    }
+
+    async fn attach_data_volume(&self, id: &str) -> Result<()> {
+        let vol = self
+            .ec2
+            .create_volume()
+            .availability_zone(&self.az)
+            .size(8)
+            .send()
+            .await?;
+        let vol = vol.volume_id().context("volume id")?;
+        self.ec2
+            .attach_volume()
+            .device("/dev/sdf")
+            .instance_id(id)
+            .volume_id(vol)
+            .send()
+            .await?;
+        Ok(())
+    }
+
+    fn tag(&self, id: &str, key: &str, value: &str) -> Result<()> {
+        self.rt.block_on(
+            self.ec2
+                .create_tags()
+                .resources(id)
+                .tags(ec2t::Tag::builder().key(key).value(value).build())
+                .send(),
+        )?;
+        Ok(())
+    }
+
+    fn tags(&self, id: &str) -> Result<BTreeMap<String, String>> {
+        let inst = self.describe(id)?;
+        Ok(inst
+            .tags()
+            .iter()
+            .filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned())))
+            .collect())
+    }
+
+    fn describe(&self, id: &str) -> Result<ec2t::Instance> {
+        let out = self
+            .rt
+            .block_on(self.ec2.describe_instances().instance_ids(id).send())?;
+        out.reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .next()
+            .cloned()
+            .context("instance gone")
+    }
+
+    fn profile(&self, id: &str) -> Result<Option<String>> {
+        let out = self.rt.block_on(
+            self.ec2
+                .describe_iam_instance_profile_associations()
+                .filters(
+                    ec2t::Filter::builder()
+                        .name("instance-id")
+                        .values(id)
+                        .build(),
+                )
+                .send(),
+        )?;
+        Ok(out
+            .iam_instance_profile_associations()
+            .first()
+            .and_then(|a| a.iam_instance_profile())
+            .and_then(|p| p.arn())
+            .map(|arn| arn.rsplit('/').next().unwrap_or(arn).to_owned()))
+    }
+
+    fn invoke(&self, payload: Value) -> airf_controller::Result<Value> {
+        self.rt
+            .block_on(handle(&self.cloud, &self.config, payload, NOW))
+    }
+
+    fn ok(&self, payload: Value) -> Result<Value> {
+        self.invoke(payload.clone())
+            .map_err(|e| anyhow::anyhow!("{} for {payload}: {e}", e.kind().error_type()))
+    }
+
+    fn executions(&self) -> Result<Vec<(String, String)>> {
+        let out = self.rt.block_on(
+            self.sfn
+                .list_executions()
+                .state_machine_arn(&self.state_machine)
+                .send(),
+        )?;
+        let mut found = Vec::new();
+        for e in out.executions() {
+            let d = self.rt.block_on(
+                self.sfn
+                    .describe_execution()
+                    .execution_arn(e.execution_arn())
+                    .send(),
+            )?;
+            found.push((
+                e.name().to_owned(),
+                d.input().unwrap_or_default().to_owned(),
+            ));
+        }
+        Ok(found)
+    }
+
+    /// SNS messages delivered so far: (topic queue index, subject, message).
+    fn messages(&self) -> Result<Vec<(usize, String, String)>> {
+        let mut found = Vec::new();
+        for (i, q) in self.queues.iter().enumerate() {
+            loop {
+                let out = self.rt.block_on(
+                    self.sqs
+                        .receive_message()
+                        .queue_url(q)
+                        .max_number_of_messages(10)
+                        .send(),
+                )?;
+                if out.messages().is_empty() {
+                    break;
+                }
+                for m in out.messages() {
+                    let envelope: Value = serde_json::from_str(m.body().unwrap_or("{}"))?;
+                    found.push((
+                        i,
+                        envelope["Subject"].as_str().unwrap_or("").to_owned(),
+                        envelope["Message"].as_str().unwrap_or("").to_owned(),
+                    ));
+                    self.rt.block_on(
+                        self.sqs
+                            .delete_message()
+                            .queue_url(q)
+                            .receipt_handle(m.receipt_handle().unwrap_or(""))
+                            .send(),
+                    )?;
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    fn tag_event(&self, id: &str, value: &str) -> Value {
+        json!({
+            "version": "0", "id": format!("evt-{id}-{value}"), "detail-type": "Tag Change on Resource",
+            "source": "aws.tag", "account": ACCOUNT, "time": "2026-11-29T17:59:30Z", "region": REGION,
+            "resources": [format!("arn:aws:ec2:{REGION}:{ACCOUNT}:instance/{id}")],
+            "detail": {"changed-tag-keys": ["SecurityIncidentStatus"], "service": "ec2",
+                       "resource-type": "instance", "version": 2,
+                       "tags": {"SecurityIncidentStatus": value, "Name": "web-1"}}
+        })
+    }
+
+    /// Plays the instance's side of a command: the document's stdout, as SSM would keep it.
+    fn answer_command(
+        &self,
+        command_id: &str,
+        status: &str,
+        stdout: &str,
+        stderr: &str,
+    ) -> Result<()> {
+        let dir = self
+            .server
+            .env
+            .iter()
+            .find(|(k, _)| k == "AIRF_SSM_OUTPUT_DIR")
+            .map(|(_, v)| v.clone())
+            .context("no AIRF_SSM_OUTPUT_DIR")?;
+        let answer = json!({"status": status, "stdout": stdout, "stderr": stderr});
+        std::fs::write(format!("{dir}/{command_id}.json"), answer.to_string())?;
+        Ok(())
+    }
+}
+
+/// Runs a workflow step as the state machine's Task state would: `{"action": ..., case_id, subject}`.
+fn step(action: &str, case_id: &str, subject: &Value, extra: Value) -> Value {
+    let mut p = json!({"action": action, "case_id": case_id, "subject": subject});
+    if let (Some(p), Some(extra)) = (p.as_object_mut(), extra.as_object()) {
+        p.extend(extra.clone());
+    }
+    p
+}
+
+#[test]
+fn analyze_tag_is_claimed_prepared_and_a_failed_memory_acquisition_ends_in_error() -> Result<()> {
+    let emu = Emulator::start("")?;
+    let id = emu.instance(&[("Name", "web-1"), ("SecurityIncidentStatus", "Analyze")])?;
+    let groups_before = emu.describe(&id)?.security_groups().to_vec();
+
+    // start: one execution, whose input is airf's workflow input.
+    let started = emu.ok(emu.tag_event(&id, "Analyze"))?;
+    let arn = started["execution_arn"]
+        .as_str()
+        .context("no execution started")?
+        .to_owned();
+    let execs = emu.executions()?;
+    ensure!(
+        execs.len() == 1 && execs[0].0 == format!("airf-{id}-1"),
+        "executions: {execs:?}"
+    );
+    // A redelivered event (EventBridge is at-least-once) starts nothing new.
+    let again = emu.ok(emu.tag_event(&id, "Analyze"))?;
+    ensure!(again["execution_arn"] == json!(arn), "duplicate: {again}");
+    ensure!(
+        emu.executions()?.len() == 1,
+        "a duplicate event started a second execution"
+    );
+
+    let input: Value = serde_json::from_str(&execs[0].1)?;
+    let normalized = emu.ok(json!({"action": "normalize", "input": input}))?;
+    ensure!(
+        normalized == input,
+        "normalize changed airf's own input: {normalized}"
+    );
+    let case = input["case_id"].as_str().context("case id")?.to_owned();
+    let subject = input["instances"][0].clone();
+    ensure!(
+        subject["instance_id"] == json!(id) && subject["claim"] == json!(1),
+        "{subject}"
+    );
+
+    // claim
+    let claim = emu.ok(step(
+        "claim",
+        &case,
+        &subject,
+        json!({"intent": "investigate"}),
+    ))?;
+    ensure!(claim["claimed"] == json!(true), "{claim}");
+    let tags = emu.tags(&id)?;
+    ensure!(
+        tags.get("SecurityIncidentStatus").map(String::as_str) == Some("InProgress"),
+        "{tags:?}"
+    );
+    ensure!(
+        tags.get("airf:case") == Some(&case)
+            && tags.get("airf:investigations").map(String::as_str) == Some("1"),
+        "{tags:?}"
+    );
+    // Now under investigation: a second trigger (Security Hub) is skipped, nothing started.
+    let hub = json!({"version": "0", "id": "hub-1", "detail-type": "Security Hub Findings - Custom Action",
+        "source": "aws.securityhub", "account": ACCOUNT, "time": "2026-11-29T18:01:00Z", "region": REGION,
+        "resources": [], "detail": {"findings": [{"AwsAccountId": ACCOUNT, "Resources": [
+            {"Type": "AwsEc2Instance", "Id": format!("arn:aws:ec2:{REGION}:{ACCOUNT}:instance/{id}")}]}]}});
+    let skipped = emu.ok(hub)?;
+    ensure!(
+        skipped["execution_arn"].is_null()
+            && skipped["skipped"][0]["reason"]
+                .as_str()
+                .unwrap_or("")
+                .contains("already under investigation"),
+        "{skipped}"
+    );
+    ensure!(emu.executions()?.len() == 1);
+
+    // prepare: WebServer replaced by the acquisition profile, recorded; both topics told.
+    let prepared = emu.ok(step("prepare", &case, &subject, json!({})))?;
+    ensure!(prepared["profile"] == json!("replaced"), "{prepared}");
+    ensure!(emu.profile(&id)?.as_deref() == Some("AirfAcquisitionInstanceProfile"));
+    ensure!(
+        emu.tags(&id)?
+            .get("airf:previous-profile")
+            .is_some_and(|p| p.ends_with("/WebServer"))
+    );
+    let messages = emu.messages()?;
+    ensure!(
+        messages.len() == 2
+            && messages
+                .iter()
+                .all(|m| m.1.contains("investigation started")),
+        "{messages:?}"
+    );
+    let chat: Value = serde_json::from_str(
+        &messages
+            .iter()
+            .find(|m| m.0 == 1)
+            .context("no chat message")?
+            .2,
+    )?;
+    ensure!(
+        chat["source"] == json!("custom") && chat["version"] == json!("1.0"),
+        "chat message is not an AWS Chatbot custom notification: {chat}"
+    );
+
+    // managed: the emulated SSM sees the instance once it has an instance profile.
+    emu.ok(step("managed", &case, &subject, json!({})))?;
+
+    // acquire memory: the document is sent with the case's parameters.
+    let sent = emu.ok(step("acquire", &case, &subject, json!({"kind": "memory"})))?;
+    let command_id = sent["command_id"]
+        .as_str()
+        .context("command id")?
+        .to_owned();
+    let status = step("acquire_status", &case, &subject, json!({"command": sent}));
+    match emu.invoke(status.clone()) {
+        Err(e) if e.kind().error_type() == "Airf.Pending" => {}
+        other => bail!("a running command must be Airf.Pending, got {other:?}"),
+    }
+    // The instance's side: the real agent, on this host, whose kernel has no /proc/kcore.
+    let out = std::process::Command::new(agent_bin()?)
+        .args([
+            "memory",
+            "--to",
+            &format!("s3://{}/evidence", emu.server.bucket),
+            "--case",
+            &case,
+            "--json",
+            "--no-progress",
+        ])
+        .args([
+            "--endpoint-url",
+            &emu.server.endpoint()?,
+            "--region",
+            REGION,
+        ])
+        .envs(emu.server.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()?;
+    ensure!(
+        !out.status.success(),
+        "memory acquisition unexpectedly worked on this host"
+    );
+    // The document prints the agent's JSON result compacted onto one line.
+    let result: Value =
+        serde_json::from_slice(&out.stdout).context("the agent printed no JSON result")?;
+    emu.answer_command(
+        &command_id,
+        "Failed",
+        &result.to_string(),
+        &String::from_utf8_lossy(&out.stderr),
+    )?;
+    let failure = match emu.invoke(status) {
+        Err(e) if e.kind().error_type() == "Airf.Failed" => e.to_string(),
+        other => bail!("a failed agent run must be Airf.Failed, got {other:?}"),
+    };
+    ensure!(
+        failure.contains("memory acquisition") && failure.contains("failed"),
+        "{failure}"
+    );
+
+    // fail: as the workflow's Catch passes it.
+    let caught = json!({"Error": "Airf.Failed", "Cause": json!({"errorType": "Airf.Failed", "errorMessage": failure}).to_string()});
+    let recorded = emu.ok(step("fail", &case, &subject, json!({"error": caught})))?;
+    ensure!(recorded["tagged"] == json!(true), "{recorded}");
+    let tags = emu.tags(&id)?;
+    ensure!(
+        tags.get("SecurityIncidentStatus").map(String::as_str) == Some("Error"),
+        "{tags:?}"
+    );
+    ensure!(
+        tags.get("airf:reason")
+            .is_some_and(|r| r.starts_with("Airf.Failed: memory acquisition")),
+        "{tags:?}"
+    );
+    let messages = emu.messages()?;
+    ensure!(
+        messages.len() == 2 && messages.iter().all(|m| m.1.contains("FAILED")),
+        "{messages:?}"
+    );
+    ensure!(
+        messages.iter().any(|m| m.2.contains("NOT contained")),
+        "{messages:?}"
+    );
+    // Not contained: groups as before, no snapshots.
+    ensure!(
+        emu.describe(&id)?.security_groups() == groups_before.as_slice(),
+        "a failed investigation changed the groups"
+    );
+    let snaps = sdk(emu.rt.block_on(
+        emu.ec2
+            .describe_snapshots()
+            .owner_ids("self")
+            .filters(
+                ec2t::Filter::builder()
+                    .name("tag:airf:case")
+                    .values(&case)
+                    .build(),
+            )
+            .send(),
+    ))?;
+    ensure!(
+        snaps.snapshots().is_empty(),
+        "snapshots taken without containment"
+    );
+    Ok(())
+}
+
+#[test]
+fn contain_tag_isolates_the_instance_and_its_own_echo_changes_nothing() -> Result<()> {
+    let emu = Emulator::start("")?;
+    // The suspect is in an Auto Scaling group and behind a load balancer.
+    let id = emu.rt.block_on(async {
+        let ami = emu
+            .ec2
+            .describe_images()
+            .send()
+            .await?
+            .images()
+            .first()
+            .and_then(|i| i.image_id())
+            .context("ami")?
+            .to_owned();
+        emu.ec2
+            .create_launch_template()
+            .launch_template_name("web")
+            .launch_template_data(
+                ec2t::RequestLaunchTemplateData::builder()
+                    .image_id(ami)
+                    .instance_type(ec2t::InstanceType::T3Micro)
+                    .iam_instance_profile(
+                        ec2t::LaunchTemplateIamInstanceProfileSpecificationRequest::builder()
+                            .name("WebServer")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "CreateLaunchTemplate: {}",
+                    aws_sdk_ec2::error::DisplayErrorContext(e)
+                )
+            })?;
+        emu.autoscaling
+            .create_auto_scaling_group()
+            .auto_scaling_group_name("web-asg")
+            .launch_template(
+                aws_sdk_autoscaling::types::LaunchTemplateSpecification::builder()
+                    .launch_template_name("web")
+                    .build(),
+            )
+            .min_size(1)
+            .max_size(2)
+            .desired_capacity(1)
+            .vpc_zone_identifier(&emu.subnet)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "CreateAutoScalingGroup: {}",
+                    aws_sdk_ec2::error::DisplayErrorContext(e)
+                )
+            })?;
+        let groups = emu
+            .autoscaling
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names("web-asg")
+            .send()
+            .await?;
+        let id = groups
+            .auto_scaling_groups()
+            .first()
+            .and_then(|g| g.instances().first())
+            .and_then(|i| i.instance_id())
+            .context("the group launched no instance")?
+            .to_owned();
+        emu.attach_data_volume(&id).await?;
+        let tg = emu
+            .elb
+            .create_target_group()
+            .name("web")
+            .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http)
+            .port(80)
+            .vpc_id(&emu.vpc)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "CreateTargetGroup: {}",
+                    aws_sdk_ec2::error::DisplayErrorContext(e)
+                )
+            })?;
+        let tg_arn = tg
+            .target_groups()
+            .first()
+            .and_then(|t| t.target_group_arn())
+            .context("tg")?
+            .to_owned();
+        emu.elb
+            .register_targets()
+            .target_group_arn(&tg_arn)
+            .targets(
+                aws_sdk_elasticloadbalancingv2::types::TargetDescription::builder()
+                    .id(&id)
+                    .port(80)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "RegisterTargets: {}",
+                    aws_sdk_ec2::error::DisplayErrorContext(e)
+                )
+            })?;
+        anyhow::Ok(id)
+    })?;
+    // AWS associates the launch template's profile; moto does not for group-launched instances.
+    if emu.profile(&id)?.is_none() {
+        sdk(emu.rt.block_on(
+            emu.ec2
+                .associate_iam_instance_profile()
+                .instance_id(&id)
+                .iam_instance_profile(
+                    ec2t::IamInstanceProfileSpecification::builder()
+                        .name("WebServer")
+                        .build(),
+                )
+                .send(),
+        ))?;
+    }
+    emu.tag(&id, "SecurityIncidentStatus", "Contain")?;
+
+    let started = emu.ok(emu.tag_event(&id, "Contain"))?;
+    ensure!(started["execution_arn"].is_string(), "{started}");
+    let input: Value = serde_json::from_str(&emu.executions()?.first().context("no execution")?.1)?;
+    ensure!(input["intent"] == json!("contain"), "{input}");
+    let case = input["case_id"].as_str().context("case")?.to_owned();
+    let subject = input["instances"][0].clone();
+    ensure!(
+        emu.ok(step("claim", &case, &subject, json!({"intent": "contain"})))?["claimed"]
+            == json!(true)
+    );
+
+    let done = emu.ok(step("contain", &case, &subject, json!({})))?;
+    ensure!(
+        done["auto_scaling_group"] == json!("web-asg")
+            && done["target_groups"]
+                .as_array()
+                .is_some_and(|t| t.len() == 1),
+        "{done}"
+    );
+
+    let inst = emu.describe(&id)?;
+    let isolation = done["isolation_group"]
+        .as_str()
+        .context("isolation group")?;
+    for eni in inst.network_interfaces() {
+        let groups: Vec<&str> = eni.groups().iter().filter_map(|g| g.group_id()).collect();
+        ensure!(
+            groups == [isolation],
+            "interface {:?} groups {groups:?}",
+            eni.network_interface_id()
+        );
+    }
+    let sgs = sdk(emu.rt.block_on(
+        emu.ec2
+            .describe_security_groups()
+            .group_ids(isolation)
+            .send(),
+    ))?;
+    let sg = sgs
+        .security_groups()
+        .first()
+        .context("isolation group gone")?;
+    ensure!(
+        sg.group_name() == Some("airf-isolation")
+            && sg.ip_permissions().is_empty()
+            && sg.ip_permissions_egress().is_empty(),
+        "the isolation group has rules: {sg:?}"
+    );
+    let untrack = sdk(emu.rt.block_on(
+        emu.ec2
+            .describe_security_groups()
+            .filters(
+                ec2t::Filter::builder()
+                    .name("group-name")
+                    .values("airf-untrack")
+                    .build(),
+            )
+            .send(),
+    ))?;
+    ensure!(
+        untrack
+            .security_groups()
+            .first()
+            .is_some_and(|g| !g.ip_permissions().is_empty()),
+        "no allow-all untrack group"
+    );
+
+    ensure!(emu.profile(&id)?.as_deref() == Some("AirfIsolatedInstanceProfile"));
+    let revoke = sdk(emu.rt.block_on(
+        emu.iam
+            .get_role_policy()
+            .role_name("WebServerRole")
+            .policy_name(format!("airf-revoke-{id}"))
+            .send(),
+    ))?;
+    let doc = urlencoding_decode(revoke.policy_document());
+    ensure!(
+        doc.contains("aws:TokenIssueTime")
+            && doc.contains(NOW)
+            && doc.contains(&format!("instance/{id}")),
+        "{doc}"
+    );
+
+    for attr in [
+        ec2t::InstanceAttributeName::DisableApiTermination,
+        ec2t::InstanceAttributeName::DisableApiStop,
+    ] {
+        let a = sdk(emu.rt.block_on(
+            emu.ec2
+                .describe_instance_attribute()
+                .instance_id(&id)
+                .attribute(attr.clone())
+                .send(),
+        ))?;
+        let on = a
+            .disable_api_termination()
+            .or(a.disable_api_stop())
+            .and_then(|v| v.value());
+        ensure!(on == Some(true), "{attr:?} is not on");
+    }
+    let volumes: Vec<String> = inst
+        .block_device_mappings()
+        .iter()
+        .filter_map(|b| b.ebs()?.volume_id().map(str::to_owned))
+        .collect();
+    ensure!(volumes.len() == 2, "{volumes:?}");
+    ensure!(
+        inst.block_device_mappings()
+            .iter()
+            .all(|b| b.ebs().and_then(|e| e.delete_on_termination()) == Some(false)),
+        "a volume would be deleted with the instance"
+    );
+    let snaps = sdk(emu.rt.block_on(
+        emu.ec2
+            .describe_snapshots()
+            .owner_ids("self")
+            .filters(
+                ec2t::Filter::builder()
+                    .name("tag:airf:case")
+                    .values(&case)
+                    .build(),
+            )
+            .send(),
+    ))?;
+    let mut snapped: Vec<String> = snaps
+        .snapshots()
+        .iter()
+        .filter_map(|s| s.volume_id().map(str::to_owned))
+        .collect();
+    snapped.sort();
+    let mut expected = volumes.clone();
+    expected.sort();
+    ensure!(
+        snapped == expected,
+        "snapshots of {snapped:?}, volumes {expected:?}"
+    );
+
+    let asg = sdk(emu.rt.block_on(
+        emu.autoscaling
+            .describe_auto_scaling_instances()
+            .instance_ids(&id)
+            .send(),
+    ))?;
+    ensure!(
+        asg.auto_scaling_instances().is_empty(),
+        "still in the Auto Scaling group"
+    );
+    let tg_arn = done["target_groups"][0].as_str().context("tg")?;
+    let health = sdk(emu.rt.block_on(
+        emu.elb
+            .describe_target_health()
+            .target_group_arn(tg_arn)
+            .send(),
+    ))?;
+    ensure!(
+        health
+            .target_health_descriptions()
+            .iter()
+            .all(|d| d.target().and_then(|t| t.id()) != Some(id.as_str())),
+        "still a load-balancer target"
+    );
+
+    let tags = emu.tags(&id)?;
+    ensure!(
+        tags.get("SecurityIncidentStatus").map(String::as_str) == Some("Contain")
+            && tags.get("airf:contained") == Some(&case),
+        "{tags:?}"
+    );
+    let messages = emu.messages()?;
+    ensure!(
+        messages
+            .iter()
+            .filter(|m| m.1.contains("instance contained"))
+            .count()
+            == 2,
+        "{messages:?}"
+    );
+
+    // The Contain tag the controller just wrote comes back as an event: nothing happens.
+    let echo = emu.ok(emu.tag_event(&id, "Contain"))?;
+    ensure!(
+        echo["execution_arn"].is_null()
+            && echo["skipped"][0]["reason"]
+                .as_str()
+                .unwrap_or("")
+                .contains("already contained"),
+        "{echo}"
+    );
+    ensure!(emu.executions()?.len() == 1);
+    // A retried contain (Step Functions retries on throttling) changes nothing and adds no group.
+    emu.ok(step("contain", &case, &subject, json!({})))?;
+    let groups = sdk(emu.rt.block_on(
+        emu.ec2
+            .describe_security_groups()
+            .filters(
+                ec2t::Filter::builder()
+                    .name("group-name")
+                    .values("airf-isolation")
+                    .build(),
+            )
+            .send(),
+    ))?;
+    ensure!(
+        groups.security_groups().len() == 1,
+        "a second isolation group"
+    );
+    Ok(())
+}
+
+#[test]
+fn events_for_other_accounts_and_malformed_tasks_change_nothing() -> Result<()> {
+    let emu = Emulator::start("111111111111")?;
+    let id = emu.instance(&[("SecurityIncidentStatus", "Analyze")])?;
+    let before = emu.tags(&id)?;
+    match emu.invoke(emu.tag_event(&id, "Analyze")) {
+        Err(e)
+            if e.kind().error_type() == "Airf.BadInput"
+                && e.to_string().contains("member accounts") => {}
+        other => bail!("an event of a non-member account must be rejected, got {other:?}"),
+    }
+    let subject = json!({"instance_id": id, "account": ACCOUNT, "region": REGION, "claim": 1});
+    for bad in [
+        json!({"action": "contain", "case_id": "IR-1", "subject": subject}),
+        json!({"action": "contain", "case_id": "../x", "subject": {"instance_id": id, "account": "111111111111", "region": REGION, "claim": 1}}),
+        json!({"action": "terminate", "case_id": "IR-1", "subject": subject}),
+        json!({"detail-type": "Tag Change on Resource", "source": "aws.tag", "detail": "x".repeat(300_000)}),
+    ] {
+        match emu.invoke(bad.clone()) {
+            Err(e) if e.kind().error_type() == "Airf.BadInput" => {}
+            other => bail!("{bad:.200} was not rejected: {other:?}"),
+        }
+    }
+    ensure!(emu.executions()?.is_empty(), "an execution was started");
+    ensure!(emu.tags(&id)? == before, "tags changed");
+    ensure!(
+        emu.profile(&id)?.as_deref() == Some("WebServer"),
+        "profile changed"
+    );
+    ensure!(emu.messages()?.is_empty(), "a notification was sent");
+    Ok(())
+}
+
+/// An SDK result with the service's own words on failure ("service error" says nothing).
+fn sdk<T, E: std::error::Error + 'static>(r: std::result::Result<T, E>) -> Result<T> {
+    r.map_err(|e| anyhow::anyhow!("{}", aws_sdk_ec2::error::DisplayErrorContext(&e)))
+}
+
+/// IAM returns policy documents URL-encoded.
+fn urlencoding_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%'
+            && let Some(hex) = s.get(i + 1..i + 3)
+            && let Ok(v) = u8::from_str_radix(hex, 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(if b == b'+' { b' ' } else { b });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
