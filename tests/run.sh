@@ -8,6 +8,10 @@ cd "$(dirname "$0")/.."
 tests/scripts/install-deps.sh
 export AWS_EC2_METADATA_DISABLED=true   # never reach for instance metadata off EC2
 
+log "Step Functions workflow: asl-validator"
+"${AIRF_CACHE:-/opt/airf-cache}/node/node_modules/.bin/asl-validator" --json-path controller/workflow/airf-investigation.asl.json
+log "CloudFormation templates: drift, cfn-lint, checkov, IAM against the code"
+packaging/cloudformation/check.sh
 log "cargo fmt --check"
 cargo fmt --all --check
 log "cargo clippy --all-targets -- -D warnings"

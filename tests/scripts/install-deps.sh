@@ -41,6 +41,16 @@ if ! [ -x "$checkov" ] || [ "$("$checkov" --version 2>/dev/null)" != "$CHECKOV_V
   "$AIRF_CACHE/checkov-venv/bin/pip" install -q "checkov==$CHECKOV_VERSION"
 fi
 
+# asl-validator (npm) validates the Step Functions workflow definition.
+ASL_VALIDATOR_VERSION=4.0.0
+asl=$AIRF_CACHE/node/node_modules/.bin/asl-validator
+if ! [ -x "$asl" ] || ! grep -q "\"version\": \"$ASL_VALIDATOR_VERSION\"" "$AIRF_CACHE/node/node_modules/asl-validator/package.json" 2>/dev/null; then
+  command -v npm >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }
+  log "npm install asl-validator $ASL_VALIDATOR_VERSION"
+  mkdir -p "$AIRF_CACHE/node"
+  npm install --silent --no-audit --no-fund --prefix "$AIRF_CACHE/node" "asl-validator@$ASL_VALIDATOR_VERSION" >/dev/null
+fi
+
 garage=$AIRF_CACHE/garage/bin/garage
 if ! [ -x "$garage" ] || ! "$garage" --version 2>/dev/null | grep -q "$GARAGE_VERSION"; then
   log "building garage $GARAGE_VERSION (about 15 minutes on 2 cores; cached afterwards)"

@@ -287,7 +287,7 @@ mod tests {
     use crate::model::{ProfileAssociation, Volume};
 
     #[test]
-    fn plan_covers_every_interface_volume_and_role() {
+    fn plan_covers_every_interface_volume_and_role() -> Result<(), String> {
         let mut f = facts("i-0123456789abcdef0");
         f.volumes.push(Volume {
             id: "vol-2".into(),
@@ -303,7 +303,10 @@ mod tests {
             "airf:previous-profile".into(),
             "arn:aws:iam::111111111111:instance-profile/WebServer".into(),
         );
-        let p = plan(&f, &test_config()).unwrap_or_else(|e| panic!("{e}"));
+        let planned = plan(&f, &test_config());
+        let Ok(p) = planned else {
+            return Err(format!("{planned:?}"));
+        };
         assert_eq!(p.interfaces, vec!["eni-1".to_owned()]);
         assert_eq!(
             p.keep_devices,
@@ -323,6 +326,7 @@ mod tests {
         );
         assert_eq!(p.replace_association.as_deref(), Some("iip-assoc-9"));
         assert!(!p.profile_done);
+        Ok(())
     }
 
     #[test]

@@ -1,3 +1,8 @@
+#![expect(
+    clippy::indexing_slicing,
+    reason = "serde_json::Value indexing yields Null or inserts, it never panics"
+)]
+
 use super::*;
 use proptest::prelude::*;
 use serde_json::json;
@@ -40,9 +45,10 @@ fn rejected(v: Value) -> String {
 }
 
 #[test]
-fn analyze_and_contain_tags_are_triggers() {
-    let Ok(Request::Trigger(t)) = parse(tag_event(Some("Analyze"))) else {
-        panic!("Analyze is a trigger");
+fn analyze_and_contain_tags_are_triggers() -> Result<(), String> {
+    let parsed = parse(tag_event(Some("Analyze")));
+    let Ok(Request::Trigger(t)) = parsed else {
+        return Err(format!("Analyze is a trigger: {parsed:?}"));
     };
     assert_eq!(t.intent, Intent::Investigate);
     assert_eq!(t.tag_value, Some(Status::Analyze));
@@ -54,10 +60,12 @@ fn analyze_and_contain_tags_are_triggers() {
             region: "eu-west-1".into()
         }]
     );
-    let Ok(Request::Trigger(t)) = parse(tag_event(Some("Contain"))) else {
-        panic!("Contain is a trigger");
+    let parsed = parse(tag_event(Some("Contain")));
+    let Ok(Request::Trigger(t)) = parsed else {
+        return Err(format!("Contain is a trigger: {parsed:?}"));
     };
     assert_eq!(t.intent, Intent::Contain);
+    Ok(())
 }
 
 #[test]
@@ -99,15 +107,18 @@ fn hostile_tag_events_are_rejected() {
 }
 
 #[test]
-fn security_hub_actions_collect_instances() {
+fn security_hub_actions_collect_instances() -> Result<(), String> {
     let e = hub_event(json!([
         {"Type": "AwsEc2Instance", "Id": ARN},
         {"Type": "AwsEc2Instance", "Id": ARN},
         {"Type": "AwsS3Bucket", "Id": "arn:aws:s3:::b"},
         {"Type": "AwsEc2Instance", "Id": "arn:aws:ec2:eu-west-1:111111111111:instance/i-0123456789abcdef1"}
     ]));
-    let Ok(Request::Trigger(t)) = parse(e) else {
-        panic!("a custom action with instances is a trigger");
+    let parsed = parse(e);
+    let Ok(Request::Trigger(t)) = parsed else {
+        return Err(format!(
+            "a custom action with instances is a trigger: {parsed:?}"
+        ));
     };
     assert_eq!(t.source, TriggerSource::SecurityHub);
     assert_eq!(
@@ -115,6 +126,7 @@ fn security_hub_actions_collect_instances() {
         2,
         "deduplicated, other resource types left out"
     );
+    Ok(())
 }
 
 #[test]

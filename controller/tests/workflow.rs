@@ -1,0 +1,145 @@
+//! The workflow definition and the handler agree: every Task state sends an action the handler
+//! parses, every Airf.* error the workflow retries or catches is one the handler returns, and
+//! every step of an instance ends in RecordError when it fails.
+
+#![expect(
+    clippy::indexing_slicing,
+    reason = "serde_json::Value indexing yields Null, it never panics"
+)]
+
+use airf_controller::error::Kind;
+use airf_controller::event::{Request, parse};
+use serde_json::{Value, json};
+
+fn definition() -> Result<Value, String> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/workflow/airf-investigation.asl.json"
+    );
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))
+}
+
+/// Replaces each `"key.$": "<path>"` with a plausible value, as Step Functions would.
+fn instantiate(parameters: &Value) -> Value {
+    let subject = json!({"instance_id": "i-0123456789abcdef0", "account": "111111111111", "region": "eu-west-1", "claim": 1});
+    let command = json!({"command_id": "c", "document": "airf-acquire-memory", "plugin": "AcquireMemory", "kind": "memory"});
+    let mut out = serde_json::Map::new();
+    for (k, v) in parameters.as_object().into_iter().flatten() {
+        let Some(name) = k.strip_suffix(".$") else {
+            out.insert(k.clone(), v.clone());
+            continue;
+        };
+        let value = match name {
+            "case_id" => json!("IR-1"),
+            "subject" => subject.clone(),
+            "intent" => json!("investigate"),
+            "command" => command.clone(),
+            "results" => json!([]),
+            "error" => json!({"Error": "Airf.Failed", "Cause": "x"}),
+            "input" => json!({"CaseId": "IR-1"}),
+            other => json!(format!("<{other}>")),
+        };
+        out.insert(name.to_owned(), value);
+    }
+    Value::Object(out)
+}
+
+fn task_states(states: &Value, found: &mut Vec<(String, Value)>) {
+    for (name, state) in states.as_object().into_iter().flatten() {
+        if state["Type"] == "Task" {
+            found.push((name.clone(), state.clone()));
+        }
+        if state["Type"] == "Map" {
+            task_states(&state["ItemProcessor"]["States"], found);
+        }
+    }
+}
+
+#[test]
+fn every_task_sends_an_action_the_handler_parses() -> Result<(), String> {
+    let asl = definition()?;
+    let mut tasks = Vec::new();
+    task_states(&asl["States"], &mut tasks);
+    assert!(tasks.len() >= 10, "{} task states", tasks.len());
+    for (name, state) in &tasks {
+        assert_eq!(state["Resource"], "${ControllerFunctionArn}", "{name}");
+        let payload = instantiate(&state["Parameters"]);
+        match parse(payload.clone()) {
+            Ok(Request::Task(_)) => {}
+            other => return Err(format!("state {name}: {payload} → {other:?}")),
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn retried_and_caught_errors_are_ones_the_handler_returns() -> Result<(), String> {
+    let asl = definition()?;
+    let known: Vec<&str> = [Kind::BadInput, Kind::Pending, Kind::Transient, Kind::Failed]
+        .iter()
+        .map(|k| k.error_type())
+        .collect();
+    let mut tasks = Vec::new();
+    task_states(&asl["States"], &mut tasks);
+    for (name, state) in &tasks {
+        let retries = state["Retry"].as_array().cloned().unwrap_or_default();
+        for names in retries
+            .iter()
+            .chain(state["Catch"].as_array().into_iter().flatten())
+        {
+            for e in names["ErrorEquals"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+            {
+                if e.starts_with("Airf.") && !known.contains(&e) {
+                    return Err(format!(
+                        "state {name} matches {e}, which the handler never returns"
+                    ));
+                }
+            }
+        }
+        let retried: Vec<&str> = retries
+            .iter()
+            .flat_map(|r| r["ErrorEquals"].as_array().into_iter().flatten())
+            .filter_map(Value::as_str)
+            .collect();
+        assert!(
+            retried.contains(&"Airf.Transient"),
+            "state {name} does not retry throttling"
+        );
+        assert!(
+            !retried.contains(&"Airf.Failed") && !retried.contains(&"Airf.BadInput"),
+            "state {name} retries a final error"
+        );
+        let catch = state["Catch"]
+            .as_array()
+            .and_then(|c| c.first())
+            .cloned()
+            .unwrap_or_default();
+        let expected = match name.as_str() {
+            "Normalize" => "RejectedInput",
+            "RecordError" => "Errored",
+            _ => "RecordError",
+        };
+        assert_eq!(
+            catch["ErrorEquals"],
+            json!(["States.ALL"]),
+            "state {name} lets an error escape"
+        );
+        assert_eq!(catch["Next"], expected, "state {name}");
+    }
+    Ok(())
+}
+
+#[test]
+fn fleets_run_with_bounded_concurrency() -> Result<(), String> {
+    let asl = definition()?;
+    let map = &asl["States"]["Instances"];
+    assert_eq!(map["Type"], "Map");
+    let n = map["MaxConcurrency"].as_u64().unwrap_or(0);
+    assert!((1..=40).contains(&n), "MaxConcurrency {n}");
+    Ok(())
+}
