@@ -5,6 +5,9 @@
 //! ports, and stopped when the handle drops. Everything here fails loudly with the command that
 //! fixes it (usually `tests/scripts/install-deps.sh`), never skips.
 
+pub mod emulator;
+pub mod vm;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -31,4 +31,4 @@ command -v zstd >/dev/null || apt-get install -y -q zstd
 export AWS_EC2_METADATA_DISABLED=true
 log "VM tests"
 # One VM at a time: each guest uses both cores under TCG.
-cargo test --quiet -p airf-e2e --test memory_vm -- --ignored --test-threads=1 "$@"
+cargo test --quiet -p airf-e2e --test memory_vm --test controller_vm -- --ignored --test-threads=1 "$@"
