@@ -8,17 +8,8 @@
 #   aws s3 cp dist/airf-controller.zip s3://<code-bucket>/controller/<version>/airf-controller.zip
 set -euo pipefail
 cd "$(dirname "$0")/.."
-target=x86_64-unknown-linux-musl
 profile=${AIRF_PROFILE:-dist}
-
-if ! rustup target list --installed | grep -qx "$target"; then
-  rustup target add "$target" >&2
-fi
-if ! command -v musl-gcc >/dev/null; then
-  apt-get install -y -q musl-tools >&2 || { apt-get update -q >&2 && apt-get install -y -q musl-tools >&2; }
-fi
-export CC_x86_64_unknown_linux_musl=musl-gcc
-export RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static"
+. packaging/musl-toolchain.sh
 cargo build --quiet --locked -p airf-controller --bin bootstrap --target "$target" --profile "$profile" >&2
 
 built=target/$target/$profile/bootstrap
@@ -38,5 +29,7 @@ PY
 mv -f dist/airf-controller.zip.tmp dist/airf-controller.zip
 rm -f dist/bootstrap.tmp
 (cd dist && sha256sum airf-controller.zip >airf-controller.zip.sha256)
-file "$built" | grep -q "static" || { echo "build-controller: $built is not static" >&2; exit 1; }
+if readelf -l "$built" | grep -q 'program interpreter'; then
+  echo "build-controller.sh: $built needs a dynamic loader; it must be static" >&2; exit 1
+fi
 echo "$PWD/dist/airf-controller.zip"

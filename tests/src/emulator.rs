@@ -214,16 +214,7 @@ impl Emulator {
     /// A running web server: profile WebServer, the default group, a root and a data volume.
     pub fn instance(&self, tags: &[(&str, &str)]) -> Result<String> {
         self.rt.block_on(async {
-            let ami = self
-                .ec2
-                .describe_images()
-                .send()
-                .await?
-                .images()
-                .first()
-                .and_then(|i| i.image_id())
-                .context("ami")?
-                .to_owned();
+            let ami = self.ami().await?;
             let mut spec =
                 ec2t::TagSpecification::builder().resource_type(ec2t::ResourceType::Instance);
             for (k, v) in tags {
@@ -254,6 +245,54 @@ impl Emulator {
             self.attach_data_volume(&id).await?;
             Ok(id)
         })
+    }
+
+    /// An image id to launch.
+    pub async fn ami(&self) -> Result<String> {
+        let images = self.ec2.describe_images().send().await?;
+        Ok(images
+            .images()
+            .first()
+            .and_then(|i| i.image_id())
+            .context("moto has no image")?
+            .to_owned())
+    }
+
+    /// Snapshots tagged with the case: (snapshot id, volume id).
+    pub fn case_snapshots(&self, case: &str) -> Result<Vec<(String, String)>> {
+        let filter = ec2t::Filter::builder()
+            .name("tag:airf:case")
+            .values(case)
+            .build();
+        let out = sdk(self.rt.block_on(
+            self.ec2
+                .describe_snapshots()
+                .owner_ids("self")
+                .filters(filter)
+                .send(),
+        ))?;
+        Ok(out
+            .snapshots()
+            .iter()
+            .map(|s| {
+                (
+                    s.snapshot_id().unwrap_or_default().to_owned(),
+                    s.volume_id().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect())
+    }
+
+    /// Security groups with this name.
+    pub fn groups_named(&self, name: &str) -> Result<Vec<ec2t::SecurityGroup>> {
+        let filter = ec2t::Filter::builder()
+            .name("group-name")
+            .values(name)
+            .build();
+        let out = sdk(self
+            .rt
+            .block_on(self.ec2.describe_security_groups().filters(filter).send()))?;
+        Ok(out.security_groups().to_vec())
     }
 
     /// Attaches a new 8 GiB volume as /dev/sdf.

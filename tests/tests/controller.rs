@@ -201,22 +201,8 @@ fn analyze_tag_is_claimed_prepared_and_a_failed_memory_acquisition_ends_in_error
         emu.describe(&id)?.security_groups() == groups_before.as_slice(),
         "a failed investigation changed the groups"
     );
-    let snaps = sdk(emu.rt.block_on(
-        emu.ec2
-            .describe_snapshots()
-            .owner_ids("self")
-            .filters(
-                ec2t::Filter::builder()
-                    .name("tag:airf:case")
-                    .values(&case)
-                    .build(),
-            )
-            .send(),
-    ))?;
-    ensure!(
-        snaps.snapshots().is_empty(),
-        "snapshots taken without containment"
-    );
+    let snaps = emu.case_snapshots(&case)?;
+    ensure!(snaps.is_empty(), "snapshots taken without containment");
     Ok(())
 }
 
@@ -225,16 +211,7 @@ fn contain_tag_isolates_the_instance_and_its_own_echo_changes_nothing() -> Resul
     let emu = Emulator::start("")?;
     // The suspect is in an Auto Scaling group and behind a load balancer.
     let id = emu.rt.block_on(async {
-        let ami = emu
-            .ec2
-            .describe_images()
-            .send()
-            .await?
-            .images()
-            .first()
-            .and_then(|i| i.image_id())
-            .context("ami")?
-            .to_owned();
+        let ami = emu.ami().await?;
         emu.ec2
             .create_launch_template()
             .launch_template_name("web")
@@ -395,20 +372,9 @@ fn contain_tag_isolates_the_instance_and_its_own_echo_changes_nothing() -> Resul
             && sg.ip_permissions_egress().is_empty(),
         "the isolation group has rules: {sg:?}"
     );
-    let untrack = sdk(emu.rt.block_on(
-        emu.ec2
-            .describe_security_groups()
-            .filters(
-                ec2t::Filter::builder()
-                    .name("group-name")
-                    .values("airf-untrack")
-                    .build(),
-            )
-            .send(),
-    ))?;
+    let untrack = emu.groups_named("airf-untrack")?;
     ensure!(
         untrack
-            .security_groups()
             .first()
             .is_some_and(|g| !g.ip_permissions().is_empty()),
         "no allow-all untrack group"
@@ -459,23 +425,8 @@ fn contain_tag_isolates_the_instance_and_its_own_echo_changes_nothing() -> Resul
             .all(|b| b.ebs().and_then(|e| e.delete_on_termination()) == Some(false)),
         "a volume would be deleted with the instance"
     );
-    let snaps = sdk(emu.rt.block_on(
-        emu.ec2
-            .describe_snapshots()
-            .owner_ids("self")
-            .filters(
-                ec2t::Filter::builder()
-                    .name("tag:airf:case")
-                    .values(&case)
-                    .build(),
-            )
-            .send(),
-    ))?;
-    let mut snapped: Vec<String> = snaps
-        .snapshots()
-        .iter()
-        .filter_map(|s| s.volume_id().map(str::to_owned))
-        .collect();
+    let snaps = emu.case_snapshots(&case)?;
+    let mut snapped: Vec<String> = snaps.into_iter().map(|(_, volume)| volume).collect();
     snapped.sort();
     let mut expected = volumes.clone();
     expected.sort();
@@ -538,21 +489,8 @@ fn contain_tag_isolates_the_instance_and_its_own_echo_changes_nothing() -> Resul
     ensure!(emu.executions()?.len() == 1);
     // A retried contain (Step Functions retries on throttling) changes nothing and adds no group.
     emu.ok(step("contain", &case, &subject, json!({})))?;
-    let groups = sdk(emu.rt.block_on(
-        emu.ec2
-            .describe_security_groups()
-            .filters(
-                ec2t::Filter::builder()
-                    .name("group-name")
-                    .values("airf-isolation")
-                    .build(),
-            )
-            .send(),
-    ))?;
-    ensure!(
-        groups.security_groups().len() == 1,
-        "a second isolation group"
-    );
+    let groups = emu.groups_named("airf-isolation")?;
+    ensure!(groups.len() == 1, "a second isolation group");
     Ok(())
 }
 
