@@ -639,6 +639,37 @@ impl Cloud for AwsCloud {
         Ok(())
     }
 
+    async fn case_snapshots(
+        &self,
+        target: &Target,
+        case_id: &str,
+    ) -> Result<Vec<(String, String)>> {
+        let m = self.member(target).await?;
+        let mut found = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = m
+                .ec2
+                .describe_snapshots()
+                .owner_ids("self")
+                .filters(filter(&format!("tag:{}", crate::model::CASE_TAG), case_id))
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(aws_err("ec2:DescribeSnapshots"))?;
+            found.extend(
+                page.snapshots()
+                    .iter()
+                    .filter_map(|s| Some((s.volume_id()?.to_owned(), s.snapshot_id()?.to_owned()))),
+            );
+            match page.next_token() {
+                Some(next) if !next.is_empty() => token = Some(next.to_owned()),
+                _ => break,
+            }
+        }
+        Ok(found)
+    }
+
     async fn snapshot(
         &self,
         target: &Target,

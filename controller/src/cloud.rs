@@ -91,6 +91,10 @@ pub trait Cloud {
     async fn protect(&self, target: &Target) -> Result<()>;
     /// ModifyInstanceAttribute: DeleteOnTermination=false for these devices.
     async fn keep_volumes(&self, target: &Target, devices: &[String]) -> Result<()>;
+    /// DescribeSnapshots: this account's snapshots tagged `airf:case=<case_id>`, as
+    /// (volume id, snapshot id), so a retried containment does not snapshot twice.
+    async fn case_snapshots(&self, target: &Target, case_id: &str)
+    -> Result<Vec<(String, String)>>;
     /// CreateSnapshot, tagged; returns the snapshot id.
     async fn snapshot(
         &self,

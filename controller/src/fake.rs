@@ -48,6 +48,8 @@ pub struct State {
     pub ssm_online: bool,
     /// S3 objects.
     pub objects: BTreeMap<(String, String), Vec<u8>>,
+    /// Snapshots: (volume, snapshot).
+    pub snapshots: Vec<(String, String)>,
     /// Protected instances.
     pub protected: Vec<String>,
     /// Next GetCommandInvocation answer.
@@ -243,6 +245,13 @@ impl Cloud for FakeCloud {
             }
         })
     }
+    async fn case_snapshots(
+        &self,
+        _target: &Target,
+        _case_id: &str,
+    ) -> Result<Vec<(String, String)>> {
+        Ok(self.lock().snapshots.clone())
+    }
     async fn snapshot(
         &self,
         _target: &Target,
@@ -251,7 +260,11 @@ impl Cloud for FakeCloud {
         _tags: &BTreeMap<String, String>,
     ) -> Result<String> {
         self.call(format!("CreateSnapshot {volume_id}"))?;
-        Ok(format!("snap-{volume_id}"))
+        let id = format!("snap-{volume_id}");
+        self.lock()
+            .snapshots
+            .push((volume_id.to_owned(), id.clone()));
+        Ok(id)
     }
     async fn profile_roles(&self, _target: &Target, profile_name: &str) -> Result<Vec<String>> {
         Ok(vec![format!("{profile_name}Role")])

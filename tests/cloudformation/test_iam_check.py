@@ -30,7 +30,7 @@ CONTRACT = {
         "associate_iam_instance_profile replace_iam_instance_profile_association "
         "modify_instance_attribute modify_network_interface_attribute describe_security_groups "
         "create_security_group authorize_security_group_ingress authorize_security_group_egress "
-        "revoke_security_group_egress revoke_security_group_ingress create_snapshot clone"
+        "revoke_security_group_egress revoke_security_group_ingress create_snapshot describe_snapshots clone"
     ).split()
 } | {
     ("iam", "get_instance_profile"),
@@ -61,7 +61,7 @@ class Extractor(unittest.TestCase):
     def test_multi_line_call_is_located(self):
         call = iam_check.extract_controller_calls(FIXTURE)[("elb", "deregister_targets")]
         self.assertEqual(len(call.where), 1)
-        self.assertTrue(call.where[0].endswith("aws.rs:38"), call.where)
+        self.assertTrue(call.where[0].endswith("aws.rs:39"), call.where)
 
     def test_iam_names(self):
         self.assertEqual(iam_check.iam_actions("elbv2", "elasticloadbalancing", "deregister_targets"),

@@ -491,6 +491,10 @@ fn contain_tag_isolates_the_instance_and_its_own_echo_changes_nothing() -> Resul
     emu.ok(step("contain", &case, &subject, json!({})))?;
     let groups = emu.groups_named("airf-isolation")?;
     ensure!(groups.len() == 1, "a second isolation group");
+    ensure!(
+        emu.case_snapshots(&case)?.len() == volumes.len(),
+        "a retried contain snapshotted again"
+    );
     Ok(())
 }
 

@@ -57,16 +57,26 @@ pub fn plan(facts: &InstanceFacts, config: &Config) -> Result<Plan, String> {
     if facts.interfaces.is_empty() {
         return Err("the instance has no network interface to isolate".into());
     }
+    // Every profile whose role this instance may have had credentials of: the one before airf
+    // (recorded by prepare, or by contain itself before the swap), the acquisition profile, and
+    // whatever is attached now. The revocation is scoped to this instance, so naming a profile it
+    // never had costs nothing; missing one would leave stolen credentials working.
     let mut revoke_profiles: Vec<String> = Vec::new();
-    if let Some(previous) = facts.tag(super::prepare::PREVIOUS_PROFILE_TAG) {
-        revoke_profiles.push(previous.rsplit('/').next().unwrap_or(previous).to_owned());
-    }
     let current = facts.profile.as_ref().map(|p| p.profile_name().to_owned());
-    if let Some(current) = &current
-        && *current != config.isolation_profile_name
-        && !revoke_profiles.contains(current)
+    let previous = facts
+        .tag(super::prepare::PREVIOUS_PROFILE_TAG)
+        .map(|p| p.rsplit('/').next().unwrap_or(p).to_owned());
+    for profile in [
+        previous,
+        Some(config.acquisition_profile_name.clone()),
+        current.clone(),
+    ]
+    .into_iter()
+    .flatten()
     {
-        revoke_profiles.push(current.clone());
+        if profile != config.isolation_profile_name && !revoke_profiles.contains(&profile) {
+            revoke_profiles.push(profile);
+        }
     }
     Ok(Plan {
         vpc_id,
@@ -229,6 +239,17 @@ async fn run<C: Cloud>(
     done.steps.push(format!("network isolated ({isolation})"));
 
     if !plan.profile_done {
+        // Recorded before the swap, so a retry after a failure still knows whose sessions to revoke.
+        if let Some(current) = &facts.profile
+            && facts.tag(super::prepare::PREVIOUS_PROFILE_TAG).is_none()
+            && current.profile_name() != config.acquisition_profile_name
+        {
+            let tags = BTreeMap::from([(
+                super::prepare::PREVIOUS_PROFILE_TAG.to_owned(),
+                current.profile_arn.clone(),
+            )]);
+            cloud.tag_instance(target, &tags).await?;
+        }
         match &plan.replace_association {
             Some(association) => {
                 cloud
@@ -261,7 +282,14 @@ async fn run<C: Cloud>(
         (MANAGED_TAG.to_owned(), "true".to_owned()),
         ("airf:instance".to_owned(), target.instance_id.clone()),
     ]);
+    let existing = cloud.case_snapshots(target, case_id).await?;
     for volume in &plan.snapshot_volumes {
+        if let Some((_, id)) = existing.iter().find(|(v, _)| v == volume) {
+            done.steps
+                .push(format!("snapshot {id} of {volume} (taken before)"));
+            done.snapshots.push(id.clone());
+            continue;
+        }
         let description = format!("airf {case_id} {} {volume}", target.instance_id);
         let id = cloud.snapshot(target, volume, &description, &tags).await?;
         done.steps.push(format!("snapshot {id} of {volume}"));
@@ -327,6 +355,83 @@ mod tests {
         assert_eq!(p.replace_association.as_deref(), Some("iip-assoc-9"));
         assert!(!p.profile_done);
         Ok(())
+    }
+
+    fn subject() -> Subject {
+        Subject {
+            target: facts("i-0123456789abcdef0").target,
+            claim: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_step_names_what_was_done_and_a_retry_finishes_without_repeating() {
+        let mut f = facts("i-0123456789abcdef0");
+        f.profile = Some(ProfileAssociation {
+            association_id: "iip-assoc-1".into(),
+            profile_arn: "arn:aws:iam::111111111111:instance-profile/WebServer".into(),
+        });
+        let cloud = crate::fake::FakeCloud::with(f);
+        cloud.lock().fail_on = Some(("PutRolePolicy".into(), true));
+        let first = contain(
+            &cloud,
+            &test_config(),
+            "IR-1",
+            &subject(),
+            "2026-11-29T18:00:00Z",
+        )
+        .await;
+        let err = first.err().map(|e| (e.kind(), e.to_string()));
+        assert!(
+            matches!(&err, Some((crate::error::Kind::Transient, m)) if m.contains("containment incomplete")
+                && m.contains("network isolated") && !m.contains("snapshot")),
+            "{err:?}"
+        );
+        let second = contain(
+            &cloud,
+            &test_config(),
+            "IR-1",
+            &subject(),
+            "2026-11-29T18:00:00Z",
+        )
+        .await;
+        assert!(second.is_ok(), "{second:?}");
+        let third = contain(
+            &cloud,
+            &test_config(),
+            "IR-1",
+            &subject(),
+            "2026-11-29T18:00:00Z",
+        )
+        .await;
+        assert!(third.is_ok_and(|c| c.snapshots == ["snap-vol-1"]));
+        let calls = cloud.lock().calls.clone();
+        assert_eq!(
+            calls
+                .iter()
+                .filter(|c| c.starts_with("CreateSnapshot"))
+                .count(),
+            1,
+            "{calls:#?}"
+        );
+        assert_eq!(
+            calls
+                .iter()
+                .filter(|c| c.starts_with("CreateSecurityGroup"))
+                .count(),
+            2,
+            "{calls:#?}"
+        );
+        let tags = cloud
+            .lock()
+            .instances
+            .get("i-0123456789abcdef0")
+            .map(|i| i.tags.clone())
+            .unwrap_or_default();
+        assert_eq!(
+            tags.get("SecurityIncidentStatus").map(String::as_str),
+            Some("Contain")
+        );
     }
 
     #[test]
