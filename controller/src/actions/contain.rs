@@ -373,37 +373,18 @@ mod tests {
         });
         let cloud = crate::fake::FakeCloud::with(f);
         cloud.lock().fail_on = Some(("PutRolePolicy".into(), true));
-        let first = contain(
-            &cloud,
-            &test_config(),
-            "IR-1",
-            &subject(),
-            "2026-11-29T18:00:00Z",
-        )
-        .await;
+        let (config, subject) = (test_config(), subject());
+        let run = || contain(&cloud, &config, "IR-1", &subject, "2026-11-29T18:00:00Z");
+        let first = run().await;
         let err = first.err().map(|e| (e.kind(), e.to_string()));
         assert!(
             matches!(&err, Some((crate::error::Kind::Transient, m)) if m.contains("containment incomplete")
                 && m.contains("network isolated") && !m.contains("snapshot")),
             "{err:?}"
         );
-        let second = contain(
-            &cloud,
-            &test_config(),
-            "IR-1",
-            &subject(),
-            "2026-11-29T18:00:00Z",
-        )
-        .await;
+        let second = run().await;
         assert!(second.is_ok(), "{second:?}");
-        let third = contain(
-            &cloud,
-            &test_config(),
-            "IR-1",
-            &subject(),
-            "2026-11-29T18:00:00Z",
-        )
-        .await;
+        let third = run().await;
         assert!(third.is_ok_and(|c| c.snapshots == ["snap-vol-1"]));
         let calls = cloud.lock().calls.clone();
         assert_eq!(
