@@ -41,14 +41,19 @@ if ! [ -x "$checkov" ] || [ "$("$checkov" --version 2>/dev/null)" != "$CHECKOV_V
   "$AIRF_CACHE/checkov-venv/bin/pip" install -q "checkov==$CHECKOV_VERSION"
 fi
 
-# asl-validator (npm) validates the Step Functions workflow definition.
-ASL_VALIDATOR_VERSION=4.0.0
-asl=$AIRF_CACHE/node/node_modules/.bin/asl-validator
-if ! [ -x "$asl" ] || ! grep -q "\"version\": \"$ASL_VALIDATOR_VERSION\"" "$AIRF_CACHE/node/node_modules/asl-validator/package.json" 2>/dev/null; then
+# npm: asl-validator validates the Step Functions workflow; aws-local-stepfunctions interprets
+# it in the controller's end-to-end tests (tests/workflow/run-local.cjs).
+NODE_PACKAGES=(asl-validator@4.0.0 aws-local-stepfunctions@3.0.0)
+node_ok=1
+for pkg in "${NODE_PACKAGES[@]}"; do
+  name=${pkg%@*}; version=${pkg##*@}
+  grep -q "\"version\": \"$version\"" "$AIRF_CACHE/node/node_modules/$name/package.json" 2>/dev/null || node_ok=0
+done
+if [ "$node_ok" = 0 ]; then
   command -v npm >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }
-  log "npm install asl-validator $ASL_VALIDATOR_VERSION"
+  log "npm install ${NODE_PACKAGES[*]}"
   mkdir -p "$AIRF_CACHE/node"
-  npm install --silent --no-audit --no-fund --prefix "$AIRF_CACHE/node" "asl-validator@$ASL_VALIDATOR_VERSION" >/dev/null
+  npm install --silent --no-audit --no-fund --prefix "$AIRF_CACHE/node" "${NODE_PACKAGES[@]}" >/dev/null
 fi
 
 garage=$AIRF_CACHE/garage/bin/garage

@@ -475,6 +475,137 @@ impl Emulator {
     }
 }
 
+/// What a workflow run did.
+#[derive(Debug)]
+pub struct WorkflowRun {
+    /// `{"status": "SUCCEEDED", "output": ...}` or `{"status": "FAILED", "error": ..., "cause": ...}`.
+    pub outcome: Value,
+    /// The `action` of every Task invocation, in order.
+    pub actions: Vec<String>,
+}
+
+/// Reads one HTTP/1.1 request's body (Content-Length framed).
+fn read_body(stream: &mut std::net::TcpStream) -> Result<Vec<u8>> {
+    use std::io::{BufRead, Read};
+    let mut reader = std::io::BufReader::new(stream);
+    let mut length = 0usize;
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    loop {
+        line.clear();
+        reader.read_line(&mut line)?;
+        if line.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':')
+            && k.eq_ignore_ascii_case("content-length")
+        {
+            length = v.trim().parse()?;
+        }
+    }
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body)?;
+    Ok(body)
+}
+
+impl Emulator {
+    /// Runs the repository's workflow definition with `input` in aws-local-stepfunctions
+    /// (tests/workflow/run-local.cjs), every Task state invoking this emulator's handler.
+    /// `instance_side(kind, command_id)` plays the instance after each `acquire`.
+    pub fn run_workflow(
+        &self,
+        input: &Value,
+        instance_side: impl Fn(&str, &str) -> Result<()> + Sync,
+    ) -> Result<WorkflowRun> {
+        use std::io::Write;
+        let work = tempfile::tempdir()?;
+        let definition = std::fs::read_to_string(
+            repo_root().join("controller/workflow/airf-investigation.asl.json"),
+        )?
+        .replace(
+            "${ControllerFunctionArn}",
+            &format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:airf-controller"),
+        );
+        let (def_path, input_path) = (
+            work.path().join("definition.json"),
+            work.path().join("input.json"),
+        );
+        std::fs::write(&def_path, definition)?;
+        std::fs::write(&input_path, input.to_string())?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let actions = std::sync::Mutex::new(Vec::new());
+        let output = std::thread::scope(|scope| {
+            scope.spawn(|| {
+                for stream in listener.incoming() {
+                    if done.load(std::sync::atomic::Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(mut stream) = stream else { continue };
+                    let answer = match read_body(&mut stream).and_then(|b| Ok(serde_json::from_slice::<Value>(&b)?)) {
+                        Err(e) => json!({"errorType": "Test.Harness", "errorMessage": e.to_string()}),
+                        Ok(payload) => {
+                            let action = payload["action"].as_str().unwrap_or("").to_owned();
+                            if let Ok(mut a) = actions.lock() {
+                                a.push(action.clone());
+                            }
+                            match self.invoke(payload.clone()) {
+                                Ok(result) => {
+                                    let played = if action == "acquire" {
+                                        instance_side(payload["kind"].as_str().unwrap_or(""), result["command_id"].as_str().unwrap_or(""))
+                                    } else {
+                                        Ok(())
+                                    };
+                                    match played {
+                                        Ok(()) => json!({ "result": result }),
+                                        Err(e) => json!({"errorType": "Test.InstanceSide", "errorMessage": e.to_string()}),
+                                    }
+                                }
+                                Err(e) => json!({"errorType": e.kind().error_type(), "errorMessage": e.to_string()}),
+                            }
+                        }
+                    };
+                    let body = answer.to_string();
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                }
+            });
+            let out = std::process::Command::new("node")
+                .arg(repo_root().join("tests/workflow/run-local.cjs"))
+                .arg(&def_path)
+                .arg(&input_path)
+                .arg(port.to_string())
+                .output();
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            let _ = std::net::TcpStream::connect(("127.0.0.1", port));
+            out
+        })?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let line = stdout.lines().last().unwrap_or("");
+        let outcome: Value = serde_json::from_str(line).with_context(|| {
+            format!(
+                "tests/workflow/run-local.cjs printed no result (run tests/scripts/install-deps.sh):\n{stdout}\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })?;
+        let actions = actions.into_inner().unwrap_or_default();
+        Ok(WorkflowRun { outcome, actions })
+    }
+
+    /// The input of the one execution `start` began.
+    pub fn only_execution_input(&self) -> Result<Value> {
+        let executions = self.executions()?;
+        let [(_, input)] = executions.as_slice() else {
+            anyhow::bail!("expected one execution, found {executions:?}");
+        };
+        Ok(serde_json::from_str(input)?)
+    }
+}
+
 /// Runs a workflow step as the state machine's Task state would: `{"action": ..., case_id, subject}`.
 pub fn step(action: &str, case_id: &str, subject: &Value, extra: Value) -> Value {
     let mut p = json!({"action": action, "case_id": case_id, "subject": subject});

@@ -530,3 +530,177 @@ fn events_for_other_accounts_and_malformed_tasks_change_nothing() -> Result<()> 
     ensure!(emu.messages()?.is_empty(), "a notification was sent");
     Ok(())
 }
+
+/// The agent's real `memory` run on this host (no /proc/kcore): the instance's side of the
+/// memory document, answered to the emulated GetCommandInvocation as the document prints it.
+fn failing_memory_run(emu: &Emulator, case: &str, command_id: &str) -> Result<()> {
+    let out = std::process::Command::new(agent_bin()?)
+        .args([
+            "memory",
+            "--to",
+            &format!("s3://{}/evidence", emu.server.bucket),
+            "--case",
+            case,
+        ])
+        .args([
+            "--json",
+            "--no-progress",
+            "--endpoint-url",
+            &emu.server.endpoint()?,
+            "--region",
+            REGION,
+        ])
+        .envs(emu.server.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()?;
+    ensure!(
+        !out.status.success(),
+        "memory acquisition unexpectedly worked on this host"
+    );
+    let result: Value =
+        serde_json::from_slice(&out.stdout).context("the agent printed no JSON result")?;
+    emu.answer_command(
+        command_id,
+        "Failed",
+        &result.to_string(),
+        &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn workflow_started_by_hand_ends_in_error_when_memory_cannot_be_taken() -> Result<()> {
+    let emu = Emulator::start("")?;
+    let id = emu.instance(&[("Name", "web-1")])?;
+    // The original framework's console input.
+    let input = json!({"CaseId": "IR-2026-0042", "InstanceId": id, "Account": ACCOUNT, "Region": REGION, "RetainArtefacts": true});
+    let run = emu.run_workflow(&input, |kind, command_id| {
+        ensure!(kind == "memory", "{kind} acquisition after memory failed");
+        failing_memory_run(&emu, "IR-2026-0042", command_id)
+    })?;
+    ensure!(
+        run.outcome["status"] == json!("FAILED") && run.outcome["error"] == json!("Airf.Failed"),
+        "{}",
+        run.outcome
+    );
+    ensure!(
+        run.actions
+            == [
+                "normalize",
+                "claim",
+                "prepare",
+                "managed",
+                "acquire",
+                "acquire_status",
+                "fail"
+            ],
+        "{:?}",
+        run.actions
+    );
+    let tags = emu.tags(&id)?;
+    ensure!(
+        tags.get("SecurityIncidentStatus").map(String::as_str) == Some("Error"),
+        "{tags:?}"
+    );
+    ensure!(
+        tags.get("airf:case").map(String::as_str) == Some("IR-2026-0042"),
+        "{tags:?}"
+    );
+    ensure!(
+        tags.get("airf:reason")
+            .is_some_and(|r| r.contains("memory acquisition")),
+        "{tags:?}"
+    );
+    let subjects: Vec<String> = emu.messages()?.into_iter().map(|m| m.1).collect();
+    ensure!(
+        subjects
+            .iter()
+            .filter(|s| s.contains("investigation started"))
+            .count()
+            == 2,
+        "{subjects:?}"
+    );
+    ensure!(
+        subjects
+            .iter()
+            .filter(|s| s.contains("investigation FAILED"))
+            .count()
+            == 2,
+        "{subjects:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn workflow_contains_a_fleet_and_skips_the_instance_another_case_holds() -> Result<()> {
+    let emu = Emulator::start("")?;
+    let free = emu.instance(&[("Name", "web-1")])?;
+    let held = emu.instance(&[
+        ("Name", "web-2"),
+        ("SecurityIncidentStatus", "InProgress"),
+        ("airf:case", "IR-OTHER"),
+    ])?;
+    let subject =
+        |id: &str| json!({"instance_id": id, "account": ACCOUNT, "region": REGION, "claim": 1});
+    let input = json!({"case_id": "IR-FLEET", "intent": "contain", "trigger": "console", "retain_artefacts": true,
+                       "instances": [subject(&free), subject(&held)]});
+    let run = emu.run_workflow(&input, |kind, _| {
+        bail!("containment only, yet {kind} was acquired")
+    })?;
+    ensure!(
+        run.outcome["status"] == json!("SUCCEEDED"),
+        "{}",
+        run.outcome
+    );
+    let statuses: Vec<&str> = run.outcome["output"]["instances"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["status"].as_str())
+        .collect();
+    ensure!(statuses == ["contained", "skipped"], "{}", run.outcome);
+    ensure!(
+        run.outcome["output"]["instances"][1]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("IR-OTHER")),
+        "{}",
+        run.outcome
+    );
+    ensure!(
+        emu.tags(&free)?
+            .get("SecurityIncidentStatus")
+            .map(String::as_str)
+            == Some("Contain")
+    );
+    let held_tags = emu.tags(&held)?;
+    ensure!(
+        held_tags.get("SecurityIncidentStatus").map(String::as_str) == Some("InProgress")
+            && held_tags.get("airf:case").map(String::as_str) == Some("IR-OTHER"),
+        "{held_tags:?}"
+    );
+    ensure!(
+        emu.profile(&held)?.as_deref() == Some("WebServer"),
+        "the held instance was touched"
+    );
+    ensure!(
+        emu.case_snapshots("IR-FLEET")?.len() == 2,
+        "the contained instance's two volumes"
+    );
+    Ok(())
+}
+
+#[test]
+fn workflow_rejects_an_input_it_does_not_know_and_changes_nothing() -> Result<()> {
+    let emu = Emulator::start("")?;
+    let id = emu.instance(&[("Name", "web-1")])?;
+    let before = emu.tags(&id)?;
+    let run = emu.run_workflow(&json!({"InstanceId": id, "Case": "x"}), |_, _| {
+        bail!("nothing may be acquired")
+    })?;
+    ensure!(
+        run.outcome["status"] == json!("FAILED") && run.outcome["error"] == json!("Airf.BadInput"),
+        "{}",
+        run.outcome
+    );
+    ensure!(run.actions == ["normalize"], "{:?}", run.actions);
+    ensure!(emu.tags(&id)? == before && emu.messages()?.is_empty());
+    Ok(())
+}

@@ -1,7 +1,9 @@
-//! The whole investigation with real evidence: the controller's steps against the AWS API
-//! emulator (moto), and the instance's side of Run Command played by a real Linux kernel in a VM
-//! running the release agent: memory from /proc/kcore and its virtio disk, uploaded into the
-//! emulator's evidence bucket. verify then reads those manifests back; contain isolates.
+//! The whole investigation with real evidence: the repository's workflow definition run by an
+//! ASL interpreter (aws-local-stepfunctions), its Task states handled by the controller against
+//! the AWS API emulator (moto), and the instance's side of Run Command played by a real Linux
+//! kernel in a VM running the release agent: memory from /proc/kcore and its virtio disk,
+//! uploaded into the emulator's evidence bucket. verify reads those manifests back; contain
+//! isolates.
 //!
 //! Boots a VM, so `#[ignore]`d in a plain `cargo test`; tests/vm/run-tests.sh runs it.
 
@@ -15,52 +17,19 @@ use airf_e2e::vm::guest;
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
 
-/// Sends `kind`'s document, answers it with the agent's result, and reads the status back.
-fn acquire(
-    emu: &Emulator,
-    case: &str,
-    subject: &Value,
-    kind: &str,
-    agent_json: &str,
-) -> Result<Value> {
-    let sent = emu.ok(step("acquire", case, subject, json!({"kind": kind})))?;
-    let command_id = sent["command_id"].as_str().context("command id")?;
-    // The document prints the agent's result compacted onto one line.
-    let result: Value = serde_json::from_str(agent_json)
-        .with_context(|| format!("{kind} agent output: {agent_json}"))?;
-    emu.answer_command(command_id, "Success", &result.to_string(), "")?;
-    emu.ok(step(
-        "acquire_status",
-        case,
-        subject,
-        json!({"command": sent}),
-    ))
-}
-
 #[test]
 #[ignore = "boots a VM; run by tests/vm/run-tests.sh"]
-fn analyze_tag_acquires_memory_and_disk_verifies_and_contains() -> Result<()> {
+fn analyze_tag_runs_the_workflow_to_containment_with_verified_evidence() -> Result<()> {
     let emu = Emulator::start("")?;
     let id = emu.instance(&[("Name", "web-1"), ("SecurityIncidentStatus", "Analyze")])?;
     let started = emu.ok(emu.tag_event(&id, "Analyze"))?;
     ensure!(started["execution_arn"].is_string(), "{started}");
-    let input: Value = serde_json::from_str(&emu.executions()?.first().context("no execution")?.1)?;
+    let input = emu.only_execution_input()?;
     let case = input["case_id"].as_str().context("case")?.to_owned();
-    let subject = input["instances"][0].clone();
-    ensure!(
-        emu.ok(step(
-            "claim",
-            &case,
-            &subject,
-            json!({"intent": "investigate"})
-        ))?["claimed"]
-            == json!(true)
-    );
-    emu.ok(step("prepare", &case, &subject, json!({})))?;
-    emu.ok(step("managed", &case, &subject, json!({})))?;
 
     // The instance: a real kernel with a 16 MiB disk, named like the EC2 instance (the agent
-    // files evidence under the instance id, from IMDS on EC2, else the hostname).
+    // files evidence under the instance id, from IMDS on EC2, else the hostname). It runs what
+    // the two documents run; its results answer the commands when the workflow sends them.
     let work = tempfile::tempdir()?;
     let img = work.path().join("disk.img");
     let data: Vec<u8> = (0..16u32 << 20).map(|i| (i / 512 % 251) as u8).collect();
@@ -87,20 +56,76 @@ fn analyze_tag_acquires_memory_and_disk_verifies_and_contains() -> Result<()> {
         .split_once("==MEMORY==")
         .and_then(|(_, rest)| rest.split_once("==DISK=="))
         .context("guest output without markers")?;
+    let memory: Value = serde_json::from_str(memory_json)
+        .with_context(|| format!("memory result: {memory_json}"))?;
+    let disk: Value =
+        serde_json::from_str(disk_json).with_context(|| format!("disk result: {disk_json}"))?;
 
-    let memory = acquire(&emu, &case, &subject, "memory", memory_json)?;
-    let disk = acquire(&emu, &case, &subject, "disk", disk_json)?;
+    let commands = std::sync::Mutex::new(Vec::new());
+    let workflow = emu.run_workflow(&input, |kind, command_id| {
+        let result = match kind {
+            "memory" => &memory,
+            "disk" => &disk,
+            other => bail!("unknown acquisition {other}"),
+        };
+        if let Ok(mut c) = commands.lock() {
+            c.push((kind.to_owned(), command_id.to_owned()));
+        }
+        // The documents print the agent's result compacted onto one line.
+        emu.answer_command(command_id, "Success", &result.to_string(), "")
+    })?;
     ensure!(
-        memory["report"]["status"] == json!("complete")
-            && disk["report"]["status"] == json!("complete"),
-        "{memory} {disk}"
+        workflow.outcome["status"] == json!("SUCCEEDED"),
+        "{}",
+        workflow.outcome
+    );
+    ensure!(
+        workflow.actions
+            == [
+                "normalize",
+                "claim",
+                "prepare",
+                "managed",
+                "acquire",
+                "acquire_status",
+                "acquire",
+                "acquire_status",
+                "verify",
+                "contain"
+            ],
+        "{:?}",
+        workflow.actions
+    );
+    let result = &workflow.outcome["output"]["instances"][0];
+    ensure!(result["status"] == json!("contained"), "{result}");
+    ensure!(
+        result["containment"]["snapshots"]
+            .as_array()
+            .is_some_and(|s| s.len() == 2),
+        "{result}"
+    );
+    let tags = emu.tags(&id)?;
+    ensure!(
+        tags.get("SecurityIncidentStatus").map(String::as_str) == Some("Contain"),
+        "{tags:?}"
     );
 
+    // What verify checked, asked again: both artifacts, the disk's hash that of the image file.
+    let subject = input["instances"][0].clone();
+    let results: Vec<Value> = commands
+        .into_inner()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(kind, command_id)| {
+            let report = if kind == "memory" { memory.clone() } else { disk.clone() };
+            json!({"kind": kind, "command_id": command_id, "ssm_status": "Success", "report": report})
+        })
+        .collect();
     let verified = emu.ok(step(
         "verify",
         &case,
         &subject,
-        json!({"results": [memory, disk]}),
+        json!({ "results": results }),
     ))?;
     let artifacts = verified["artifacts"].as_array().context("no artifacts")?;
     ensure!(artifacts.len() == 2, "{verified:#}");
@@ -129,7 +154,7 @@ fn analyze_tag_acquires_memory_and_disk_verifies_and_contains() -> Result<()> {
         "the disk's hash is not the image file's"
     );
 
-    // A missing image is caught before containment.
+    // A missing image is caught.
     let image = disk_artifact["image"].as_str().context("image")?.to_owned();
     let rm = emu
         .server
@@ -145,24 +170,11 @@ fn analyze_tag_acquires_memory_and_disk_verifies_and_contains() -> Result<()> {
         "verify",
         &case,
         &subject,
-        json!({"results": [memory, disk]}),
+        json!({ "results": results }),
     )) {
         Err(e)
             if e.kind().error_type() == "Airf.Failed" && e.to_string().contains("is missing") => {}
         other => bail!("a deleted image must fail verify, got {other:?}"),
     }
-
-    let contained = emu.ok(step("contain", &case, &subject, json!({})))?;
-    ensure!(
-        contained["snapshots"]
-            .as_array()
-            .is_some_and(|s| s.len() == 2),
-        "{contained}"
-    );
-    let tags = emu.tags(&id)?;
-    ensure!(
-        tags.get("SecurityIncidentStatus").map(String::as_str) == Some("Contain"),
-        "{tags:?}"
-    );
     Ok(())
 }
