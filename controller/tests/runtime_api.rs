@@ -1,6 +1,8 @@
 //! The `bootstrap` binary as Lambda runs it: against a stand-in for the Lambda Runtime API on
 //! 127.0.0.1 it fetches invocations, answers a valid event, reports a hostile one as
 //! `Airf.BadInput` through the error endpoint, and refuses to start without its configuration.
+//! `AIRF_BOOTSTRAP=/path/to/bootstrap` runs the same tests on another build (the static one that
+//! packaging/build-controller.sh zips).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -76,7 +78,10 @@ fn runtime_api(events: Vec<String>) -> std::io::Result<(u16, mpsc::Receiver<Seen
 }
 
 fn bootstrap(port: u16, with_config: bool) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bootstrap"));
+    // AIRF_BOOTSTRAP: test another build, e.g. the static one in dist/airf-controller.zip.
+    let bin = std::env::var_os("AIRF_BOOTSTRAP")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_bootstrap").into());
+    let mut cmd = Command::new(bin);
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{port}"))
