@@ -133,37 +133,7 @@ fn analyze_tag_is_claimed_prepared_and_a_failed_memory_acquisition_ends_in_error
         other => bail!("a running command must be Airf.Pending, got {other:?}"),
     }
     // The instance's side: the real agent, on this host, whose kernel has no /proc/kcore.
-    let out = std::process::Command::new(agent_bin()?)
-        .args([
-            "memory",
-            "--to",
-            &format!("s3://{}/evidence", emu.server.bucket),
-            "--case",
-            &case,
-            "--json",
-            "--no-progress",
-        ])
-        .args([
-            "--endpoint-url",
-            &emu.server.endpoint()?,
-            "--region",
-            REGION,
-        ])
-        .envs(emu.server.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .output()?;
-    ensure!(
-        !out.status.success(),
-        "memory acquisition unexpectedly worked on this host"
-    );
-    // The document prints the agent's JSON result compacted onto one line.
-    let result: Value =
-        serde_json::from_slice(&out.stdout).context("the agent printed no JSON result")?;
-    emu.answer_command(
-        &command_id,
-        "Failed",
-        &result.to_string(),
-        &String::from_utf8_lossy(&out.stderr),
-    )?;
+    failing_memory_run(&emu, &case, &command_id)?;
     let failure = match emu.invoke(status) {
         Err(e) if e.kind().error_type() == "Airf.Failed" => e.to_string(),
         other => bail!("a failed agent run must be Airf.Failed, got {other:?}"),
