@@ -150,6 +150,33 @@ pub enum Task {
     },
 }
 
+impl Task {
+    /// The case and instance a step works on; None for `normalize`, which has neither yet.
+    pub fn subject(&self) -> Option<(&str, &Subject)> {
+        match self {
+            Task::Normalize { .. } => None,
+            Task::Claim {
+                case_id, subject, ..
+            }
+            | Task::Prepare { case_id, subject }
+            | Task::Managed { case_id, subject }
+            | Task::Acquire {
+                case_id, subject, ..
+            }
+            | Task::AcquireStatus {
+                case_id, subject, ..
+            }
+            | Task::Verify {
+                case_id, subject, ..
+            }
+            | Task::Contain { case_id, subject }
+            | Task::Fail {
+                case_id, subject, ..
+            } => Some((case_id, subject)),
+        }
+    }
+}
+
 /// Memory or disks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -158,6 +185,16 @@ pub enum AcquisitionKind {
     Memory,
     /// `airf-acquire-disk`.
     Disk,
+}
+
+impl AcquisitionKind {
+    /// `memory` or `disk`: the serialized name, and the manifest's `kind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AcquisitionKind::Memory => "memory",
+            AcquisitionKind::Disk => "disk",
+        }
+    }
 }
 
 /// Step Functions' Catch output.
@@ -399,26 +436,9 @@ fn check_subject(case_id: &str, subject: &Subject) -> Result<(), Rejected> {
 }
 
 fn check_task(task: &Task) -> Result<(), Rejected> {
-    match task {
-        Task::Normalize { .. } => Ok(()),
-        Task::Claim {
-            case_id, subject, ..
-        }
-        | Task::Prepare { case_id, subject }
-        | Task::Managed { case_id, subject }
-        | Task::Acquire {
-            case_id, subject, ..
-        }
-        | Task::AcquireStatus {
-            case_id, subject, ..
-        }
-        | Task::Verify {
-            case_id, subject, ..
-        }
-        | Task::Contain { case_id, subject }
-        | Task::Fail {
-            case_id, subject, ..
-        } => check_subject(case_id, subject),
+    match task.subject() {
+        Some((case_id, subject)) => check_subject(case_id, subject),
+        None => Ok(()),
     }
 }
 

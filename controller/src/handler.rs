@@ -29,25 +29,11 @@ pub async fn handle<C: Cloud>(
             to_value(start::start(cloud, config, &trigger).await?)
         }
         Request::Task(task) => {
-            if let Some(subject) = subject(&task) {
+            if let Some((_, subject)) = task.subject() {
                 config.check_account(&subject.target.account)?;
             }
             run_task(cloud, config, task, now).await
         }
-    }
-}
-
-fn subject(task: &Task) -> Option<&crate::model::Subject> {
-    match task {
-        Task::Normalize { .. } => None,
-        Task::Claim { subject, .. }
-        | Task::Prepare { subject, .. }
-        | Task::Managed { subject, .. }
-        | Task::Acquire { subject, .. }
-        | Task::AcquireStatus { subject, .. }
-        | Task::Verify { subject, .. }
-        | Task::Contain { subject, .. }
-        | Task::Fail { subject, .. } => Some(subject),
     }
 }
 

@@ -107,10 +107,7 @@ pub async fn acquire<C: Cloud>(
 
 /// What the command's state means for the workflow.
 pub fn interpret(sent: &SentCommand, invocation: &Invocation) -> Result<AcquisitionResult> {
-    let what = match sent.kind {
-        AcquisitionKind::Memory => "memory",
-        AcquisitionKind::Disk => "disk",
-    };
+    let what = sent.kind.as_str();
     if matches!(
         invocation.status.as_str(),
         "Pending" | "InProgress" | "Delayed" | "Cancelling"

@@ -79,16 +79,14 @@ pub fn manifest_location(
     Ok((bucket.clone(), key.clone()))
 }
 
-/// Checks one source's manifest (bytes as read) and image size against the agent's report.
+/// Checks one source's manifest (as parsed) and image size against the agent's report.
 pub fn check(
     kind: AcquisitionKind,
     case_id: &str,
     source: &SourceReport,
-    manifest_bytes: &[u8],
+    manifest: &Manifest,
     image_size: Option<u64>,
 ) -> Result<Verified, String> {
-    let manifest =
-        Manifest::parse(manifest_bytes).map_err(|e| format!("manifest unreadable: {e}"))?;
     if manifest.case != case_id {
         return Err(format!(
             "manifest belongs to case {}, not {case_id}",
@@ -129,8 +127,8 @@ pub fn check(
             .unwrap_or_default(),
         image: manifest.image.location.clone(),
         raw_size: manifest.raw.size,
-        raw_sha256: manifest.raw.sha256,
-        compressed_sha256: manifest.compressed.sha256,
+        raw_sha256: manifest.raw.sha256.clone(),
+        compressed_sha256: manifest.compressed.sha256.clone(),
         unreadable_bytes: manifest.unreadable.total_bytes,
     })
 }
@@ -174,22 +172,26 @@ pub async fn verify<C: Cloud>(
                 problems.push(format!("{label}: manifest s3://{bucket}/{key} is missing"));
                 continue;
             };
-            let image_key = Manifest::parse(&bytes)
-                .ok()
-                .and_then(|m| m.image.key.zip(m.image.bucket));
-            let image_size = match image_key {
-                Some((image_key, image_bucket)) if image_bucket == bucket => {
-                    cloud.object_size(&bucket, &image_key).await?
+            let manifest = match Manifest::parse(&bytes) {
+                Ok(m) => m,
+                Err(e) => {
+                    problems.push(format!("{label}: manifest unreadable: {e}"));
+                    continue;
                 }
-                Some((_, image_bucket)) => {
+            };
+            let image_size = match (&manifest.image.key, &manifest.image.bucket) {
+                (Some(image_key), Some(image_bucket)) if *image_bucket == bucket => {
+                    cloud.object_size(&bucket, image_key).await?
+                }
+                (Some(_), Some(image_bucket)) => {
                     problems.push(format!(
                         "{label}: image is in bucket {image_bucket}, not {bucket}"
                     ));
                     continue;
                 }
-                None => None,
+                _ => None,
             };
-            match check(kind, case_id, source, &bytes, image_size) {
+            match check(kind, case_id, source, &manifest, image_size) {
                 Ok(v) => artifacts.push(v),
                 Err(why) => problems.push(format!("{label}: {why}")),
             }
