@@ -154,6 +154,27 @@ fn analyze_tag_runs_the_workflow_to_containment_with_verified_evidence() -> Resu
         "the disk's hash is not the image file's"
     );
 
+    // Evidence of the wrong kind is caught: the disk's result handed in as the memory result.
+    let swapped: Vec<Value> = results
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            r["report"] = disk.clone();
+            r
+        })
+        .collect();
+    match emu.invoke(step(
+        "verify",
+        &case,
+        &subject,
+        json!({ "results": swapped }),
+    )) {
+        Err(e)
+            if e.to_string()
+                .contains("a disk manifest where memory evidence was expected") => {}
+        other => bail!("a disk manifest as memory evidence must fail verify, got {other:?}"),
+    }
+
     // A missing image is caught.
     let image = disk_artifact["image"].as_str().context("image")?.to_owned();
     let rm = emu

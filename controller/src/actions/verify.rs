@@ -93,6 +93,13 @@ pub fn check(
             manifest.case
         ));
     }
+    if manifest.kind != kind.as_str() {
+        return Err(format!(
+            "a {} manifest where {} evidence was expected",
+            manifest.kind,
+            kind.as_str()
+        ));
+    }
     if !is_sha256(&manifest.raw.sha256) || !is_sha256(&manifest.compressed.sha256) {
         return Err("manifest lacks a SHA-256 of the raw stream or of the stored object".into());
     }
