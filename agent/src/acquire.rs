@@ -34,6 +34,12 @@ pub struct AcquireSettings {
 pub trait EvidenceProducer: Producer {
     /// Unreadable ranges so far.
     fn unreadable(&self) -> BadRanges;
+
+    /// What a memory image was found to hold, once the stream is over (memory sources only;
+    /// taken once).
+    fn take_content(&mut self) -> Option<crate::memory::content::MemoryContent> {
+        None
+    }
 }
 
 /// Reads a disk front to back in chunks, through media errors.
@@ -158,7 +164,7 @@ pub fn acquire(
     stem: &str,
     extension: &str,
     size_hint: Option<u64>,
-    facts: SourceFacts,
+    mut facts: SourceFacts,
     set: &EvidenceSet,
     host: &HostFacts,
     settings: &AcquireSettings,
@@ -238,7 +244,18 @@ pub fn acquire(
         }
     };
     let unreadable = producer.unreadable();
-    let status = if unreadable.is_empty() {
+    // Right length and right hashes are not enough for memory: the content must show the
+    // running kernel, or the image is hollow (see memory::content).
+    let content = producer.take_content();
+    let hollow = content
+        .as_ref()
+        .and_then(crate::memory::content::MemoryContent::hollow_reason);
+    if let (SourceFacts::Memory(m), Some(c)) = (&mut facts, content) {
+        m.content = Some(c);
+    }
+    let status = if hollow.is_some() {
+        EvidenceStatus::Hollow
+    } else if unreadable.is_empty() {
         EvidenceStatus::Complete
     } else {
         EvidenceStatus::CompletedWithReadErrors
@@ -294,7 +311,9 @@ pub fn acquire(
     report.status = match status {
         EvidenceStatus::Complete => Status::Complete,
         EvidenceStatus::CompletedWithReadErrors => Status::CompletedWithReadErrors,
+        EvidenceStatus::Hollow => Status::Hollow,
     };
+    report.error = hollow;
     finish(report)
 }
 

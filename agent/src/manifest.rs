@@ -19,6 +19,9 @@ pub enum EvidenceStatus {
     Complete,
     /// The image is whole, but some source ranges were unreadable and are zero-filled.
     CompletedWithReadErrors,
+    /// The image is whole and matches its hashes, but its content shows that the source lost
+    /// memory: the running kernel's banner is not in it (see `source.content`).
+    Hollow,
 }
 
 /// The tool that made the evidence.

@@ -19,6 +19,9 @@ pub mod exit {
     pub const READ_ERRORS: i32 = 3;
     /// `verify`: the evidence does not match its manifest.
     pub const NOT_INTACT: i32 = 4;
+    /// A memory image was stored, but the running kernel's banner is not in it: the source lost
+    /// memory (e.g. LiME zero-filled ranges). Stored and labelled, never evidence of the kernel.
+    pub const HOLLOW: i32 = 5;
     /// Interrupted by SIGINT.
     pub const SIGINT: i32 = 130;
     /// Interrupted by SIGTERM.
@@ -33,6 +36,9 @@ pub enum Status {
     Complete,
     /// Stored and whole, with unreadable ranges.
     CompletedWithReadErrors,
+    /// A memory image stored and whole, but without the running kernel's banner: memory is
+    /// missing from it (`error` says why).
+    Hollow,
     /// Failed; nothing claims success.
     Failed,
     /// Stopped by a signal; nothing claims success.
@@ -129,6 +135,7 @@ impl RunReport {
             (Status::Interrupted, _) => exit::SIGINT,
             (Status::Failed, _) => exit::FAILED,
             (Status::CompletedWithReadErrors, _) => exit::READ_ERRORS,
+            (Status::Hollow, _) => exit::HOLLOW,
             (Status::Complete, _) => exit::OK,
         };
         Self {
@@ -153,6 +160,12 @@ impl RunReport {
                     "completed with read errors: {} in {} range(s) unreadable, zero-filled and listed in the manifest",
                     crate::progress::human_bytes(s.unreadable_bytes),
                     s.unreadable_ranges
+                ),
+                Status::Hollow => format!(
+                    "HOLLOW, do not rely on it: {}",
+                    s.error
+                        .as_deref()
+                        .unwrap_or("memory is missing from the image")
                 ),
                 Status::Failed => {
                     format!("FAILED: {}", s.error.as_deref().unwrap_or("unknown error"))

@@ -96,6 +96,22 @@ pub fn parse_system_ram(text: &str) -> Result<Vec<RamRange>, IomemError> {
     Ok(ram)
 }
 
+/// The physical range of one part of the kernel image (`Kernel code`, `Kernel rodata`, ...),
+/// from the nested lines of `/proc/iomem`; None when the kernel does not list it or hides the
+/// addresses.
+pub fn kernel_section(text: &str, name: &str) -> Option<RamRange> {
+    text.lines().find_map(|line| {
+        let (span, n) = line.trim_start().split_once(" : ")?;
+        if n.trim() != name {
+            return None;
+        }
+        let (a, b) = span.split_once('-')?;
+        let start = u64::from_str_radix(a.trim(), 16).ok()?;
+        let end = u64::from_str_radix(b.trim(), 16).ok()?;
+        (end > start).then_some(RamRange { start, end })
+    })
+}
+
 /// Bytes of a LiME image of `ram`: every range plus a 32-byte header each.
 pub fn lime_image_size(ram: &[RamRange]) -> u64 {
     ram.iter().fold(0u64, |acc, r| {
@@ -128,6 +144,30 @@ mod tests {
         assert_eq!(parse_system_ram(QEMU_512M_KASLR), Ok(want.clone()));
         // What the guest's LiME sent: 536,214,528 bytes.
         assert_eq!(lime_image_size(&want), 0x9_ec00 + 0x1fee_0000 + 64);
+    }
+
+    #[test]
+    fn kernel_rodata_of_a_real_guest() {
+        assert_eq!(
+            kernel_section(QEMU_512M, "Kernel rodata"),
+            Some(RamRange {
+                start: 0x0200_0000,
+                end: 0x028e_afff
+            })
+        );
+        assert_eq!(
+            kernel_section(QEMU_512M_KASLR, "Kernel rodata"),
+            Some(RamRange {
+                start: 0x0760_0000,
+                end: 0x07ee_afff
+            })
+        );
+        assert_eq!(kernel_section(QEMU_512M, "Kernel nothing"), None);
+        // Hidden addresses (no CAP_SYS_ADMIN) are no range.
+        assert_eq!(
+            kernel_section("  00000000-00000000 : Kernel rodata\n", "Kernel rodata"),
+            None
+        );
     }
 
     #[test]
@@ -172,6 +212,7 @@ mod tests {
         #[test]
         fn never_panics(text in "[0-9a-f \\-:A-Za-z\n]{0,300}") {
             let _ = parse_system_ram(&text);
+            let _ = kernel_section(&text, "Kernel rodata");
         }
 
         #[test]

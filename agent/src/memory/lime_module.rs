@@ -3,8 +3,15 @@
 //! Before anything is loaded the module's SHA-256 must match the one the responder gave and its
 //! `.modinfo` vermagic must name the running kernel (a mismatched module is refused by the
 //! kernel at best and oopses it at worst). The module is loaded with `finit_module` and
-//! `path=tcp:<port> localhostonly=1 format=lime`; its init blocks until the dump is sent, so it
-//! runs on a thread of its own while this side connects and reads. LiME can stall or stop early
+//! `path=tcp:<port> localhostonly=1 format=lime timeout=0`; its init blocks until the dump is
+//! sent, so it runs on a thread of its own while this side connects and reads.
+//!
+//! Every parameter is set on purpose, because LiME's defaults are part of the evidence:
+//! `timeout` (ms, default 1000) makes LiME give up on a range when one page write takes
+//! longer, and silently write zeros for the rest of it. Over TCP a write takes as long as the
+//! upload pushes back (a slow S3 endpoint, a busy host), so the default turns backpressure
+//! into a hollow image. `timeout=0` disables the skip: LiME waits for the reader, and the
+//! agent's own stall timeout bounds the wait. LiME can stall or stop early
 //! over TCP: every range header is checked against `/proc/iomem` and against the bytes that
 //! follow, a stalled stream times out, and an early end is an error, never a complete image.
 //! The module is always unloaded at the end, also on failure.
@@ -41,6 +48,9 @@ pub struct LimeModuleFacts {
     pub version: Option<String>,
     /// Module name from `.modinfo` (`lime`).
     pub name: String,
+    /// The parameters the module was loaded with (absent when it was only checked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<String>,
 }
 
 /// Why LiME could not be used.
@@ -193,6 +203,7 @@ pub fn check_module(
         vermagic,
         version: get("version"),
         name: get("name").unwrap_or_else(|| "lime".into()),
+        parameters: None,
     })
 }
 
@@ -205,6 +216,10 @@ pub struct LimeTimeouts {
     pub stall: Duration,
     /// How long to wait for the module's init to return after the stream ends.
     pub unload: Duration,
+    /// LiME's own `timeout` parameter, in ms: above 0, a page write slower than this makes
+    /// LiME zero-fill the rest of its range. Always 0 (never skip) except in the tests that
+    /// reproduce that failure.
+    pub page_timeout_ms: u64,
 }
 
 impl Default for LimeTimeouts {
@@ -213,8 +228,15 @@ impl Default for LimeTimeouts {
             connect: Duration::from_secs(60),
             stall: Duration::from_secs(60),
             unload: Duration::from_secs(30),
+            page_timeout_ms: 0,
         }
     }
+}
+
+/// LiME's module parameters: a dump in LiME format to a loopback-only listener on `port`,
+/// never skipping a slow range (see the module docs).
+pub fn module_parameters(port: u16, page_timeout_ms: u64) -> String {
+    format!("path=tcp:{port} localhostonly=1 format=lime timeout={page_timeout_ms}")
 }
 
 /// A loaded LiME module and the thread blocked in its init. Dropping it unloads the module.
@@ -228,6 +250,8 @@ pub struct LimeSession {
     unload_wait: Duration,
     /// What happened at unload, for the report.
     pub cleanup: Option<String>,
+    /// The parameters the module was loaded with.
+    pub parameters: String,
 }
 
 /// A free loopback port (LiME takes it a moment later).
@@ -244,8 +268,9 @@ impl LimeSession {
         timeouts: LimeTimeouts,
     ) -> Result<(Self, TcpStream), LimeError> {
         let port = free_port()?;
-        let params = CString::new(format!("path=tcp:{port} localhostonly=1 format=lime"))
-            .map_err(|e| LimeError::Socket(io::Error::other(e)))?;
+        let parameters = module_parameters(port, timeouts.page_timeout_ms);
+        let params =
+            CString::new(parameters.clone()).map_err(|e| LimeError::Socket(io::Error::other(e)))?;
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("airf-lime-init".into())
@@ -261,6 +286,7 @@ impl LimeSession {
             thread: Some(thread),
             unload_wait: timeouts.unload,
             cleanup: None,
+            parameters,
         };
         let deadline = Instant::now() + timeouts.connect;
         loop {
@@ -592,6 +618,7 @@ mod tests {
                     thread: None,
                     unload_wait: Duration::from_secs(5),
                     cleanup: None,
+                    parameters: module_parameters(0, 0),
                 },
             };
             let out = drain(&mut producer, 4096);
@@ -678,6 +705,13 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    /// LiME never skips a slow range unless a test asks it to.
+    #[test]
+    fn lime_is_loaded_with_the_skip_disabled() {
+        let p = module_parameters(4242, LimeTimeouts::default().page_timeout_ms);
+        assert_eq!(p, "path=tcp:4242 localhostonly=1 format=lime timeout=0");
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! banner, command line, module list) are stored beside the image and listed in the manifest.
 
 pub mod artifacts;
+pub mod content;
 pub mod iomem;
 pub mod kcore;
 pub mod lime_format;
@@ -155,6 +156,10 @@ pub struct MemoryFacts {
     /// Kernel lockdown mode (`none`, `integrity`, `confidentiality`), when the kernel shows it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lockdown: Option<String>,
+    /// What the image holds: zero pages per range and where the kernel banner is (absent in
+    /// manifests of agents before 0.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<content::MemoryContent>,
 }
 
 /// Options for the LiME source.
@@ -213,10 +218,72 @@ impl std::fmt::Debug for OpenedSource {
     }
 }
 
+/// A memory source's stream, its content scanned as it passes (see [`content`]): the
+/// producer every memory acquisition streams through, whichever the source.
+pub struct ScannedProducer {
+    inner: Box<dyn EvidenceProducer>,
+    scanner: Option<content::ContentScanner>,
+}
+
+impl std::fmt::Debug for ScannedProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScannedProducer")
+            .field("scanner", &self.scanner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ScannedProducer {
+    /// Scans `inner`, an image of `ram` in LiME layout, for `banner` (see
+    /// [`content::banner_needle`]).
+    pub fn new(inner: Box<dyn EvidenceProducer>, map: &RamMap, banner: &str) -> Self {
+        Self {
+            inner,
+            scanner: Some(content::ContentScanner::new(
+                &map.ram,
+                banner,
+                map.kernel_rodata,
+            )),
+        }
+    }
+}
+
+impl crate::pipeline::Producer for ScannedProducer {
+    fn fill(&mut self, buf: &mut [u8]) -> Result<usize, crate::pipeline::ProduceError> {
+        let n = self.inner.fill(buf)?;
+        if let (Some(s), Some(filled)) = (self.scanner.as_mut(), buf.get(..n)) {
+            s.feed(filled);
+        }
+        Ok(n)
+    }
+}
+
+impl EvidenceProducer for ScannedProducer {
+    fn unreadable(&self) -> BadRanges {
+        self.inner.unreadable()
+    }
+
+    fn take_content(&mut self) -> Option<content::MemoryContent> {
+        self.scanner.take().map(content::ContentScanner::finish)
+    }
+}
+
+/// What `/proc/iomem` says about RAM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RamMap {
+    /// The System RAM ranges: the image's layout.
+    pub ram: Vec<RamRange>,
+    /// Where the kernel's read-only data is (it holds the kernel's own banner), when listed.
+    pub kernel_rodata: Option<RamRange>,
+}
+
 /// Reads and parses /proc/iomem.
-pub fn read_ram_ranges() -> Result<Vec<RamRange>, String> {
+pub fn read_ram_map() -> Result<RamMap, String> {
     let text = std::fs::read_to_string(IOMEM).map_err(|e| format!("reading {IOMEM}: {e}"))?;
-    iomem::parse_system_ram(&text).map_err(|e| e.to_string())
+    Ok(RamMap {
+        ram: iomem::parse_system_ram(&text).map_err(|e| e.to_string())?,
+        kernel_rodata: iomem::kernel_section(&text, "Kernel rodata"),
+    })
 }
 
 /// Opens kcore and plans the capture of `ram`; fails when nothing is readable.
@@ -251,6 +318,10 @@ pub fn open_lime(
     // Load exactly the bytes that were checked: the same open file, from the start.
     let facts = lime_module::check_module(&path, &ko, &sha, running_release)?;
     let (session, stream): (LimeSession, _) = LimeSession::start(file, &facts, opts.timeouts)?;
+    let facts = LimeModuleFacts {
+        parameters: Some(session.parameters.clone()),
+        ..facts
+    };
     Ok((
         LimeProducer {
             stream: LimeStreamProducer::new(stream, ram.to_vec()),

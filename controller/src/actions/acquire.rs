@@ -153,20 +153,31 @@ pub fn interpret(sent: &SentCommand, invocation: &Invocation) -> Result<Acquisit
             ssm_status: invocation.status.clone(),
             report,
         }),
-        Status::Failed | Status::Interrupted => Err(Error::failed(format!(
+        Status::Hollow | Status::Failed | Status::Interrupted => Err(Error::failed(format!(
             "{what} acquisition {} {}: {}",
             sent.command_id,
-            if report.status == Status::Failed {
-                "failed"
-            } else {
-                "was interrupted"
+            match report.status {
+                Status::Hollow => "stored a hollow image (memory missing from it)",
+                Status::Failed => "failed",
+                _ => "was interrupted",
             },
-            if report.errors.is_empty() {
-                "(no error text)".to_owned()
-            } else {
-                report.errors.join("; ")
-            }
+            report_errors(&report)
         ))),
+    }
+}
+
+/// The run's errors, or its sources' (a hollow image names its cause on the source).
+fn report_errors(report: &RunReport) -> String {
+    let errors: Vec<&str> = report
+        .errors
+        .iter()
+        .map(String::as_str)
+        .chain(report.sources.iter().filter_map(|s| s.error.as_deref()))
+        .collect();
+    if errors.is_empty() {
+        "(no error text)".to_owned()
+    } else {
+        errors.join("; ")
     }
 }
 

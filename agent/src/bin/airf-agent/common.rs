@@ -221,6 +221,13 @@ pub fn say_outcome(r: &SourceReport) {
                 eprintln!("airf-agent: {}", c.detail);
             }
         }
+        Status::Hollow => eprintln!(
+            "airf-agent: {}: HOLLOW: {}",
+            r.source,
+            r.error
+                .as_deref()
+                .unwrap_or("memory is missing from the image")
+        ),
         Status::CompletedWithReadErrors => eprintln!(
             "airf-agent: {}: completed with read errors: {} bytes in {} range(s) unreadable, zero-filled and listed in the manifest",
             r.source, r.unreadable_bytes, r.unreadable_ranges

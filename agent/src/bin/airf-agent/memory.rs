@@ -7,7 +7,8 @@ use airf_agent::acquire::acquire;
 use airf_agent::manifest::SourceFacts;
 use airf_agent::memory::lime_module::LimeTimeouts;
 use airf_agent::memory::{
-    self, LimeOptions, MemoryFacts, MemorySource, SourceChoice, artifacts, iomem,
+    self, LimeOptions, MemoryFacts, MemorySource, ScannedProducer, SourceChoice, artifacts,
+    content, iomem,
 };
 use clap::{Args, ValueEnum};
 
@@ -38,6 +39,11 @@ pub struct MemoryArgs {
     /// Seconds to wait for LiME's listener, and for data once streaming.
     #[arg(long, default_value_t = 60, value_name = "SECS")]
     pub lime_timeout: u64,
+    /// Testing only: LiME's `timeout` parameter in ms. Above 0, LiME zero-fills the rest of a
+    /// range when one page write is slower, which is how the tests make a hollow image on
+    /// purpose. Default 0: LiME never skips.
+    #[arg(long, default_value_t = 0, value_name = "MS", hide = true)]
+    pub lime_page_timeout_ms: u64,
     #[command(flatten)]
     pub acquire: AcquireArgs,
 }
@@ -53,10 +59,11 @@ pub fn run(args: MemoryArgs) -> i32 {
         SourceArg::Kcore => SourceChoice::Only(MemorySource::Kcore),
         SourceArg::Lime => SourceChoice::Only(MemorySource::Lime),
     };
-    let ram = match memory::read_ram_ranges() {
+    let map = match memory::read_ram_map() {
         Ok(r) => r,
         Err(e) => return session.fail(e),
     };
+    let ram = map.ram.clone();
     let host = started.rt.block_on(airf_agent::host::gather());
     let lime = LimeOptions {
         module: args.lime_module.clone(),
@@ -64,6 +71,7 @@ pub fn run(args: MemoryArgs) -> i32 {
         timeouts: LimeTimeouts {
             connect: Duration::from_secs(args.lime_timeout),
             stall: Duration::from_secs(args.lime_timeout),
+            page_timeout_ms: args.lime_page_timeout_ms,
             ..LimeTimeouts::default()
         },
     };
@@ -84,15 +92,23 @@ pub fn run(args: MemoryArgs) -> i32 {
     let banner = std::fs::read_to_string("/proc/version")
         .map(|s| s.trim_end().to_owned())
         .unwrap_or_default();
+    if banner.is_empty() {
+        eprintln!(
+            "airf-agent: /proc/version is unreadable: the image is checked for any \"{}\" banner instead of this kernel's",
+            content::GENERIC_BANNER
+        );
+    }
     let size = iomem::lime_image_size(&ram);
     let memory::OpenedSource {
-        mut producer,
+        producer,
         source,
         skipped,
         lime_module,
         kcore_segments,
         partial_pages,
     } = opened;
+    // Every memory image is checked for its content, whichever source made it.
+    let mut producer = ScannedProducer::new(producer, &map, &content::banner_needle(&banner));
     let facts = SourceFacts::Memory(Box::new(MemoryFacts {
         source_used: source,
         sources_skipped: skipped,
@@ -109,11 +125,13 @@ pub fn run(args: MemoryArgs) -> i32 {
         partial_pages,
         unreadable_offsets: "physical_address".into(),
         lockdown: memory::lockdown::current(),
+        content: None,
     }));
+
     let settings = session.acquire_settings(started.frame_size);
     let label = format!("memory ({source})");
     let r = acquire(
-        producer.as_mut(),
+        &mut producer,
         &label,
         "memory",
         "memory",
