@@ -313,6 +313,13 @@ pub fn verify(manifest_loc: &Location, s3: Option<(&Client, &Handle)>) -> Verify
             "INTACT: {} matches its manifest (raw {} bytes, SHA-256 {})",
             report.image, manifest.raw.size, manifest.raw.sha256
         );
+        if manifest.status == crate::manifest::EvidenceStatus::Hollow {
+            // Intact bytes, but the manifest itself says they are not the memory they claim.
+            report.message.push_str(
+                "; but the manifest records the image as HOLLOW: memory was missing when it was made \
+                 (see source.content in the manifest), so it is not evidence of the kernel",
+            );
+        }
     } else {
         report.status = Verdict::NotIntact;
         report.message = format!(

@@ -6,6 +6,7 @@
 //! fixes it (usually `tests/scripts/install-deps.sh`), never skips.
 
 pub mod emulator;
+pub mod slow_link;
 pub mod vm;
 
 use std::path::{Path, PathBuf};
@@ -136,6 +137,16 @@ impl S3Server {
             .find(|(k, _)| k == "AWS_ENDPOINT_URL")
             .map(|(_, v)| v.clone())
             .context("the server script printed no AWS_ENDPOINT_URL")
+    }
+
+    /// The port of the server's endpoint on 127.0.0.1.
+    pub fn port(&self) -> Result<u16> {
+        let endpoint = self.endpoint()?;
+        endpoint
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.trim_end_matches('/').parse().ok())
+            .with_context(|| format!("no port in the endpoint {endpoint}"))
     }
 
     /// A command with this server's client environment.

@@ -34,6 +34,17 @@ pub struct GuestRun {
 /// Boots the guest with the static agent at /usr/bin/airf-agent (and lime.ko at /root/lime.ko)
 /// and runs `script` in it; `server`, when given, is reachable as AWS_ENDPOINT_URL.
 pub fn guest(server: Option<&S3Server>, extra: &[&str], script: &str) -> Result<GuestRun> {
+    guest_via(server, None, extra, script)
+}
+
+/// Like [`guest`], with the guest's S3 traffic sent to `127.0.0.1:via` on the host (a
+/// [`crate::slow_link::SlowLink`] in front of the server) instead of to the server itself.
+pub fn guest_via(
+    server: Option<&S3Server>,
+    via: Option<u16>,
+    extra: &[&str],
+    script: &str,
+) -> Result<GuestRun> {
     let agent = env_path("AIRF_STATIC_AGENT")?;
     let lime = env_path("AIRF_LIME_KO")?;
     let mut cmd = Command::new(repo_root().join("tests/vm/run.sh"));
@@ -46,7 +57,14 @@ pub fn guest(server: Option<&S3Server>, extra: &[&str], script: &str) -> Result<
     if let Some(s) = server {
         for (k, v) in &s.env {
             if k == "AWS_ENDPOINT_URL" {
-                let port = v.rsplit(':').next().context("endpoint without a port")?;
+                let port = match via {
+                    Some(p) => p.to_string(),
+                    None => v
+                        .rsplit(':')
+                        .next()
+                        .context("endpoint without a port")?
+                        .to_owned(),
+                };
                 cmd.arg("--forward").arg(format!("{GUEST_S3_PORT}:{port}"));
                 cmd.arg("--env").arg(format!(
                     "AWS_ENDPOINT_URL=http://10.0.2.100:{GUEST_S3_PORT}"

@@ -19,7 +19,8 @@ use std::process::Command;
 
 use airf_agent::memory::iomem::{RamRange, lime_image_size, parse_system_ram};
 use airf_agent::memory::lime_format::{HEADER_SIZE, LimeHeader};
-use airf_e2e::vm::{GuestRun, env_path, guest};
+use airf_e2e::slow_link::{SlowLink, Slowness};
+use airf_e2e::vm::{GuestRun, env_path, guest, guest_via};
 use airf_e2e::{S3Server, ServerKind, agent_bin, run_agent, sha256, zstd_decompress};
 use anyhow::{Context, Result, bail, ensure};
 
@@ -69,6 +70,70 @@ fn check_lime_layout(raw: &[u8], ram: &[RamRange]) -> Result<()> {
         );
         at += HEADER_SIZE + usize::try_from(r.size())?;
     }
+    Ok(())
+}
+
+/// Per range of `ram`, (pages, all-zero pages) of a decompressed LiME image, counted here
+/// independently of the agent: 4 KiB pages aligned on physical addresses, a partial page at an
+/// edge counting as one.
+fn zero_pages(raw: &[u8], ram: &[RamRange]) -> Result<Vec<(u64, u64)>> {
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    for r in ram {
+        at += HEADER_SIZE;
+        let data = raw
+            .get(at..at + usize::try_from(r.size())?)
+            .context("image shorter than its ranges")?;
+        let (mut pages, mut zero) = (0u64, 0u64);
+        let mut addr = r.start;
+        while addr <= r.end {
+            let next = ((addr / 4096 + 1) * 4096).min(r.end + 1);
+            let off = usize::try_from(addr - r.start)?;
+            let page = data
+                .get(off..off + usize::try_from(next - addr)?)
+                .context("page")?;
+            pages += 1;
+            zero += u64::from(page.iter().all(|&b| b == 0));
+            addr = next;
+        }
+        out.push((pages, zero));
+        at += data.len();
+    }
+    Ok(out)
+}
+
+/// The manifest's content facts agree with the image, and the kernel's own banner is in it.
+fn check_content(manifest: &serde_json::Value, raw: &[u8], ram: &[RamRange]) -> Result<()> {
+    let content = &manifest["source"]["content"];
+    let counted = zero_pages(raw, ram)?;
+    let recorded: Vec<(u64, u64)> = content["ranges"]
+        .as_array()
+        .context("manifest has no content ranges")?
+        .iter()
+        .map(|r| {
+            (
+                r["pages"].as_u64().unwrap_or(u64::MAX),
+                r["zero_pages"].as_u64().unwrap_or(u64::MAX),
+            )
+        })
+        .collect();
+    ensure!(
+        recorded == counted,
+        "manifest pages/zero pages {recorded:?}, counted in the image {counted:?}"
+    );
+    ensure!(
+        content["kernel_rodata"]["start"].as_u64().is_some()
+            && content["banner_in_kernel_rodata"].as_u64().unwrap_or(0) >= 1,
+        "the kernel's own banner is not recorded in Kernel rodata: {content:#}"
+    );
+    ensure!(
+        content["ranges"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|r| r["zero_tail_suspect"].is_null()),
+        "a whole capture has a range flagged as zero-filled: {content:#}"
+    );
     Ok(())
 }
 
@@ -166,6 +231,7 @@ fn check_capture(
     let raw = zstd_decompress(&server.get(&image_key)?)?;
     check_lime_layout(&raw, &ram)?;
     ensure!(sha256(&raw) == manifest["raw"]["sha256"].as_str().unwrap_or(""));
+    check_content(&manifest, &raw, &ram)?;
     let image = work.join(format!("{want_source}.lime"));
     std::fs::write(&image, &raw)?;
     drop(raw);
@@ -219,17 +285,39 @@ fn kcore_capture_with_kaslr() -> Result<()> {
     check_capture(&server, &run, "kcore", work.path()).map(|_| ())
 }
 
+/// An upload path that holds everything back for 5 s and then runs at 4 MB/s: far slower than
+/// LiME's default 1 s page timeout tolerates (with it, LiME zero-filled 99.6% of RAM here).
+fn slow_link(server: &S3Server) -> Result<SlowLink> {
+    SlowLink::start(
+        server.port()?,
+        Slowness {
+            hold: std::time::Duration::from_secs(5),
+            bytes_per_sec: 4_000_000,
+        },
+    )
+}
+
+/// LiME through a deliberately slow upload path still yields the whole of memory: the banner
+/// where the kernel keeps it, Volatility's banners, zero pages as counted here.
 #[test]
 #[ignore = "boots a VM; run by tests/vm/run-tests.sh"]
 fn lime_capture_opens_in_volatility() -> Result<()> {
     let server = S3Server::start(ServerKind::Garage)?;
+    let link = slow_link(&server)?;
     let work = tempfile::tempdir()?;
     let cmd = format!(
         "{}; echo \"LOADED=$(grep -c '^lime ' /proc/modules)\" >&2",
         memory_cmd("lime", &lime_args()?)
     );
-    let run = guest(Some(&server), &[], &cmd)?;
+    let run = guest_via(Some(&server), Some(link.port), &[], &cmd)?;
     let m = check_capture(&server, &run, "lime", work.path())?;
+    ensure!(
+        m["source"]["lime_module"]["parameters"]
+            .as_str()
+            .is_some_and(|p| p.ends_with(" format=lime timeout=0")),
+        "LiME's parameters are not recorded with timeout=0: {:#}",
+        m["source"]["lime_module"]
+    );
     ensure!(
         marker(&run.stderr, "LOADED")? == "0",
         "lime still loaded after the capture"
@@ -239,6 +327,76 @@ fn lime_capture_opens_in_volatility() -> Result<()> {
             .as_str()
             .unwrap_or("")
             .starts_with("6.1.0-")
+    );
+    Ok(())
+}
+
+/// The failure on purpose: LiME with a 1 ms page timeout behind a stalled upload zero-fills
+/// the rest of a range. The agent must store that image as hollow (exit 5), never complete,
+/// and say why; `verify` still proves the stored bytes but says what they are.
+#[test]
+#[ignore = "boots a VM; run by tests/vm/run-tests.sh"]
+fn lime_that_skips_under_backpressure_is_reported_hollow() -> Result<()> {
+    let server = S3Server::start(ServerKind::Garage)?;
+    let link = slow_link(&server)?;
+    let cmd = memory_cmd(
+        "lime",
+        &format!("{} --lime-page-timeout-ms 1", lime_args()?),
+    );
+    let run = guest_via(Some(&server), Some(link.port), &[], &cmd)?;
+    let json: serde_json::Value = serde_json::from_str(&run.stdout)
+        .with_context(|| format!("agent JSON: {}\n{}", run.stdout, run.stderr))?;
+    let src = &json["sources"][0];
+    ensure!(
+        run.code == 5 && json["status"] == "hollow" && src["status"] == "hollow",
+        "a zero-filled capture must end hollow with exit 5 (got {}): {json:#}\n{}",
+        run.code,
+        run.stderr
+    );
+    ensure!(
+        src["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("banner is not in the image")),
+        "{src:#}"
+    );
+    ensure!(
+        run.stderr.contains("HOLLOW: "),
+        "no plain-words line: {}",
+        run.stderr
+    );
+    let manifest_key = key_of(
+        src["manifest"]["location"].as_str().context("manifest")?,
+        &server.bucket,
+    )?;
+    let manifest: serde_json::Value = serde_json::from_slice(&server.get(&manifest_key)?)?;
+    let content = &manifest["source"]["content"];
+    ensure!(
+        manifest["status"] == "hollow" && content["banner_in_kernel_rodata"] == 0,
+        "{manifest:#}"
+    );
+    ensure!(
+        content["ranges"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|r| r["zero_tail_suspect"] == true),
+        "no range flagged as zero-filled: {content:#}"
+    );
+    ensure!(
+        manifest["source"]["lime_module"]["parameters"]
+            .as_str()
+            .is_some_and(|p| p.ends_with(" timeout=1")),
+        "{:#}",
+        manifest["source"]["lime_module"]
+    );
+    let verify = run_agent(server.command(agent_bin()?).args([
+        "verify",
+        &format!("s3://{}/{manifest_key}", server.bucket),
+        "--json",
+    ]))?;
+    ensure!(
+        verify.code == 0 && verify.stdout.contains("HOLLOW"),
+        "verify must prove the stored bytes and say they are hollow: {verify:?}"
     );
     Ok(())
 }
