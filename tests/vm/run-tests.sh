@@ -13,13 +13,13 @@ log "VM cache (kernel, initramfs, lime.ko)"
 eval "$(tests/vm/prepare.sh | grep -E '^AIRF_VM_[A-Z_]+=')"
 export AIRF_LIME_KO=${AIRF_VM_LIME_KO:-/opt/airf-cache/vm/current/lime.ko}
 
-log "the release binary for the guest (packaging/release.sh: what ships is what is tested)"
-AIRF_STATIC_AGENT=$(packaging/release.sh | head -n 1)
-export AIRF_STATIC_AGENT
-
-log "host agent (verify)"
-cargo build --release --quiet -p airf-agent
-export AIRF_AGENT_BIN=${AIRF_AGENT_BIN:-$PWD/target/release/airf-agent}
+# tests/run.sh has built both already; run on its own, this builds the release once and uses it
+# for the guest and for `verify` on the host alike (the static binary runs on both).
+if [ -z "${AIRF_STATIC_AGENT:-}" ]; then
+  log "the release binary for the guest (packaging/release.sh: what ships is what is tested)"
+  AIRF_STATIC_AGENT=$(packaging/release.sh | head -n 1)
+fi
+export AIRF_STATIC_AGENT AIRF_AGENT_BIN=${AIRF_AGENT_BIN:-$AIRF_STATIC_AGENT}
 
 if ! command -v vol >/dev/null; then
   log "Volatility 3"
