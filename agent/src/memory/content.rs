@@ -63,6 +63,21 @@ pub struct RangeContent {
     pub zero_tail_suspect: bool,
 }
 
+impl RangeContent {
+    /// A range no byte of which has been seen yet.
+    fn unread(r: RamRange) -> Self {
+        Self {
+            start: r.start,
+            end: r.end,
+            pages: 0,
+            zero_pages: 0,
+            zero_tail_bytes: 0,
+            longest_zero_run_bytes: 0,
+            zero_tail_suspect: false,
+        }
+    }
+}
+
 /// What the memory image holds, as the manifest records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemoryContent {
@@ -152,9 +167,9 @@ pub struct ContentScanner {
     header_left: usize,
     /// Physical address of the next data byte.
     addr: u64,
-    /// Whether the current page held only zeros so far, and whether it has begun.
+    /// Whether the current page held only zeros so far, and where it began (None: not begun).
     page_zero: bool,
-    page_open: bool,
+    page_start: Option<u64>,
     run: u64,
     ranges: Vec<RangeContent>,
     /// Per range, the longest zero run that data ended (its tail not included).
@@ -187,7 +202,7 @@ impl ContentScanner {
             header_left: HEADER_SIZE,
             addr: layout.first().map_or(0, |r| r.start),
             page_zero: true,
-            page_open: false,
+            page_start: None,
             run: 0,
             ranges: Vec::with_capacity(layout.len()),
             interior_longest: Vec::with_capacity(layout.len()),
@@ -215,15 +230,7 @@ impl ContentScanner {
                 break;
             };
             if self.ranges.len() == self.range {
-                self.ranges.push(RangeContent {
-                    start: r.start,
-                    end: r.end,
-                    pages: 0,
-                    zero_pages: 0,
-                    zero_tail_bytes: 0,
-                    longest_zero_run_bytes: 0,
-                    zero_tail_suspect: false,
-                });
+                self.ranges.push(RangeContent::unread(r));
                 self.interior_longest.push(0);
             }
             // Up to the next page boundary or the end of the range, whichever is first.
@@ -234,7 +241,7 @@ impl ContentScanner {
                 .min(rest.len());
             let (seg, tail) = rest.split_at(n);
             rest = tail;
-            self.page_open = true;
+            self.page_start.get_or_insert(self.addr);
             self.page_zero &= is_zero(seg);
             self.addr += n as u64;
             if self.addr == stop {
@@ -248,17 +255,11 @@ impl ContentScanner {
     }
 
     fn close_page(&mut self) {
-        if !self.page_open {
+        let Some(start) = self.page_start.take() else {
             return;
-        }
-        let len = self
-            .addr
-            .checked_sub(1)
-            .map_or(0, |last| last % PAGE_SIZE + 1)
-            .min(PAGE_SIZE);
-        let zero = self.page_zero;
-        self.page_open = false;
-        self.page_zero = true;
+        };
+        let len = self.addr.saturating_sub(start);
+        let zero = std::mem::replace(&mut self.page_zero, true);
         let Some(rc) = self.ranges.get_mut(self.range) else {
             return;
         };
@@ -358,15 +359,7 @@ impl ContentScanner {
     pub fn finish(mut self) -> MemoryContent {
         self.close_page();
         for r in self.layout.iter().skip(self.ranges.len()) {
-            self.ranges.push(RangeContent {
-                start: r.start,
-                end: r.end,
-                pages: 0,
-                zero_pages: 0,
-                zero_tail_bytes: 0,
-                longest_zero_run_bytes: 0,
-                zero_tail_suspect: false,
-            });
+            self.ranges.push(RangeContent::unread(*r));
             self.interior_longest.push(0);
         }
         flag_suspect_tails(&mut self.ranges, &self.interior_longest);
@@ -566,6 +559,23 @@ mod tests {
                 assert!(w.contains("0x200000-0x2fffff"), "{w}");
             }
         }
+    }
+
+    /// Pages are physical: a range that starts or ends inside a page has a partial page there,
+    /// counted as one page and by its own length in zero runs.
+    #[test]
+    fn partial_pages_at_range_edges() {
+        let l = vec![RamRange {
+            start: 0x100,
+            end: 0x2bff,
+        }];
+        let img = image(&l, 0, None);
+        let mut s = ContentScanner::new(&l, BANNER, None);
+        s.feed(&img);
+        let c = s.finish();
+        let r = c.ranges.first().cloned();
+        assert_eq!(r.as_ref().map(|r| (r.pages, r.zero_pages)), Some((3, 3)));
+        assert_eq!(r.map(|r| r.zero_tail_bytes), Some(0x2b00));
     }
 
     #[test]
