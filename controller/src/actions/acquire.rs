@@ -267,4 +267,20 @@ mod tests {
             .unwrap_or_default();
         assert!(e.contains("failed: no /proc/kcore"), "{e}");
     }
+
+    /// A hollow memory image (exit 5) is stored but is not evidence: the step fails, naming why.
+    #[test]
+    fn a_hollow_memory_image_fails_the_step() {
+        let hollow = OK
+            .replace(r#""status":"complete","exit_code":0"#, r#""status":"hollow","exit_code":5"#)
+            .replace(
+                r#""sources":[]"#,
+                r#""sources":[{"source":"memory (lime)","status":"hollow","raw_size":1,"compressed_size":1,"unreadable_bytes":0,"unreadable_ranges":0,"duration_seconds":1.0,"throughput_mb_s":1.0,"error":"the kernel's own banner is not in the image"}]"#,
+            );
+        let e = interpret(&sent(AcquisitionKind::Memory), &inv("Failed", &hollow));
+        assert!(
+            matches!(&e, Err(Error::Failed(m)) if m.contains("hollow image") && m.contains("banner is not in the image")),
+            "{e:?}"
+        );
+    }
 }
