@@ -157,7 +157,7 @@ pub struct MemoryFacts {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lockdown: Option<String>,
     /// What the image holds: zero pages per range and where the kernel banner is (absent in
-    /// manifests of agents before 0.2).
+    /// manifests made before the content check existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<content::MemoryContent>,
 }

@@ -127,7 +127,6 @@ pub fn run(args: MemoryArgs) -> i32 {
         lockdown: memory::lockdown::current(),
         content: None,
     }));
-
     let settings = session.acquire_settings(started.frame_size);
     let label = format!("memory ({source})");
     let r = acquire(
