@@ -179,7 +179,8 @@ pub struct ContentScanner {
     /// The last `needle_len - 1` bytes seen, for matches across `feed` calls.
     carry: Vec<u8>,
     banner_count: u64,
-    banner_offsets: Vec<u64>,
+    /// Physical addresses of the first matches.
+    banner_addresses: Vec<u64>,
     kernel_rodata: Option<RamRange>,
     banner_in_rodata: u64,
 }
@@ -209,7 +210,7 @@ impl ContentScanner {
             offset: 0,
             carry: Vec::with_capacity(banner.len()),
             banner_count: 0,
-            banner_offsets: Vec::new(),
+            banner_addresses: Vec::new(),
             kernel_rodata,
             banner_in_rodata: 0,
         }
@@ -329,13 +330,17 @@ impl ContentScanner {
 
     fn hit(&mut self, stream_offset: u64) {
         self.banner_count += 1;
-        if let (Some(r), Some(a)) = (self.kernel_rodata, self.physical_address(stream_offset))
-            && (r.start..=r.end).contains(&a)
+        let Some(addr) = self.physical_address(stream_offset) else {
+            return;
+        };
+        if self
+            .kernel_rodata
+            .is_some_and(|r| (r.start..=r.end).contains(&addr))
         {
             self.banner_in_rodata += 1;
         }
-        if self.banner_offsets.len() < MAX_BANNER_ADDRESSES {
-            self.banner_offsets.push(stream_offset);
+        if self.banner_addresses.len() < MAX_BANNER_ADDRESSES {
+            self.banner_addresses.push(addr);
         }
     }
 
@@ -363,16 +368,11 @@ impl ContentScanner {
             self.interior_longest.push(0);
         }
         flag_suspect_tails(&mut self.ranges, &self.interior_longest);
-        let banner_addresses = self
-            .banner_offsets
-            .iter()
-            .filter_map(|&o| self.physical_address(o))
-            .collect();
         let banner_searched = String::from_utf8_lossy(self.finder.needle()).into_owned();
         MemoryContent {
             banner_searched,
             banner_count: self.banner_count,
-            banner_addresses,
+            banner_addresses: self.banner_addresses,
             kernel_rodata: self.kernel_rodata,
             banner_in_kernel_rodata: self.kernel_rodata.map(|_| self.banner_in_rodata),
             pages: self.ranges.iter().map(|r| r.pages).sum(),
