@@ -3,7 +3,8 @@
 # in a QEMU guest, against Garage on the host. Called by tests/run.sh; runnable on its own.
 #
 # Prepares what it needs (the VM cache, the static agent, the host agent, Volatility 3), then
-# runs tests/tests/memory_vm.rs with --ignored. Missing prerequisites fail; nothing is skipped.
+# runs the ignored suites of tests/tests/e2e (memory_vm, controller_vm).
+# Missing prerequisites fail; nothing is skipped.
 # Takes about 10 minutes on 2 cores (TCG).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -31,4 +32,4 @@ command -v zstd >/dev/null || apt-get install -y -q zstd
 export AWS_EC2_METADATA_DISABLED=true
 log "VM tests"
 # One VM at a time: each guest uses both cores under TCG.
-cargo test --quiet -p airf-e2e --test memory_vm --test controller_vm -- --ignored --test-threads=1 "$@"
+cargo test --quiet --workspace --test e2e -- --ignored --test-threads=1 "$@"

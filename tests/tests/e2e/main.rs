@@ -1,0 +1,17 @@
+//! Every end-to-end test of airf in one test binary.
+//!
+//! One binary instead of one per file: each links the AWS SDKs, and a dozen of them cost a
+//! dozen slow links and gigabytes of disk in CI. Pick a suite with a name filter, e.g.
+//! `cargo test -p airf-e2e --test e2e -- disk::`. The `*_vm` suites are `#[ignore]`d here and run
+//! by `tests/vm/run-tests.sh`, which boots the VM they need.
+
+mod controller;
+mod controller_vm;
+mod disk;
+mod failures;
+mod imds;
+mod memory_vm;
+mod read_errors;
+mod release;
+mod ssm_documents;
+mod tls;
