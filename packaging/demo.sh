@@ -7,8 +7,13 @@ cd "$(dirname "$0")/.."
 . tests/scripts/lib.sh
 [ "$(id -u)" = 0 ] || die "run as root (loop devices and block-device reads need it)"
 
-tests/scripts/install-deps.sh
-cargo build --release --quiet -p airf-agent
+# The agent builds while install-deps builds Garage on a fresh machine: each build ends in long
+# single-threaded steps (the last crates, the link), which the other fills.
+log "building airf-agent (release) while the demo's dependencies install"
+cargo build --release --quiet -p airf-agent &
+build=$!
+tests/scripts/install-deps.sh demo || { kill "$build" 2>/dev/null; die "installing the demo's dependencies failed"; }
+wait "$build" || die "cargo build --release -p airf-agent failed"
 agent=$PWD/target/release/airf-agent
 
 work=$(mktemp -d /tmp/airf-demo.XXXXXX)

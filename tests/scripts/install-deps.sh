@@ -10,10 +10,19 @@ GARAGE_VERSION=2.5.0
 # moto 5.2 serializes CompleteMultipartUpload with the wrong XML root; 5.1.22 is right.
 MOTO_VERSION=5.1.22
 
+# `install-deps.sh demo` installs only what packaging/demo.sh needs (a loop device, zstd,
+# Garage), so a newcomer's first result does not wait for the test tools.
+mode=${1:-all}
+case $mode in
+  all) apt_pairs="fls:sleuthkit mkfs.ext4:e2fsprogs zstd:zstd losetup:mount /usr/bin/time:time
+                  openssl:openssl qemu-system-x86_64:qemu-system-x86 busybox:busybox-static
+                  cpio:cpio socat:socat file:file readelf:binutils" ;;
+  demo) apt_pairs="mkfs.ext4:e2fsprogs zstd:zstd losetup:mount" ;;
+  *) die "usage: install-deps.sh [all|demo]" ;;
+esac
+
 need_apt=()
-for pair in fls:sleuthkit mkfs.ext4:e2fsprogs zstd:zstd losetup:mount /usr/bin/time:time openssl:openssl \
-            qemu-system-x86_64:qemu-system-x86 busybox:busybox-static cpio:cpio socat:socat \
-            file:file readelf:binutils; do
+for pair in $apt_pairs; do
   cmd=${pair%%:*}; pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || [ -x "$cmd" ] || need_apt+=("$pkg")
 done
@@ -23,50 +32,65 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-moto_have=$(python3 -c 'import moto; print(moto.__version__)' 2>/dev/null || true)
-if [ "$moto_have" != "$MOTO_VERSION" ] || ! command -v moto_server >/dev/null 2>&1 || ! command -v aws >/dev/null 2>&1 \
-   || ! command -v cfn-lint >/dev/null 2>&1; then
-  log "pip install moto[server] awscli cfn-lint"
-  python3 -m pip install -q "moto[server]==$MOTO_VERSION" awscli cfn-lint
-  command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
-fi
+install_python_tools() {
+  moto_have=$(python3 -c 'import moto; print(moto.__version__)' 2>/dev/null || true)
+  if [ "$moto_have" != "$MOTO_VERSION" ] || ! command -v moto_server >/dev/null 2>&1 || ! command -v aws >/dev/null 2>&1 \
+     || ! command -v cfn-lint >/dev/null 2>&1; then
+    log "pip install moto[server] awscli cfn-lint"
+    python3 -m pip install -q "moto[server]==$MOTO_VERSION" awscli cfn-lint
+    command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+  fi
 
-# checkov (packaging/cloudformation/check.sh) in its own venv: it pins an older boto3 than moto and awscli use.
-CHECKOV_VERSION=3.3.30
-checkov=$AIRF_CACHE/checkov-venv/bin/checkov
-if ! [ -x "$checkov" ] || [ "$("$checkov" --version 2>/dev/null)" != "$CHECKOV_VERSION" ]; then
-  log "pip install checkov $CHECKOV_VERSION (venv $AIRF_CACHE/checkov-venv)"
-  mkdir -p "$AIRF_CACHE"
-  python3 -m venv "$AIRF_CACHE/checkov-venv"
-  "$AIRF_CACHE/checkov-venv/bin/pip" install -q "checkov==$CHECKOV_VERSION"
-fi
+  # checkov (packaging/cloudformation/check.sh) in its own venv: it pins an older boto3 than moto and awscli use.
+  CHECKOV_VERSION=3.3.30
+  checkov=$AIRF_CACHE/checkov-venv/bin/checkov
+  if ! [ -x "$checkov" ] || [ "$("$checkov" --version 2>/dev/null)" != "$CHECKOV_VERSION" ]; then
+    log "pip install checkov $CHECKOV_VERSION (venv $AIRF_CACHE/checkov-venv)"
+    mkdir -p "$AIRF_CACHE"
+    python3 -m venv "$AIRF_CACHE/checkov-venv"
+    "$AIRF_CACHE/checkov-venv/bin/pip" install -q "checkov==$CHECKOV_VERSION"
+  fi
+}
 
-# npm: asl-validator validates the Step Functions workflow; aws-local-stepfunctions interprets
-# it in the controller's end-to-end tests (tests/workflow/run-local.cjs).
-NODE_PACKAGES=(asl-validator@4.0.0 aws-local-stepfunctions@3.0.0)
-node_ok=1
-for pkg in "${NODE_PACKAGES[@]}"; do
-  name=${pkg%@*}; version=${pkg##*@}
-  grep -q "\"version\": \"$version\"" "$AIRF_CACHE/node/node_modules/$name/package.json" 2>/dev/null || node_ok=0
-done
-if [ "$node_ok" = 0 ]; then
-  command -v npm >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }
-  log "npm install ${NODE_PACKAGES[*]}"
-  mkdir -p "$AIRF_CACHE/node"
-  npm install --silent --no-audit --no-fund --prefix "$AIRF_CACHE/node" "${NODE_PACKAGES[@]}" >/dev/null
+install_node_tools() {
+  # npm: asl-validator validates the Step Functions workflow; aws-local-stepfunctions interprets
+  # it in the controller's end-to-end tests (tests/workflow/run-local.cjs).
+  NODE_PACKAGES=(asl-validator@4.0.0 aws-local-stepfunctions@3.0.0)
+  node_ok=1
+  for pkg in "${NODE_PACKAGES[@]}"; do
+    name=${pkg%@*}; version=${pkg##*@}
+    grep -q "\"version\": \"$version\"" "$AIRF_CACHE/node/node_modules/$name/package.json" 2>/dev/null || node_ok=0
+  done
+  if [ "$node_ok" = 0 ]; then
+    command -v npm >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }
+    log "npm install ${NODE_PACKAGES[*]}"
+    mkdir -p "$AIRF_CACHE/node"
+    npm install --silent --no-audit --no-fund --prefix "$AIRF_CACHE/node" "${NODE_PACKAGES[@]}" >/dev/null
+  fi
+}
+
+if [ "$mode" = all ]; then
+  install_python_tools
+  install_node_tools
 fi
 
 # Only what tests/scripts/garage.sh uses: the sqlite metadata engine (bundled, no system
 # library). The default features add LMDB, K2V and Prometheus metrics, which nothing here uses
 # and which cost build minutes on every fresh machine.
 GARAGE_FEATURES=sqlite,bundled-libs
+GARAGE_BUILD="$GARAGE_FEATURES opt1"
 garage=$AIRF_CACHE/garage/bin/garage
 if ! [ -x "$garage" ] || ! "$garage" --version 2>/dev/null | grep -q "$GARAGE_VERSION" \
-   || [ "$(cat "$AIRF_CACHE/garage/features" 2>/dev/null)" != "$GARAGE_FEATURES" ]; then
+   || [ "$(cat "$AIRF_CACHE/garage/features" 2>/dev/null)" != "$GARAGE_BUILD" ]; then
   log "building garage $GARAGE_VERSION ($GARAGE_FEATURES; about 12 minutes on 2 cores; cached afterwards)"
   mkdir -p "$AIRF_CACHE/garage"
-  cargo install --locked --force garage --version "$GARAGE_VERSION" --root "$AIRF_CACHE/garage" \
+  # The tests need a correct S3 server, not a fast one: opt-level 1 without LTO builds in
+  # about half the time of Garage's own release profile.
+  CARGO_PROFILE_RELEASE_OPT_LEVEL=1 CARGO_PROFILE_RELEASE_LTO=false \
+  CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_PROFILE_RELEASE_DEBUG=false \
+  CARGO_PROFILE_RELEASE_STRIP=true \
+    cargo install --locked --force garage --version "$GARAGE_VERSION" --root "$AIRF_CACHE/garage" \
     --no-default-features --features "$GARAGE_FEATURES"
-  echo "$GARAGE_FEATURES" >"$AIRF_CACHE/garage/features"
+  echo "$GARAGE_BUILD" >"$AIRF_CACHE/garage/features"
 fi
 log "dependencies ready (garage: $garage)"

@@ -2,7 +2,8 @@
 
 AIRF_CACHE=${AIRF_CACHE:-/opt/airf-cache}
 
-log() { printf 'airf-test: %s\n' "$*" >&2; }
+# Each line carries the time since the calling script started, so a slow phase shows in CI logs.
+log() { printf 'airf-test: [%d:%02d] %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*" >&2; }
 die() { printf 'airf-test: error: %s\n' "$*" >&2; exit 1; }
 
 # A free TCP port on 127.0.0.1.
