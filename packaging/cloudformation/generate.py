@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
-"""Builds the committed CloudFormation templates from their sources, so they never drift.
+"""Builds the committed CloudFormation templates and SSM documents from their sources, so they
+never drift.
 
-    packaging/cloudformation/generate.py           # write the generated templates
+    packaging/cloudformation/generate.py           # write the generated templates and documents
     packaging/cloudformation/generate.py --check   # exit 1 (with a diff) if a committed one differs
 
-Sources live in src/. A template whose source has no directive is copied as is. Two directives,
-each alone on its line:
+The SSM documents ssm-documents/airf-acquire-*.json are built first, from ssm-documents/src/
+(ssm_documents.py says how), so the templates embed what is generated, not what is committed.
+
+Every template's source lives in src/. A source without a directive is copied as is (behind
+the GENERATED header). Two directives, each alone on its line:
 
     <indent>Key: "@include-json <path from the repository root>"
         The JSON file, loaded and written as YAML under Key (the Step Functions definition in
@@ -28,6 +32,8 @@ import sys
 from pathlib import Path
 
 import yaml
+
+import ssm_documents
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -141,7 +147,10 @@ def _header(src: Path, included: list[str]) -> list[str]:
     return lines
 
 
-def _load_include(rel: str) -> object:
+def _load_include(rel: str, generated: dict[str, str]) -> object:
+    """The JSON file `rel`: as this run generates it, else as it is on disk."""
+    if rel in generated:
+        return json.loads(generated[rel])
     path = REPO / rel
     if not path.is_file():
         raise GenerateError(
@@ -154,14 +163,15 @@ def _load_include(rel: str) -> object:
         raise GenerateError(f"{rel}: not valid JSON: {e}") from e
 
 
-def render(src: Path) -> tuple[str, dict[str, object]]:
-    """Returns the generated text and the included documents by path."""
+def render(src: Path, generated: dict[str, str]) -> tuple[str, dict[str, object]]:
+    """Returns the generated text and the included documents by path; `generated` holds the
+    files this run builds before the templates, by path from the repository root."""
     out: list[str] = []
     included: dict[str, object] = {}
     for lineno, line in enumerate(src.read_text().splitlines(), 1):
         if m := INCLUDE.match(line):
             indent, key, rel = m["indent"], m["key"], m["path"]
-            data = _load_include(rel)
+            data = _load_include(rel, generated)
             included[rel] = data
             body = yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=100, allow_unicode=True)
             out.append(f"{indent}{key}:")
@@ -210,9 +220,13 @@ def _plain(node: object) -> object:
 
 
 def build() -> dict[Path, str]:
-    outputs = {}
+    try:
+        outputs = ssm_documents.build(REPO)
+    except ssm_documents.DocumentError as e:
+        raise GenerateError(str(e)) from e
+    generated = {path.relative_to(REPO).as_posix(): text for path, text in outputs.items()}
     for src in sorted(SRC.glob("*.yaml")):
-        text, included = render(src)
+        text, included = render(src, generated)
         _verify_roundtrip(src.name, text, included)
         outputs[HERE / src.name] = text
     return outputs
@@ -243,7 +257,7 @@ def main() -> int:
             print(f"wrote {rel}")
     if drift:
         print(
-            "generate.py: the committed templates differ from their sources; run packaging/cloudformation/generate.py",
+            "generate.py: the committed files differ from their sources; run packaging/cloudformation/generate.py",
             file=sys.stderr,
         )
         return 1
