@@ -13,8 +13,12 @@ the GENERATED header). Two directives, each alone on its line:
 
     <indent>Key: "@include-json <path from the repository root>"
         The JSON file, loaded and written as YAML under Key (the Step Functions definition in
-        3-security.yaml, the SSM documents in 4-member.yaml). The result is read back and must
-        equal the file.
+        3-security.yaml). The result is read back and must equal the file.
+    <indent>Key: "@include-json-text <path from the repository root>"
+        The JSON file on one line, as the text of Key, for a property that takes JSON as an
+        object or a string (the SSM documents in 4-member.yaml: as YAML their shell lines would
+        take a third more bytes, and the template would not fit the 51,200 bytes of an inline
+        template body). The text is read back and must parse to the file's JSON.
     <indent># @generate <name>
         The YAML that the function GENERATORS[name] returns, at that indent (the analysis
         subnets of 2-analysis.yaml).
@@ -39,7 +43,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 SRC = HERE / "src"
 
-INCLUDE = re.compile(r'^(?P<indent> *)(?P<key>[A-Za-z0-9]+): "@include-json (?P<path>[^"]+)"\s*$')
+INCLUDE = re.compile(r'^(?P<indent> *)(?P<key>[A-Za-z0-9]+): "@include-json(?P<text>-text)? (?P<path>[^"]+)"\s*$')
 GENERATE = re.compile(r"^(?P<indent> *)# @generate (?P<name>[a-z0-9-]+)\s*$")
 
 # ------------------------------------------------------------------ analysis subnets
@@ -173,9 +177,14 @@ def render(src: Path, generated: dict[str, str]) -> tuple[str, dict[str, object]
             indent, key, rel = m["indent"], m["key"], m["path"]
             data = _load_include(rel, generated)
             included[rel] = data
-            body = yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=100, allow_unicode=True)
-            out.append(f"{indent}{key}:")
-            out += [f"{indent}  {b}" if b else "" for b in body.splitlines()]
+            if m["text"]:
+                # A literal block: JSON needs no YAML escaping there.
+                out.append(f"{indent}{key}: |-")
+                out.append(f"{indent}  {json.dumps(data, separators=(',', ':'), ensure_ascii=False)}")
+            else:
+                body = yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=100, allow_unicode=True)
+                out.append(f"{indent}{key}:")
+                out += [f"{indent}  {b}" if b else "" for b in body.splitlines()]
         elif m := GENERATE.match(line):
             fn = GENERATORS.get(m["name"])
             if fn is None:
@@ -202,6 +211,11 @@ def _verify_roundtrip(name: str, text: str, included: dict[str, object]) -> None
 def _contains(node: object, wanted: object) -> bool:
     if _plain(node) == wanted:
         return True
+    if isinstance(node, str) and node.startswith("{"):
+        try:
+            return json.loads(node) == wanted
+        except json.JSONDecodeError:
+            return False
     if isinstance(node, dict):
         return any(_contains(v, wanted) for v in node.values())
     if isinstance(node, list):

@@ -5,11 +5,12 @@
 # @only all
 # airf: acquire memory (most volatile, first), then every disk, with airf-agent
 # @end
+# shellcheck shell=sh
+# Source: ssm-documents/src/airf-run.sh in airf (packaging/cloudformation/generate.py builds it in).
 # Runs as root under SSM Run Command (sh, the script file written by aws:runShellScript).
 # Nothing is written to the instance's disks: the agent was downloaded into /dev/shm (tmpfs)
 # and is copied into a fresh tmpfs, checked and run from there; both are removed on exit.
 # stdout carries exactly one line, the JSON result; messages go to stderr.
-# shellcheck disable=SC2034,SC2329  # STOP is read by the full collection; cleanup runs from a trap
 set -u
 set -f
 umask 077
@@ -22,9 +23,19 @@ KMS='{{ KmsKeyId }}'
 REGION='{{ Region }}'
 ENDPOINT='{{ EndpointUrl }}'
 EXEC_TIMEOUT='{{ ExecutionTimeout }}'
+# @only memory
+COMMAND=memory
+# @only disk
+COMMAND=disk
+# @only all
+COMMAND=all
+# @end
 RUN=
 AGENT_PID=
+# The signal's exit code once run_agent forwarded one to the agent.
+# shellcheck disable=SC2034  # only the full collection reads it (to skip the disks)
 STOP=
+# shellcheck disable=SC2317,SC2329  # called by the EXIT trap
 cleanup() {
   if [ -n "$AGENT_PID" ]; then kill -TERM "$AGENT_PID" 2>/dev/null; wait "$AGENT_PID" 2>/dev/null; fi
   rm -rf "$DL"
@@ -40,24 +51,22 @@ trap 'exit 129' HUP
 # fail CODE MESSAGE: the message on stderr, a JSON result line on stdout, exit CODE.
 fail() {
   echo "airf: $2" >&2
-# @only memory
-  printf '{"command":"memory","status":"failed","exit_code":%s,"error":"%s"}\n' "$1" "$2"
-# @only disk
-  printf '{"command":"disk","status":"failed","exit_code":%s,"error":"%s"}\n' "$1" "$2"
-# @only all
-  printf '{"command":"all","status":"failed","exit_code":%s,"error":"%s"}\n' "$1" "$2"
-# @end
+  printf '{"command":"%s","status":"failed","exit_code":%s,"error":"%s"}\n' "$COMMAND" "$1" "$2"
   exit "$1"
 }
 # compact FILE: the agent's pretty JSON on one line (its strings never hold a raw newline).
 compact() {
   sed 's/^[[:space:]]*//' "$1" | tr -d '\n'
 }
-# run_agent OUT ARGS...: runs the agent in the background with a deadline, forwards
-# TERM/INT/HUP to it (it then aborts its multipart upload) and returns its exit code.
+# run_agent OUT ARGS...: runs the agent with ARGS and the options every run takes, in the
+# background with a deadline, with its stdout in OUT; forwards TERM/INT/HUP to it (it then
+# aborts its multipart upload) and returns its exit code.
 run_agent() {
   out=$1
   shift
+  set -- "$@" --to "$TO" "--case=$CASE_ID" "--region=$REGION" --no-progress --json
+  [ -z "$KMS" ] || set -- "$@" "--sse-kms-key-id=$KMS"
+  [ -z "$ENDPOINT" ] || set -- "$@" "--endpoint-url=$ENDPOINT"
   left=$((END - $(date +%s)))
   [ "$left" -ge 60 ] || left=60
   timeout --foreground --signal=TERM --kill-after=120 "$left" "$RUN/airf-agent" "$@" >"$out" </dev/null &
@@ -76,6 +85,17 @@ run_agent() {
   trap 'exit 129' HUP
   return "$rc"
 }
+# @only all
+# run_result COMMAND RC: the JSON result of one run ($RUN/COMMAND.json) on one line, or a failed
+# result when the agent printed none.
+run_result() {
+  if [ -s "$RUN/$1.json" ]; then
+    compact "$RUN/$1.json"
+  else
+    printf '{"command":"%s","status":"failed","exit_code":%s,"error":"the agent printed no result"}' "$1" "$2"
+  fi
+}
+# @end
 [ "$(id -u)" = 0 ] || fail 1 "must run as root"
 END=$(($(date +%s) + EXEC_TIMEOUT - 300))
 [ -f "$DL/airf-agent" ] || fail 1 "agent not downloaded to $DL/airf-agent: check ArtifactBucket, Region, AgentVersion and the instance role"
@@ -92,7 +112,9 @@ LIME_REL='{{ LimeKernelRelease }}'
 LIME_SHA='{{ LimeSha256 }}'
 LIME=
 if [ -n "$LIME_REL" ] || [ -n "$LIME_SHA" ]; then
-  [ -n "$LIME_REL" ] && [ -n "$LIME_SHA" ] || fail 2 "LimeKernelRelease and LimeSha256 must be given together"
+  if [ -z "$LIME_REL" ] || [ -z "$LIME_SHA" ]; then
+    fail 2 "LimeKernelRelease and LimeSha256 must be given together"
+  fi
   [ -f "$DL/lime/lime.ko" ] || fail 1 "LiME module not downloaded: s3://<ArtifactBucket>/lime/$LIME_REL/lime.ko"
   cp "$DL/lime/lime.ko" "$RUN/lime.ko" || fail 1 "cannot copy the LiME module into $RUN"
   LIME="$RUN/lime.ko"
@@ -116,10 +138,6 @@ set -- memory --source auto
 # @only disk
 # shellcheck disable=SC2086  # DISKS is split on purpose (no globbing: set -f)
 set -- disk $DISKS
-# @end
-set -- "$@" --to "$TO" "--case=$CASE_ID" "--region=$REGION" --no-progress --json
-[ -z "$KMS" ] || set -- "$@" "--sse-kms-key-id=$KMS"
-[ -z "$ENDPOINT" ] || set -- "$@" "--endpoint-url=$ENDPOINT"
 # @only memory disk
 run_agent "$RUN/result.json" "$@"
 rc=$?
@@ -129,11 +147,7 @@ echo
 # @only all
 run_agent "$RUN/memory.json" "$@"
 mem_rc=$?
-if [ -s "$RUN/memory.json" ]; then
-  mem_json=$(compact "$RUN/memory.json")
-else
-  mem_json="{\"command\":\"memory\",\"status\":\"failed\",\"exit_code\":$mem_rc,\"error\":\"the agent printed no result\"}"
-fi
+mem_json=$(run_result memory "$mem_rc")
 echo "airf: memory: exit $mem_rc" >&2
 [ -z "$STOP" ] || {
   printf '{"command":"all","status":"failed","exit_code":%s,"runs":[%s]}\n' "$STOP" "$mem_json"
@@ -141,16 +155,9 @@ echo "airf: memory: exit $mem_rc" >&2
 }
 # shellcheck disable=SC2086  # DISKS is split on purpose (no globbing: set -f)
 set -- disk $DISKS
-set -- "$@" --to "$TO" "--case=$CASE_ID" "--region=$REGION" --no-progress --json
-[ -z "$KMS" ] || set -- "$@" "--sse-kms-key-id=$KMS"
-[ -z "$ENDPOINT" ] || set -- "$@" "--endpoint-url=$ENDPOINT"
 run_agent "$RUN/disk.json" "$@"
 disk_rc=$?
-if [ -s "$RUN/disk.json" ]; then
-  disk_json=$(compact "$RUN/disk.json")
-else
-  disk_json="{\"command\":\"disk\",\"status\":\"failed\",\"exit_code\":$disk_rc,\"error\":\"the agent printed no result\"}"
-fi
+disk_json=$(run_result disk "$disk_rc")
 echo "airf: disks: exit $disk_rc" >&2
 # Overall: 0 when both are complete, 3 when both are whole but some sectors were unreadable,
 # else the first other failure (memory first).
