@@ -256,6 +256,9 @@ def main() -> int:
         print(f"generate.py: error: {e}", file=sys.stderr)
         return 1
     drift = False
+    for stray in sorted(set(HERE.glob("[0-9]-*.yaml")) - set(outputs)):
+        print(f"generate.py: error: {stray.relative_to(REPO)} has no source in {SRC.relative_to(REPO)}/", file=sys.stderr)
+        drift = True
     for path, text in outputs.items():
         rel = path.relative_to(REPO)
         old = path.read_text() if path.exists() else ""

@@ -13,7 +13,7 @@ MOTO_VERSION=5.1.22
 need_apt=()
 for pair in fls:sleuthkit mkfs.ext4:e2fsprogs zstd:zstd losetup:mount /usr/bin/time:time openssl:openssl \
             qemu-system-x86_64:qemu-system-x86 busybox:busybox-static cpio:cpio socat:socat \
-            file:file readelf:binutils; do
+            file:file readelf:binutils shellcheck:shellcheck; do
   cmd=${pair%%:*}; pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || [ -x "$cmd" ] || need_apt+=("$pkg")
 done
