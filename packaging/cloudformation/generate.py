@@ -16,9 +16,9 @@ the GENERATED header). Two directives, each alone on its line:
         3-security.yaml). The result is read back and must equal the file.
     <indent>Key: "@include-json-text <path from the repository root>"
         The JSON file on one line, as the text of Key, for a property that takes JSON as an
-        object or a string (the SSM documents in 4-member.yaml: as YAML their shell lines would
-        take a third more bytes, and the template would not fit the 51,200 bytes of an inline
-        template body). The text is read back and must parse to the file's JSON.
+        object or a string (the SSM documents in 4-member.yaml: as YAML they would take a quarter
+        more bytes, and the template would not fit the 51,200 bytes of an inline template body).
+        The text is read back and must parse to the file's JSON.
     <indent># @generate <name>
         The YAML that the function GENERATORS[name] returns, at that indent (the analysis
         subnets of 2-analysis.yaml).
