@@ -12,6 +12,8 @@ log "Step Functions workflow: asl-validator"
 "${AIRF_CACHE:-/opt/airf-cache}/node/node_modules/.bin/asl-validator" --json-path controller/workflow/airf-investigation.asl.json
 log "CloudFormation templates: drift, cfn-lint, checkov, IAM against the code"
 packaging/cloudformation/check.sh
+log "shellcheck: the SSM documents' script and documents, the repository's scripts"
+tests/scripts/shellcheck.sh
 log "cargo fmt --check"
 cargo fmt --all --check
 log "cargo clippy --all-targets -- -D warnings"

@@ -2,7 +2,8 @@
 # Checks airf's CloudFormation templates. Needs what tests/scripts/install-deps.sh installs
 # (cfn-lint, the AWS CLI's botocore, checkov in $AIRF_CACHE/checkov-venv). Runs every step, then
 # exits 1 if any failed:
-#   1. drift:    the committed templates equal generate.py's output from their sources
+#   1. drift:    the committed templates and SSM documents equal generate.py's output from
+#                their sources (src/, ssm-documents/src/)
 #   2. cfn-lint: no error in any template
 #   3. checkov:  no failed check in any template (suppressions live in the templates, each with
 #                its reason; checkov without a platform key reports no severities, so every
@@ -11,7 +12,7 @@
 #                (iam_check.py against controller/src and agent/src)
 #   5. tests:    iam_check.py's own tests (fixture controller, negative cases)
 set -uo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 AIRF_CACHE=${AIRF_CACHE:-/opt/airf-cache}
 CHECKOV=${CHECKOV:-$AIRF_CACHE/checkov-venv/bin/checkov}
 here=packaging/cloudformation

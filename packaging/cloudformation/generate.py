@@ -1,16 +1,24 @@
 #!/usr/bin/env python3
-"""Builds the committed CloudFormation templates from their sources, so they never drift.
+"""Builds the committed CloudFormation templates and SSM documents from their sources, so they
+never drift.
 
-    packaging/cloudformation/generate.py           # write the generated templates
+    packaging/cloudformation/generate.py           # write the generated templates and documents
     packaging/cloudformation/generate.py --check   # exit 1 (with a diff) if a committed one differs
 
-Sources live in src/. A template whose source has no directive is copied as is. Two directives,
-each alone on its line:
+The SSM documents ssm-documents/airf-acquire-*.json are built first, from ssm-documents/src/
+(ssm_documents.py says how), so the templates embed what is generated, not what is committed.
+
+Every template's source lives in src/. A source without a directive is copied as is (behind
+the GENERATED header). Two directives, each alone on its line:
 
     <indent>Key: "@include-json <path from the repository root>"
         The JSON file, loaded and written as YAML under Key (the Step Functions definition in
-        3-security.yaml, the SSM documents in 4-member.yaml). The result is read back and must
-        equal the file.
+        3-security.yaml). The result is read back and must equal the file.
+    <indent>Key: "@include-json-text <path from the repository root>"
+        The JSON file on one line, as the text of Key, for a property that takes JSON as an
+        object or a string (the SSM documents in 4-member.yaml: as YAML they would take a quarter
+        more bytes, and the template would not fit the 51,200 bytes of an inline template body).
+        The text is read back and must parse to the file's JSON.
     <indent># @generate <name>
         The YAML that the function GENERATORS[name] returns, at that indent (the analysis
         subnets of 2-analysis.yaml).
@@ -29,11 +37,13 @@ from pathlib import Path
 
 import yaml
 
+import ssm_documents
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 SRC = HERE / "src"
 
-INCLUDE = re.compile(r'^(?P<indent> *)(?P<key>[A-Za-z0-9]+): "@include-json (?P<path>[^"]+)"\s*$')
+INCLUDE = re.compile(r'^(?P<indent> *)(?P<key>[A-Za-z0-9]+): "@include-json(?P<text>-text)? (?P<path>[^"]+)"\s*$')
 GENERATE = re.compile(r"^(?P<indent> *)# @generate (?P<name>[a-z0-9-]+)\s*$")
 
 # ------------------------------------------------------------------ analysis subnets
@@ -141,7 +151,10 @@ def _header(src: Path, included: list[str]) -> list[str]:
     return lines
 
 
-def _load_include(rel: str) -> object:
+def _load_include(rel: str, generated: dict[str, str]) -> object:
+    """The JSON file `rel`: as this run generates it, else as it is on disk."""
+    if rel in generated:
+        return json.loads(generated[rel])
     path = REPO / rel
     if not path.is_file():
         raise GenerateError(
@@ -154,18 +167,24 @@ def _load_include(rel: str) -> object:
         raise GenerateError(f"{rel}: not valid JSON: {e}") from e
 
 
-def render(src: Path) -> tuple[str, dict[str, object]]:
-    """Returns the generated text and the included documents by path."""
+def render(src: Path, generated: dict[str, str]) -> tuple[str, dict[str, object]]:
+    """Returns the generated text and the included documents by path; `generated` holds the
+    files this run builds before the templates, by path from the repository root."""
     out: list[str] = []
     included: dict[str, object] = {}
     for lineno, line in enumerate(src.read_text().splitlines(), 1):
         if m := INCLUDE.match(line):
             indent, key, rel = m["indent"], m["key"], m["path"]
-            data = _load_include(rel)
+            data = _load_include(rel, generated)
             included[rel] = data
-            body = yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=100, allow_unicode=True)
-            out.append(f"{indent}{key}:")
-            out += [f"{indent}  {b}" if b else "" for b in body.splitlines()]
+            if m["text"]:
+                # A literal block: JSON needs no YAML escaping there.
+                out.append(f"{indent}{key}: |-")
+                out.append(f"{indent}  {json.dumps(data, separators=(',', ':'), ensure_ascii=False)}")
+            else:
+                body = yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=100, allow_unicode=True)
+                out.append(f"{indent}{key}:")
+                out += [f"{indent}  {b}" if b else "" for b in body.splitlines()]
         elif m := GENERATE.match(line):
             fn = GENERATORS.get(m["name"])
             if fn is None:
@@ -192,6 +211,11 @@ def _verify_roundtrip(name: str, text: str, included: dict[str, object]) -> None
 def _contains(node: object, wanted: object) -> bool:
     if _plain(node) == wanted:
         return True
+    if isinstance(node, str) and node.startswith("{"):
+        try:
+            return json.loads(node) == wanted
+        except json.JSONDecodeError:
+            return False
     if isinstance(node, dict):
         return any(_contains(v, wanted) for v in node.values())
     if isinstance(node, list):
@@ -210,9 +234,13 @@ def _plain(node: object) -> object:
 
 
 def build() -> dict[Path, str]:
-    outputs = {}
+    try:
+        outputs = ssm_documents.build(REPO)
+    except ssm_documents.DocumentError as e:
+        raise GenerateError(str(e)) from e
+    generated = {path.relative_to(REPO).as_posix(): text for path, text in outputs.items()}
     for src in sorted(SRC.glob("*.yaml")):
-        text, included = render(src)
+        text, included = render(src, generated)
         _verify_roundtrip(src.name, text, included)
         outputs[HERE / src.name] = text
     return outputs
@@ -228,6 +256,9 @@ def main() -> int:
         print(f"generate.py: error: {e}", file=sys.stderr)
         return 1
     drift = False
+    for stray in sorted(set(HERE.glob("[0-9]-*.yaml")) - set(outputs)):
+        print(f"generate.py: error: {stray.relative_to(REPO)} has no source in {SRC.relative_to(REPO)}/", file=sys.stderr)
+        drift = True
     for path, text in outputs.items():
         rel = path.relative_to(REPO)
         old = path.read_text() if path.exists() else ""
@@ -243,7 +274,7 @@ def main() -> int:
             print(f"wrote {rel}")
     if drift:
         print(
-            "generate.py: the committed templates differ from their sources; run packaging/cloudformation/generate.py",
+            "generate.py: the committed files differ from their sources; run packaging/cloudformation/generate.py",
             file=sys.stderr,
         )
         return 1
