@@ -8,9 +8,9 @@
 //! these lines and `Iomem` is lenient where this has to be exact: it cuts a name at a second
 //! `" : "` and reads `1000-1fff-77` as `1000-1fff`, so a malformed line can pass as
 //! "System RAM"; it counts one leading space as top level (depth is spaces / 2); it fails on a
-//! blank line; and any bad line fails the whole file as "Internal error: bug at <a procfs
-//! source file> (please report this procfs bug)", where the responder needs the line number and
-//! its text.
+//! blank line; and any bad line fails the whole file as `Internal error: bug at (a procfs
+//! source file) (please report this procfs bug)`, where the responder needs the line number
+//! and its text.
 
 use serde::{Deserialize, Serialize};
 
