@@ -1,11 +1,16 @@
 //! Facts about the machine being acquired: who it is, what kernel, since when.
 //!
+//! Boot id and uptime are read with `procfs`; the kernel release comes from `uname(2)`
+//! verbatim (procfs's `KernelVersion` keeps only the numbers, the manifest needs the exact
+//! release).
+//!
 //! EC2 identity comes from IMDSv2 with short timeouts, and only when the machine looks like EC2
 //! (DMI vendor or Xen UUID), when `AWS_EC2_METADATA_SERVICE_ENDPOINT` names an endpoint
 //! explicitly, and never when `AWS_EC2_METADATA_DISABLED=true`: off EC2 nothing is sent.
 
 use std::time::Duration;
 
+use procfs::Current;
 use serde::{Deserialize, Serialize};
 
 /// The host, as recorded in every manifest.
@@ -84,15 +89,26 @@ pub async fn gather() -> HostFacts {
         kernel_release: uname
             .map(|u| u.release().to_string_lossy().into_owned())
             .unwrap_or_default(),
-        boot_id: read_trimmed("/proc/sys/kernel/random/boot_id"),
-        uptime_seconds: read_trimmed("/proc/uptime")
-            .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok())),
+        boot_id: boot_id(),
+        uptime_seconds: uptime_seconds(),
         ec2: if imds_wanted() {
             ec2_identity().await
         } else {
             None
         },
     }
+}
+
+/// `/proc/sys/kernel/random/boot_id`, trimmed.
+fn boot_id() -> Option<String> {
+    procfs::sys::kernel::random::boot_id()
+        .ok()
+        .filter(|id| !id.is_empty())
+}
+
+/// The first number of `/proc/uptime`.
+fn uptime_seconds() -> Option<f64> {
+    procfs::Uptime::current().ok().map(|u| u.uptime)
 }
 
 fn read_trimmed(path: &str) -> Option<String> {
@@ -185,6 +201,15 @@ mod tests {
             Some("EC2E1916-9099-7CAF-FD21-012345ABCDEF")
         ));
         assert!(!looks_like_ec2(Some("QEMU"), Some("none"), None));
+    }
+
+    /// Every Linux host, container or not, has both; a missing one would vanish from every
+    /// manifest without an error.
+    #[test]
+    fn boot_id_and_uptime_are_read() {
+        let id = boot_id().unwrap();
+        assert_eq!(id.len(), 36, "{id:?}");
+        assert!(uptime_seconds().unwrap() > 0.0);
     }
 
     #[test]

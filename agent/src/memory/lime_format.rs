@@ -163,7 +163,7 @@ mod tests {
                 end: 0x9_ffff
             })
         );
-        let bytes = h.map(|h| h.encode()).unwrap_or_default();
+        let bytes = h.unwrap().encode();
         assert_eq!(
             bytes.get(..8),
             Some(&[0x45, 0x4d, 0x69, 0x4c, 1, 0, 0, 0][..])

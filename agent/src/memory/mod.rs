@@ -6,7 +6,7 @@
 //!   refused under lockdown *confidentiality* (allowed under *integrity*, which in turn refuses
 //!   unsigned modules such as LiME), so it goes first. See [`kcore`].
 //! - [`MemorySource::Lime`]: the LiME module, checked (SHA-256, vermagic) before it is loaded
-//!   and always unloaded after. See [`lime_module`].
+//!   and always unloaded after. See [`lime`].
 //!
 //! Both produce the same LiME-format stream (a 32-byte header per "System RAM" range of
 //! `/proc/iomem`, then its bytes), which goes through the same pipeline, sinks and manifest as
@@ -17,8 +17,8 @@ pub mod artifacts;
 pub mod content;
 pub mod iomem;
 pub mod kcore;
+pub mod lime;
 pub mod lime_format;
-pub mod lime_module;
 pub mod lockdown;
 
 use std::fs::File;
@@ -31,7 +31,7 @@ use crate::acquire::EvidenceProducer;
 use crate::source::resilient::BadRanges;
 use iomem::RamRange;
 use kcore::{KcoreError, KcoreProducer};
-use lime_module::{
+use lime::{
     LimeError, LimeModuleFacts, LimeProducer, LimeSession, LimeStreamProducer, LimeTimeouts,
 };
 
@@ -316,7 +316,7 @@ pub fn open_lime(
     let mut ko = Vec::new();
     file.read_to_end(&mut ko).map_err(read_err)?;
     // Load exactly the bytes that were checked: the same open file, from the start.
-    let facts = lime_module::check_module(&path, &ko, &sha, running_release)?;
+    let facts = lime::check_module(&path, &ko, &sha, running_release)?;
     let (session, stream): (LimeSession, _) = LimeSession::start(file, &facts, opts.timeouts)?;
     let facts = LimeModuleFacts {
         parameters: Some(session.parameters.clone()),

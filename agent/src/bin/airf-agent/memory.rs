@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use airf_agent::acquire::acquire;
 use airf_agent::manifest::SourceFacts;
-use airf_agent::memory::lime_module::LimeTimeouts;
+use airf_agent::memory::lime::LimeTimeouts;
 use airf_agent::memory::{
     self, LimeOptions, MemoryFacts, MemorySource, ScannedProducer, SourceChoice, artifacts,
     content, iomem,
