@@ -19,7 +19,7 @@ agent=$PWD/target/release/airf-agent
 work=$(mktemp -d /tmp/airf-demo.XXXXXX)
 loopdev=""
 cleanup() {
-  [ -n "$loopdev" ] && losetup -d "$loopdev" 2>/dev/null || true
+  if [ -n "$loopdev" ]; then losetup -d "$loopdev" 2>/dev/null || true; fi
   tests/scripts/garage.sh stop "$work/garage" 2>/dev/null || true
   rm -rf "$work"
 }
@@ -27,6 +27,7 @@ trap cleanup EXIT
 
 log "starting Garage (S3-compatible) on 127.0.0.1"
 tests/scripts/garage.sh start "$work/garage" >/dev/null
+# shellcheck source=/dev/null  # written at run time by garage.sh start
 . "$work/garage/env"
 
 log "making a 64 MiB ext4 disk with a few files on a loop device"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the static builds: the musl target, musl-gcc for C dependencies (aws-lc), and a
 # fully static link. Sets $target.
 target=x86_64-unknown-linux-musl

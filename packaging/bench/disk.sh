@@ -31,11 +31,13 @@ sparse=$work/sparse-40g.img
 tests/scripts/garage.sh stop "$work/garage" 2>/dev/null || true
 rm -rf "$work/garage"
 tests/scripts/garage.sh start "$work/garage" >/dev/null
+# shellcheck source=/dev/null  # written at run time by garage.sh start
 . "$work/garage/env"
 trap 'tests/scripts/garage.sh stop "$work/garage" 2>/dev/null || true' EXIT
 b=s3://$AIRF_TEST_BUCKET/bench
 
 results=()
+declare -A mbs_of=()  # MB/s by measurement name
 # measure NAME COMMAND...: runs under /usr/bin/time -v, records seconds and peak RSS.
 measure() {
   local name=$1; shift
@@ -52,7 +54,7 @@ measure() {
   cpu=$(awk -F: '/User time|System time/ {t += $2} END {printf "%.1f", t}' "$work/time.$name")
   printf '%-40s %8s s %6s MB/s %6s CPU-s %5s MiB peak RSS\n' "$name" "$secs" "$mbs" "$cpu" "$((rss / 1024))"
   results+=("$name=$mbs")
-  eval "mbs_${name//[^a-zA-Z0-9]/_}=$mbs"
+  mbs_of[$name]=$mbs
 }
 
 log "source: $src ($bytes bytes); server: Garage on 127.0.0.1; $(nproc) cores"
@@ -71,8 +73,8 @@ bytes=$bytes_saved
 agent_rss=$(awk -F: '/Maximum resident/ {gsub(/ /,"",$2); print $2}' "$work/time.g_agent_to_garage")
 agent_rss40=$(awk -F: '/Maximum resident/ {gsub(/ /,"",$2); print $2}' "$work/time.i_agent_40GiB_sparse_to_garage")
 
-python3 - "$mbs_a_cat_read_limit" "$mbs_b_zstd_T0_level1" "$mbs_h_openssl_sha256" "$mbs_e_server_ingest_awscli" \
-  "$mbs_f_agent_pipeline_to_devnull" "$mbs_g_agent_to_garage" "$mbs_d_naive_zstd_awscli" "$mbs_c_original_gzip_tee_awscli" \
+python3 - "${mbs_of[a_cat_read_limit]}" "${mbs_of[b_zstd_T0_level$level]}" "${mbs_of[h_openssl_sha256]}" "${mbs_of[e_server_ingest_awscli]}" \
+  "${mbs_of[f_agent_pipeline_to_devnull]}" "${mbs_of[g_agent_to_garage]}" "${mbs_of[d_naive_zstd_awscli]}" "${mbs_of[c_original_gzip_tee_awscli]}" \
   "$agent_rss" "$agent_rss40" <<'PY'
 import sys
 a, b, h, e, f, g, d, c, rss, rss40 = map(float, sys.argv[1:])

@@ -30,6 +30,7 @@ if [ ! -x "$avml" ]; then
 fi
 
 # In the guest: each tool once, one after the other, measured with busybox time -v.
+# shellcheck disable=SC2016  # the guest shell expands it
 guest_script='
 ram=0
 for r in $(grep "^[0-9a-f].* : System RAM$" /proc/iomem | cut -d" " -f1); do

@@ -10,6 +10,7 @@
 # /opt/airf-cache/garage) or $AIRF_GARAGE.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source-path=SCRIPTDIR  # $here is the script's directory
 . "$here/lib.sh"
 
 GARAGE=${AIRF_GARAGE:-$AIRF_CACHE/garage/bin/garage}
@@ -18,7 +19,7 @@ KEY_ID=GK00000000000000000000a1f0
 SECRET=1111111111111111111111111111111111111111111111111111111111111111
 
 cmd=${1:-}; dir=${2:-}
-[ -n "$cmd" ] && [ -n "$dir" ] || die "usage: garage.sh start|stop|restart DIR"
+if [ -z "$cmd" ] || [ -z "$dir" ]; then die "usage: garage.sh start|stop|restart DIR"; fi
 [ -x "$GARAGE" ] || die "garage not found at $GARAGE; run tests/scripts/install-deps.sh"
 g() { "$GARAGE" -c "$dir/garage.toml" "$@"; }
 

@@ -4,6 +4,7 @@
 # it is built once into /opt/airf-cache/garage and reused).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source-path=SCRIPTDIR  # $here is the script's directory
 . "$here/lib.sh"
 
 GARAGE_VERSION=2.5.0
@@ -38,7 +39,7 @@ install_python_tools() {
      || ! command -v cfn-lint >/dev/null 2>&1; then
     log "pip install moto[server] awscli cfn-lint"
     python3 -m pip install -q "moto[server]==$MOTO_VERSION" awscli cfn-lint
-    command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+    if command -v pyenv >/dev/null 2>&1; then pyenv rehash || true; fi
   fi
 
   # checkov (packaging/cloudformation/check.sh) in its own venv: it pins an older boto3 than moto and awscli use.

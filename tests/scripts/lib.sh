@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for airf's test and demo scripts. Source it; do not run it.
 
 AIRF_CACHE=${AIRF_CACHE:-/opt/airf-cache}

@@ -7,11 +7,12 @@
 #   moto.sh stop DIR
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source-path=SCRIPTDIR  # $here is the script's directory
 . "$here/lib.sh"
 
 BUCKET=${AIRF_TEST_BUCKET:-evidence}
 cmd=${1:-}; dir=${2:-}
-[ -n "$cmd" ] && [ -n "$dir" ] || die "usage: moto.sh start|stop DIR"
+if [ -z "$cmd" ] || [ -z "$dir" ]; then die "usage: moto.sh start|stop DIR"; fi
 MOTO=${AIRF_MOTO:-$(command -v moto_server || true)}
 
 case "$cmd" in

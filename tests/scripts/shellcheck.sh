@@ -3,26 +3,11 @@
 #   1. the SSM documents' one script, ssm-documents/src/airf-run.sh, and the shell step of each
 #      committed document as SSM writes it to _script.sh (the lines generate.py chose for that
 #      document), as POSIX sh: /bin/sh is dash on Debian and Ubuntu, bash on Amazon Linux;
-#   2. every other shell script in the repository, except those in NOT_YET_CLEAN.
+#   2. every other shell script in the repository.
 # Every finding fails, notes and style included.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . tests/scripts/lib.sh
-
-# Scripts that still have findings; remove one from here once shellcheck passes on it.
-NOT_YET_CLEAN=(
-  packaging/bench/disk.sh
-  packaging/bench/memory.sh
-  packaging/demo.sh
-  packaging/musl-toolchain.sh
-  tests/scripts/garage.sh
-  tests/scripts/install-deps.sh
-  tests/scripts/lib.sh
-  tests/scripts/moto.sh
-  tests/vm/prepare.sh
-  tests/vm/run.sh
-  tests/vm/selftest.sh
-)
 
 command -v shellcheck >/dev/null 2>&1 || die "shellcheck missing: run tests/scripts/install-deps.sh"
 failed=0
@@ -49,13 +34,9 @@ done
 log "shellcheck: the repository's other scripts"
 others=()
 while IFS= read -r script; do
-  skip=0
-  for unclean in "${NOT_YET_CLEAN[@]}" ssm-documents/src/airf-run.sh; do
-    [ "$script" != "$unclean" ] || skip=1
-  done
-  [ "$skip" = 1 ] || others+=("$script")
+  [ "$script" = ssm-documents/src/airf-run.sh ] || others+=("$script")
 done < <(find packaging tests ssm-documents vendor-lime .ci -name '*.sh' -type f | sort)
 check -x "${others[@]}"
 
 [ "$failed" = 0 ] || die "shellcheck found problems (above)"
-log "shellcheck: clean (${#others[@]} scripts, the SSM documents' script and its documents; ${#NOT_YET_CLEAN[@]} not yet checked)"
+log "shellcheck: clean (${#others[@]} scripts, the SSM documents' script and its documents)"

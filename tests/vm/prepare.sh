@@ -131,7 +131,7 @@ else
   # ---- base initramfs: busybox + base modules --------------------------------
   log "building base initramfs"
   broot=$(mktemp -d "$vm/broot.XXXXXX")
-  mkdir -p "$broot"/{bin,sbin,usr/bin,usr/sbin,etc/airf,proc,sys,dev,tmp,root,run,mnt,lib/modules/$release}
+  mkdir -p "$broot"/{bin,sbin,usr/bin,usr/sbin,etc/airf,proc,sys,dev,tmp,root,run,mnt,lib/modules/"$release"}
   cp /bin/busybox "$broot/bin/busybox"
   : >"$broot/etc/airf/modules.load"
   for m in "${BASE_MODULES[@]}"; do

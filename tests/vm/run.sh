@@ -82,11 +82,12 @@ rdir=$vm/$release
 # ---- work dir -------------------------------------------------------------------
 work=$(mktemp -d "${TMPDIR:-/tmp}/airf-vm.XXXXXX")
 qpid="" tailpid=""
+# shellcheck disable=SC2317  # called by the EXIT trap (shellcheck#2542: the final `exit` hides that)
 cleanup() {
   local rc=$?
   # qpid is `timeout`, which forwards TERM to qemu
   if [[ -n $qpid ]]; then kill -TERM "$qpid" 2>/dev/null || true; wait "$qpid" 2>/dev/null || true; fi
-  [[ -n $tailpid ]] && kill "$tailpid" 2>/dev/null || true
+  if [[ -n $tailpid ]]; then kill "$tailpid" 2>/dev/null || true; fi
   if [[ $keep == 1 ]]; then echo "tests/vm/run.sh: work dir kept: $work" >&2; else rm -rf "$work"; fi
   exit "$rc"
 }

@@ -25,7 +25,7 @@ check() { local name=$1; shift; if "$@"; then ok "$name"; else ko "$name"; fi; }
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/airf-vm-selftest.XXXXXX")
 http_pid=""
 cleanup() {
-  [[ -n $http_pid ]] && kill "$http_pid" 2>/dev/null || true
+  if [[ -n $http_pid ]]; then kill "$http_pid" 2>/dev/null || true; fi
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -53,6 +53,7 @@ val() { sed -n "s/^$2=//p" "$tmp/$1.out" | head -n1; }  # val BOOT KEY
 
 # ---- boot 1: basics -------------------------------------------------------------
 echo 'file-from-host' >"$tmp/hello.txt"
+# shellcheck disable=SC2016  # the guest shell expands the single-quoted command
 boot basic --env "AIRF_SELFTEST=it's a \"quoted\" value" --file "$tmp/hello.txt:/opt/airf/hello.txt" -- '
 echo "uname=$(uname -r)"
 [ -e /proc/kcore ] && echo kcore=exists
@@ -135,6 +136,7 @@ if ! "$cc" -static -O2 -o "$tmp/sectread" "$tmp/sectread.c" 2>"$tmp/cc.log"; the
 fi
 head -c $((4 * 1024 * 1024)) /dev/urandom >"$tmp/disk.img"
 good_sum=$(dd if="$tmp/disk.img" bs=512 skip=2047 count=1 2>/dev/null | sha256sum | cut -d' ' -f1)
+# shellcheck disable=SC2016  # the guest shell expands the single-quoted command
 boot disk --disk "$tmp/disk.img,blkdebug-eio=2048" --file "$tmp/sectread:/bin/sectread" -- '
 for s in 2047 2048 2049; do echo "direct$s=$(sectread /dev/vda $s)"; done
 if dd if=/dev/vda of=/dev/null bs=512 skip=2048 count=1 2>/tmp/e; then echo bad=read-ok; else echo "bad=$(head -n1 /tmp/e)"; fi
@@ -155,6 +157,7 @@ check "(5) whole-disk read fails" has disk '^whole=fail$'
 # LiME's sends raise SIGPIPE in the insmod process when the reader hangs up
 # early (the module still loads), so the first insmod ignores SIGPIPE.
 # 127.0.0.1:4444 in /proc/net/tcp is 0100007F:115C, state 0A = LISTEN.
+# shellcheck disable=SC2016  # the guest shell expands the single-quoted command
 boot lime --mem 128M --file "$lime_ko:/root/lime.ko" -- '
 wait_listen() { i=0; while ! grep -q "0100007F:115C 00000000:0000 0A" /proc/net/tcp; do
   i=$((i+1)); [ $i -gt 300 ] && { echo "lime never listened"; return 1; }; sleep 0.1; done; }
