@@ -4,6 +4,12 @@
 //! Servers are started by `tests/scripts/{garage,moto}.sh`, one per test, on free loopback
 //! ports, and stopped when the handle drops. Everything here fails loudly with the command that
 //! fixes it (usually `tests/scripts/install-deps.sh`), never skips.
+//!
+//! Beside the servers, loop devices and agent runs here: [`emulator`] (the controller's AWS
+//! world in moto), [`workflow_runner`] (the workflow run by an ASL interpreter),
+//! [`ssm_run_command`] (SSM Run Command played on this machine), [`vm`] (a QEMU guest),
+//! [`slow_link`] (a throttling proxy) and [`s3api_listing`] (the AWS CLI's listings, read
+//! strictly). `tests/README.md` says which suite uses what.
 
 pub mod emulator;
 pub mod s3api_listing;
