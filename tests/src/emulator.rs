@@ -2,11 +2,6 @@
 //! IAM roles and instance profiles, SNS topics read back through SQS, the repository's state
 //! machine, and instances with volumes; the controller's handler runs against it.
 
-#![expect(
-    clippy::indexing_slicing,
-    reason = "serde_json::Value indexing yields Null, it never panics"
-)]
-
 use airf_controller::aws::AwsCloud;
 use airf_controller::{Config, handle};
 use anyhow::{Context, Result};
@@ -18,43 +13,84 @@ use std::collections::BTreeMap;
 
 use crate::{S3Server, ServerKind, repo_root};
 
+/// moto's account: every resource and ARN the emulator makes is in it.
 pub const ACCOUNT: &str = "123456789012";
+/// The region of every client, and of the evidence bucket.
 pub const REGION: &str = "us-east-1";
+/// The handler's clock, fixed so that the tags and names it writes can be compared exactly.
 pub const NOW: &str = "2026-11-29T18:00:00Z";
 
 /// moto with the controller's world in it, and the controller's handler pointed at it.
 #[derive(Debug)]
 pub struct Emulator {
-    /// server.
+    /// moto itself: the AWS APIs, the evidence bucket, and in its `env` the
+    /// `AIRF_SSM_OUTPUT_DIR` where [`Emulator::answer_command`] leaves command results.
     pub server: S3Server,
-    /// rt.
+    /// Runs the SDK calls; the helpers block on it so that tests stay synchronous.
     pub rt: tokio::runtime::Runtime,
-    /// ec2.
+    // Clients on moto for the tests' own set-up and checks, beside the handler's `cloud`.
     pub ec2: aws_sdk_ec2::Client,
-    /// iam.
     pub iam: aws_sdk_iam::Client,
-    /// sqs.
     pub sqs: aws_sdk_sqs::Client,
-    /// sfn.
     pub sfn: aws_sdk_sfn::Client,
-    /// autoscaling.
     pub autoscaling: aws_sdk_autoscaling::Client,
-    /// elb.
     pub elb: aws_sdk_elasticloadbalancingv2::Client,
-    /// cloud.
+    /// The handler's AWS access, built as the Lambda builds it (S3 path-style: moto is on an IP).
     pub cloud: AwsCloud,
-    /// config.
+    /// The handler's configuration, read from the variables the Lambda would have.
     pub config: Config,
-    /// state machine.
+    /// ARN of the repository's state machine in moto, where `start` begins executions.
     pub state_machine: String,
-    /// queues.
+    /// SQS queues subscribed to the incident and the chat topic, in that order.
     pub queues: Vec<String>,
-    /// vpc.
+    /// moto's default VPC, its first subnet and that subnet's availability zone: where
+    /// instances and volumes are made.
     pub vpc: String,
-    /// subnet.
     pub subnet: String,
-    /// az.
     pub az: String,
+}
+
+/// The repository's workflow definition with the controller's Lambda ARN filled in.
+pub(crate) fn workflow_definition() -> Result<String> {
+    let path = repo_root().join("controller/workflow/airf-investigation.asl.json");
+    let definition =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(definition.replace(
+        "${ControllerFunctionArn}",
+        &format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:airf-controller"),
+    ))
+}
+
+/// An SNS topic with an SQS queue subscribed to it, so what is published can be read back:
+/// (topic ARN, queue URL).
+async fn topic_with_queue(
+    sns: &aws_sdk_sns::Client,
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+) -> Result<(String, String)> {
+    let topic = sns
+        .create_topic()
+        .name(name)
+        .send()
+        .await?
+        .topic_arn()
+        .context("topic arn")?
+        .to_owned();
+    let queue = sqs
+        .create_queue()
+        .queue_name(name)
+        .send()
+        .await?
+        .queue_url()
+        .context("queue url")?
+        .to_owned();
+    sns.subscribe()
+        .topic_arn(&topic)
+        .protocol("sqs")
+        .endpoint(format!("arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"))
+        .send()
+        .await?;
+    Ok((topic, queue))
 }
 
 fn role_policy() -> String {
@@ -64,7 +100,8 @@ fn role_policy() -> String {
 }
 
 impl Emulator {
-    /// Starts moto and creates roles, profiles, topics (with SQS subscribers) and the state machine.
+    /// Starts moto and creates roles, profiles, topics (with SQS subscribers) and the state
+    /// machine.
     pub fn start(member_accounts: &str) -> Result<Self> {
         let server = S3Server::start(ServerKind::Moto)?;
         let endpoint = server.endpoint()?;
@@ -81,7 +118,7 @@ impl Emulator {
         let sns = aws_sdk_sns::Client::new(&sdk);
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let sfn = aws_sdk_sfn::Client::new(&sdk);
-        let (state_machine, topics, queues, vpc, subnet, az) = rt.block_on(async {
+        let (state_machine, incident, chat, vpc, subnet, az) = rt.block_on(async {
             for (role, profile) in [
                 ("AirfControllerAccess", None),
                 (
@@ -108,46 +145,12 @@ impl Emulator {
                         .await?;
                 }
             }
-            let mut topics = Vec::new();
-            let mut queues = Vec::new();
-            for name in ["airf-incident", "airf-chat"] {
-                let topic = sns
-                    .create_topic()
-                    .name(name)
-                    .send()
-                    .await?
-                    .topic_arn()
-                    .context("topic arn")?
-                    .to_owned();
-                let queue = sqs
-                    .create_queue()
-                    .queue_name(name)
-                    .send()
-                    .await?
-                    .queue_url()
-                    .context("queue url")?
-                    .to_owned();
-                let arn = format!("arn:aws:sqs:{REGION}:{ACCOUNT}:{name}");
-                sns.subscribe()
-                    .topic_arn(&topic)
-                    .protocol("sqs")
-                    .endpoint(arn)
-                    .send()
-                    .await?;
-                topics.push(topic);
-                queues.push(queue);
-            }
-            let definition = std::fs::read_to_string(
-                repo_root().join("controller/workflow/airf-investigation.asl.json"),
-            )?
-            .replace(
-                "${ControllerFunctionArn}",
-                &format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:airf-controller"),
-            );
+            let incident = topic_with_queue(&sns, &sqs, "airf-incident").await?;
+            let chat = topic_with_queue(&sns, &sqs, "airf-chat").await?;
             let state_machine = sfn
                 .create_state_machine()
                 .name("airf-investigation")
-                .definition(definition)
+                .definition(workflow_definition()?)
                 .role_arn(format!("arn:aws:iam::{ACCOUNT}:role/airf-workflow"))
                 .send()
                 .await?
@@ -170,18 +173,12 @@ impl Emulator {
             let first = subnets.subnets().first().context("no subnet")?;
             let subnet = first.subnet_id().context("subnet id")?.to_owned();
             let az = first.availability_zone().context("az")?.to_owned();
-            anyhow::Ok((state_machine, topics, queues, vpc, subnet, az))
+            anyhow::Ok((state_machine, incident, chat, vpc, subnet, az))
         })?;
         let vars: BTreeMap<&str, String> = BTreeMap::from([
             ("AIRF_STATE_MACHINE_ARN", state_machine.clone()),
-            (
-                "AIRF_INCIDENT_TOPIC_ARN",
-                topics.first().cloned().unwrap_or_default(),
-            ),
-            (
-                "AIRF_CHAT_TOPIC_ARN",
-                topics.get(1).cloned().unwrap_or_default(),
-            ),
+            ("AIRF_INCIDENT_TOPIC_ARN", incident.0),
+            ("AIRF_CHAT_TOPIC_ARN", chat.0),
             ("AIRF_EVIDENCE_BUCKET", server.bucket.clone()),
             ("AIRF_EVIDENCE_REGION", REGION.to_owned()),
             ("AIRF_ARTIFACT_BUCKET", "artifacts".to_owned()),
@@ -204,7 +201,7 @@ impl Emulator {
             cloud,
             config,
             state_machine,
-            queues,
+            queues: vec![incident.1, chat.1],
             vpc,
             subnet,
             az,
@@ -271,16 +268,16 @@ impl Emulator {
                 .filters(filter)
                 .send(),
         ))?;
-        Ok(out
-            .snapshots()
+        out.snapshots()
             .iter()
             .map(|s| {
-                (
-                    s.snapshot_id().unwrap_or_default().to_owned(),
-                    s.volume_id().unwrap_or_default().to_owned(),
-                )
+                let id = s.snapshot_id().context("a snapshot without an id")?;
+                let volume = s
+                    .volume_id()
+                    .with_context(|| format!("snapshot {id} names no volume"))?;
+                Ok((id.to_owned(), volume.to_owned()))
             })
-            .collect())
+            .collect()
     }
 
     /// Security groups with this name.
@@ -337,7 +334,7 @@ impl Emulator {
             .collect())
     }
 
-    /// DescribeInstances.
+    /// The instance as DescribeInstances shows it; an error once it is gone.
     pub fn describe(&self, id: &str) -> Result<ec2t::Instance> {
         let out = self
             .rt
@@ -371,7 +368,7 @@ impl Emulator {
             .map(|arn| arn.rsplit('/').next().unwrap_or(arn).to_owned()))
     }
 
-    /// Calls the handler.
+    /// Calls the handler as the Lambda runtime would, with the emulator's clock.
     pub fn invoke(&self, payload: Value) -> airf_controller::Result<Value> {
         self.rt
             .block_on(handle(&self.cloud, &self.config, payload, NOW))
@@ -399,15 +396,25 @@ impl Emulator {
                     .execution_arn(e.execution_arn())
                     .send(),
             )?;
-            found.push((
-                e.name().to_owned(),
-                d.input().unwrap_or_default().to_owned(),
-            ));
+            let input = d
+                .input()
+                .with_context(|| format!("execution {} has no input", e.name()))?;
+            found.push((e.name().to_owned(), input.to_owned()));
         }
         Ok(found)
     }
 
-    /// SNS messages delivered so far: (topic queue index, subject, message).
+    /// The input of the one execution begun so far.
+    pub fn only_execution_input(&self) -> Result<Value> {
+        let executions = self.executions()?;
+        let [(_, input)] = executions.as_slice() else {
+            anyhow::bail!("expected one execution, found {executions:?}");
+        };
+        Ok(serde_json::from_str(input)?)
+    }
+
+    /// SNS messages delivered since the last call, which consumes them: (index of the topic's
+    /// queue in `queues`, subject or "" when it has none, message).
     pub fn messages(&self) -> Result<Vec<(usize, String, String)>> {
         let mut found = Vec::new();
         for (i, q) in self.queues.iter().enumerate() {
@@ -423,17 +430,24 @@ impl Emulator {
                     break;
                 }
                 for m in out.messages() {
-                    let envelope: Value = serde_json::from_str(m.body().unwrap_or("{}"))?;
-                    found.push((
-                        i,
-                        envelope["Subject"].as_str().unwrap_or("").to_owned(),
-                        envelope["Message"].as_str().unwrap_or("").to_owned(),
-                    ));
+                    let body = m.body().context("an SQS message without a body")?;
+                    let envelope: Value = serde_json::from_str(body)
+                        .with_context(|| format!("not an SNS envelope: {body}"))?;
+                    // SNS leaves Subject out when the publisher gave none.
+                    let subject = envelope.get("Subject").and_then(Value::as_str);
+                    let message = envelope
+                        .get("Message")
+                        .and_then(Value::as_str)
+                        .with_context(|| format!("an SNS envelope without a message: {body}"))?;
+                    found.push((i, subject.unwrap_or("").to_owned(), message.to_owned()));
+                    let receipt = m
+                        .receipt_handle()
+                        .context("an SQS message without a receipt handle")?;
                     self.rt.block_on(
                         self.sqs
                             .delete_message()
                             .queue_url(q)
-                            .receipt_handle(m.receipt_handle().unwrap_or(""))
+                            .receipt_handle(receipt)
                             .send(),
                     )?;
                 }
@@ -445,16 +459,26 @@ impl Emulator {
     /// An EventBridge tag-change event for the instance.
     pub fn tag_event(&self, id: &str, value: &str) -> Value {
         json!({
-            "version": "0", "id": format!("evt-{id}-{value}"), "detail-type": "Tag Change on Resource",
-            "source": "aws.tag", "account": ACCOUNT, "time": "2026-11-29T17:59:30Z", "region": REGION,
+            "version": "0",
+            "id": format!("evt-{id}-{value}"),
+            "detail-type": "Tag Change on Resource",
+            "source": "aws.tag",
+            "account": ACCOUNT,
+            "time": "2026-11-29T17:59:30Z",
+            "region": REGION,
             "resources": [format!("arn:aws:ec2:{REGION}:{ACCOUNT}:instance/{id}")],
-            "detail": {"changed-tag-keys": ["SecurityIncidentStatus"], "service": "ec2",
-                       "resource-type": "instance", "version": 2,
-                       "tags": {"SecurityIncidentStatus": value, "Name": "web-1"}}
+            "detail": {
+                "changed-tag-keys": ["SecurityIncidentStatus"],
+                "service": "ec2",
+                "resource-type": "instance",
+                "version": 2,
+                "tags": {"SecurityIncidentStatus": value, "Name": "web-1"}
+            }
         })
     }
 
-    /// Plays the instance's side of a command: the document's stdout, as SSM would keep it.
+    /// Plays the instance's side of a command: its status and the document's output, for
+    /// moto_aws.py's GetCommandInvocation to return.
     pub fn answer_command(
         &self,
         command_id: &str,
@@ -475,138 +499,8 @@ impl Emulator {
     }
 }
 
-/// What a workflow run did.
-#[derive(Debug)]
-pub struct WorkflowRun {
-    /// `{"status": "SUCCEEDED", "output": ...}` or `{"status": "FAILED", "error": ..., "cause": ...}`.
-    pub outcome: Value,
-    /// The `action` of every Task invocation, in order.
-    pub actions: Vec<String>,
-}
-
-/// Reads one HTTP/1.1 request's body (Content-Length framed).
-fn read_body(stream: &mut std::net::TcpStream) -> Result<Vec<u8>> {
-    use std::io::{BufRead, Read};
-    let mut reader = std::io::BufReader::new(stream);
-    let mut length = 0usize;
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    loop {
-        line.clear();
-        reader.read_line(&mut line)?;
-        if line.trim().is_empty() {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':')
-            && k.eq_ignore_ascii_case("content-length")
-        {
-            length = v.trim().parse()?;
-        }
-    }
-    let mut body = vec![0u8; length];
-    reader.read_exact(&mut body)?;
-    Ok(body)
-}
-
-impl Emulator {
-    /// Runs the repository's workflow definition with `input` in aws-local-stepfunctions
-    /// (tests/workflow/run-local.cjs), every Task state invoking this emulator's handler.
-    /// `instance_side(kind, command_id)` plays the instance after each `acquire`.
-    pub fn run_workflow(
-        &self,
-        input: &Value,
-        instance_side: impl Fn(&str, &str) -> Result<()> + Sync,
-    ) -> Result<WorkflowRun> {
-        use std::io::Write;
-        let work = tempfile::tempdir()?;
-        let definition = std::fs::read_to_string(
-            repo_root().join("controller/workflow/airf-investigation.asl.json"),
-        )?
-        .replace(
-            "${ControllerFunctionArn}",
-            &format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:airf-controller"),
-        );
-        let (def_path, input_path) = (
-            work.path().join("definition.json"),
-            work.path().join("input.json"),
-        );
-        std::fs::write(&def_path, definition)?;
-        std::fs::write(&input_path, input.to_string())?;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        let port = listener.local_addr()?.port();
-        let done = std::sync::atomic::AtomicBool::new(false);
-        let actions = std::sync::Mutex::new(Vec::new());
-        let output = std::thread::scope(|scope| {
-            scope.spawn(|| {
-                for stream in listener.incoming() {
-                    if done.load(std::sync::atomic::Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(mut stream) = stream else { continue };
-                    let answer = match read_body(&mut stream).and_then(|b| Ok(serde_json::from_slice::<Value>(&b)?)) {
-                        Err(e) => json!({"errorType": "Test.Harness", "errorMessage": e.to_string()}),
-                        Ok(payload) => {
-                            let action = payload["action"].as_str().unwrap_or("").to_owned();
-                            if let Ok(mut a) = actions.lock() {
-                                a.push(action.clone());
-                            }
-                            match self.invoke(payload.clone()) {
-                                Ok(result) => {
-                                    let played = if action == "acquire" {
-                                        instance_side(payload["kind"].as_str().unwrap_or(""), result["command_id"].as_str().unwrap_or(""))
-                                    } else {
-                                        Ok(())
-                                    };
-                                    match played {
-                                        Ok(()) => json!({ "result": result }),
-                                        Err(e) => json!({"errorType": "Test.InstanceSide", "errorMessage": e.to_string()}),
-                                    }
-                                }
-                                Err(e) => json!({"errorType": e.kind().error_type(), "errorMessage": e.to_string()}),
-                            }
-                        }
-                    };
-                    let body = answer.to_string();
-                    let _ = write!(
-                        stream,
-                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                }
-            });
-            let out = std::process::Command::new("node")
-                .arg(repo_root().join("tests/workflow/run-local.cjs"))
-                .arg(&def_path)
-                .arg(&input_path)
-                .arg(port.to_string())
-                .output();
-            done.store(true, std::sync::atomic::Ordering::SeqCst);
-            let _ = std::net::TcpStream::connect(("127.0.0.1", port));
-            out
-        })?;
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let line = stdout.lines().last().unwrap_or("");
-        let outcome: Value = serde_json::from_str(line).with_context(|| {
-            format!(
-                "tests/workflow/run-local.cjs printed no result (run tests/scripts/install-deps.sh):\n{stdout}\n{}",
-                String::from_utf8_lossy(&output.stderr)
-            )
-        })?;
-        let actions = actions.into_inner().unwrap_or_default();
-        Ok(WorkflowRun { outcome, actions })
-    }
-
-    /// The input of the one execution `start` began.
-    pub fn only_execution_input(&self) -> Result<Value> {
-        let executions = self.executions()?;
-        let [(_, input)] = executions.as_slice() else {
-            anyhow::bail!("expected one execution, found {executions:?}");
-        };
-        Ok(serde_json::from_str(input)?)
-    }
-}
-
-/// Runs a workflow step as the state machine's Task state would: `{"action": ..., case_id, subject}`.
+/// A workflow step's payload as the state machine's Task state builds it:
+/// `{"action": ..., "case_id": ..., "subject": ...}` and the fields of `extra`.
 pub fn step(action: &str, case_id: &str, subject: &Value, extra: Value) -> Value {
     let mut p = json!({"action": action, "case_id": case_id, "subject": subject});
     if let (Some(p), Some(extra)) = (p.as_object_mut(), extra.as_object()) {

@@ -4,10 +4,19 @@
 //! Servers are started by `tests/scripts/{garage,moto}.sh`, one per test, on free loopback
 //! ports, and stopped when the handle drops. Everything here fails loudly with the command that
 //! fixes it (usually `tests/scripts/install-deps.sh`), never skips.
+//!
+//! Beside the servers, loop devices and agent runs here: [`emulator`] (the controller's AWS
+//! world in moto), [`workflow_runner`] (the workflow run by an ASL interpreter),
+//! [`ssm_run_command`] (SSM Run Command played on this machine), [`vm`] (a QEMU guest),
+//! [`slow_link`] (a throttling proxy) and [`s3api_listing`] (the AWS CLI's listings, read
+//! strictly). `tests/README.md` says which suite uses what.
 
 pub mod emulator;
+pub mod s3api_listing;
 pub mod slow_link;
+pub mod ssm_run_command;
 pub mod vm;
+pub mod workflow_runner;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -38,7 +47,8 @@ pub fn agent_bin() -> Result<PathBuf> {
         }
     }
     bail!(
-        "airf-agent is not built; run `cargo build --release -p airf-agent` (the README's test command does)"
+        "airf-agent is not built; run `cargo build --release -p airf-agent` \
+         (the README's test command does)"
     )
 }
 
@@ -179,7 +189,7 @@ impl S3Server {
         .map(|_| ())
     }
 
-    /// Every key under `prefix`.
+    /// Every key under `prefix`; an error, never an empty list, when the listing cannot be read.
     pub fn keys(&self, prefix: &str) -> Result<Vec<String>> {
         let out = self.aws(&[
             "s3api",
@@ -191,19 +201,12 @@ impl S3Server {
             "--output",
             "json",
         ])?;
-        let v: serde_json::Value =
-            serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
-        Ok(v.get("Contents")
-            .and_then(|c| c.as_array())
-            .map(|a| {
-                a.iter()
-                    .filter_map(|o| o.get("Key").and_then(|k| k.as_str()).map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default())
+        s3api_listing::object_keys(&out.stdout)
+            .with_context(|| format!("listing s3://{}/{prefix}", self.bucket))
     }
 
-    /// Multipart uploads still open in the bucket.
+    /// The ids of the multipart uploads still open in the bucket; an error, never an empty
+    /// list, when the listing cannot be read.
     pub fn open_uploads(&self) -> Result<Vec<String>> {
         let out = self.aws(&[
             "s3api",
@@ -213,20 +216,8 @@ impl S3Server {
             "--output",
             "json",
         ])?;
-        let v: serde_json::Value =
-            serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
-        Ok(v.get("Uploads")
-            .and_then(|c| c.as_array())
-            .map(|a| {
-                a.iter()
-                    .filter_map(|o| {
-                        o.get("UploadId")
-                            .and_then(|k| k.as_str())
-                            .map(str::to_owned)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default())
+        s3api_listing::upload_ids(&out.stdout)
+            .with_context(|| format!("listing the open uploads of {}", self.bucket))
     }
 }
 
@@ -310,18 +301,25 @@ pub struct AgentRun {
     pub json: serde_json::Value,
 }
 
+impl AgentRun {
+    /// The run that ended with `out`. A failure before the agent could say anything (a usage
+    /// error, a crash) leaves `json` Null, which no check on a field accepts.
+    pub fn from_output(out: &Output) -> Self {
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let json = serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null);
+        Self {
+            code: out.status.code().unwrap_or(-1),
+            stdout,
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            json,
+        }
+    }
+}
+
 /// Runs `cmd` (an agent command) and parses its JSON result.
 pub fn run_agent(cmd: &mut Command) -> Result<AgentRun> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let json = serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null);
-    Ok(AgentRun {
-        code: out.status.code().unwrap_or(-1),
-        stdout,
-        stderr,
-        json,
-    })
+    Ok(AgentRun::from_output(&out))
 }
 
 /// SHA-256 of a file or device, hex.

@@ -6,11 +6,6 @@
 //! The instance's side of Run Command is played by the test: it runs the real agent and hands
 //! its JSON result to the emulated GetCommandInvocation.
 
-#![expect(
-    clippy::indexing_slicing,
-    reason = "serde_json::Value indexing yields Null, it never panics"
-)]
-
 use airf_e2e::agent_bin;
 use airf_e2e::emulator::{ACCOUNT, Emulator, NOW, REGION, sdk, step, urlencoding_decode};
 use anyhow::{Context, Result, bail, ensure};
@@ -74,17 +69,26 @@ fn analyze_tag_is_claimed_prepared_and_a_failed_memory_acquisition_ends_in_error
         "{tags:?}"
     );
     // Now under investigation: a second trigger (Security Hub) is skipped, nothing started.
-    let hub = json!({"version": "0", "id": "hub-1", "detail-type": "Security Hub Findings - Custom Action",
-        "source": "aws.securityhub", "account": ACCOUNT, "time": "2026-11-29T18:01:00Z", "region": REGION,
-        "resources": [], "detail": {"findings": [{"AwsAccountId": ACCOUNT, "Resources": [
-            {"Type": "AwsEc2Instance", "Id": format!("arn:aws:ec2:{REGION}:{ACCOUNT}:instance/{id}")}]}]}});
+    let hub = json!({
+        "version": "0",
+        "id": "hub-1",
+        "detail-type": "Security Hub Findings - Custom Action",
+        "source": "aws.securityhub",
+        "account": ACCOUNT,
+        "time": "2026-11-29T18:01:00Z",
+        "region": REGION,
+        "resources": [],
+        "detail": {"findings": [{"AwsAccountId": ACCOUNT, "Resources": [{
+            "Type": "AwsEc2Instance",
+            "Id": format!("arn:aws:ec2:{REGION}:{ACCOUNT}:instance/{id}")
+        }]}]}
+    });
     let skipped = emu.ok(hub)?;
     ensure!(
         skipped["execution_arn"].is_null()
             && skipped["skipped"][0]["reason"]
                 .as_str()
-                .unwrap_or("")
-                .contains("already under investigation"),
+                .is_some_and(|r| r.contains("already under investigation")),
         "{skipped}"
     );
     ensure!(emu.executions()?.len() == 1);
@@ -144,7 +148,8 @@ fn analyze_tag_is_claimed_prepared_and_a_failed_memory_acquisition_ends_in_error
     );
 
     // fail: as the workflow's Catch passes it.
-    let caught = json!({"Error": "Airf.Failed", "Cause": json!({"errorType": "Airf.Failed", "errorMessage": failure}).to_string()});
+    let cause = json!({"errorType": "Airf.Failed", "errorMessage": failure});
+    let caught = json!({"Error": "Airf.Failed", "Cause": cause.to_string()});
     let recorded = emu.ok(step("fail", &case, &subject, json!({"error": caught})))?;
     ensure!(recorded["tagged"] == json!(true), "{recorded}");
     let tags = emu.tags(&id)?;
@@ -452,8 +457,7 @@ fn contain_tag_isolates_the_instance_and_its_own_echo_changes_nothing() -> Resul
         echo["execution_arn"].is_null()
             && echo["skipped"][0]["reason"]
                 .as_str()
-                .unwrap_or("")
-                .contains("already contained"),
+                .is_some_and(|r| r.contains("already contained")),
         "{echo}"
     );
     ensure!(emu.executions()?.len() == 1);
@@ -482,9 +486,15 @@ fn events_for_other_accounts_and_malformed_tasks_change_nothing() -> Result<()> 
     let subject = json!({"instance_id": id, "account": ACCOUNT, "region": REGION, "claim": 1});
     for bad in [
         json!({"action": "contain", "case_id": "IR-1", "subject": subject}),
-        json!({"action": "contain", "case_id": "../x", "subject": {"instance_id": id, "account": "111111111111", "region": REGION, "claim": 1}}),
+        json!({"action": "contain", "case_id": "../x", "subject": {
+            "instance_id": id, "account": "111111111111", "region": REGION, "claim": 1
+        }}),
         json!({"action": "terminate", "case_id": "IR-1", "subject": subject}),
-        json!({"detail-type": "Tag Change on Resource", "source": "aws.tag", "detail": "x".repeat(300_000)}),
+        json!({
+            "detail-type": "Tag Change on Resource",
+            "source": "aws.tag",
+            "detail": "x".repeat(300_000)
+        }),
     ] {
         match emu.invoke(bad.clone()) {
             Err(e) if e.kind().error_type() == "Airf.BadInput" => {}
@@ -541,7 +551,13 @@ fn workflow_started_by_hand_ends_in_error_when_memory_cannot_be_taken() -> Resul
     let emu = Emulator::start("")?;
     let id = emu.instance(&[("Name", "web-1")])?;
     // The original framework's console input.
-    let input = json!({"CaseId": "IR-2026-0042", "InstanceId": id, "Account": ACCOUNT, "Region": REGION, "RetainArtefacts": true});
+    let input = json!({
+        "CaseId": "IR-2026-0042",
+        "InstanceId": id,
+        "Account": ACCOUNT,
+        "Region": REGION,
+        "RetainArtefacts": true
+    });
     let run = emu.run_workflow(&input, |kind, command_id| {
         ensure!(kind == "memory", "{kind} acquisition after memory failed");
         failing_memory_run(&emu, "IR-2026-0042", command_id)
@@ -610,8 +626,13 @@ fn workflow_contains_a_fleet_and_skips_the_instance_another_case_holds() -> Resu
     ])?;
     let subject =
         |id: &str| json!({"instance_id": id, "account": ACCOUNT, "region": REGION, "claim": 1});
-    let input = json!({"case_id": "IR-FLEET", "intent": "contain", "trigger": "console", "retain_artefacts": true,
-                       "instances": [subject(&free), subject(&held)]});
+    let input = json!({
+        "case_id": "IR-FLEET",
+        "intent": "contain",
+        "trigger": "console",
+        "retain_artefacts": true,
+        "instances": [subject(&free), subject(&held)]
+    });
     let run = emu.run_workflow(&input, |kind, _| {
         bail!("containment only, yet {kind} was acquired")
     })?;

@@ -7,11 +7,6 @@
 //!
 //! Boots a VM, so `#[ignore]`d in a plain `cargo test`; tests/vm/run-tests.sh runs it.
 
-#![expect(
-    clippy::indexing_slicing,
-    reason = "serde_json::Value indexing yields Null, it never panics"
-)]
-
 use airf_e2e::emulator::{Emulator, step};
 use airf_e2e::vm::guest;
 use anyhow::{Context, Result, bail, ensure};
@@ -36,7 +31,8 @@ fn analyze_tag_runs_the_workflow_to_containment_with_verified_evidence() -> Resu
     std::fs::write(&img, &data)?;
     let to = r#"--to "s3://$AIRF_TEST_BUCKET/evidence" --no-progress --json"#;
     let script = format!(
-        "hostname {id}; airf-agent memory --source kcore --case {case} {to} >/tmp/m.json; echo MEMRC=$? >&2; \
+        "hostname {id}; \
+         airf-agent memory --source kcore --case {case} {to} >/tmp/m.json; echo MEMRC=$? >&2; \
          airf-agent disk /dev/vda --case {case} {to} >/tmp/d.json; echo DISKRC=$? >&2; \
          echo ==MEMORY==; cat /tmp/m.json; echo ==DISK==; cat /tmp/d.json"
     );
@@ -68,9 +64,10 @@ fn analyze_tag_runs_the_workflow_to_containment_with_verified_evidence() -> Resu
             "disk" => &disk,
             other => bail!("unknown acquisition {other}"),
         };
-        if let Ok(mut c) = commands.lock() {
-            c.push((kind.to_owned(), command_id.to_owned()));
-        }
+        commands
+            .lock()
+            .unwrap()
+            .push((kind.to_owned(), command_id.to_owned()));
         // The documents print the agent's result compacted onto one line.
         emu.answer_command(command_id, "Success", &result.to_string(), "")
     })?;
@@ -114,11 +111,20 @@ fn analyze_tag_runs_the_workflow_to_containment_with_verified_evidence() -> Resu
     let subject = input["instances"][0].clone();
     let results: Vec<Value> = commands
         .into_inner()
-        .unwrap_or_default()
+        .unwrap()
         .into_iter()
         .map(|(kind, command_id)| {
-            let report = if kind == "memory" { memory.clone() } else { disk.clone() };
-            json!({"kind": kind, "command_id": command_id, "ssm_status": "Success", "report": report})
+            let report = if kind == "memory" {
+                memory.clone()
+            } else {
+                disk.clone()
+            };
+            json!({
+                "kind": kind,
+                "command_id": command_id,
+                "ssm_status": "Success",
+                "report": report
+            })
         })
         .collect();
     let verified = emu.ok(step(

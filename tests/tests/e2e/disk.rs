@@ -1,11 +1,6 @@
 //! `airf-agent disk` end to end: a real loop device with ext4 into real S3 servers, restored
 //! with the zstd CLI and read with Sleuth Kit, then `verify`, including a tampered copy.
 
-#![expect(
-    clippy::indexing_slicing,
-    reason = "serde_json::Value indexing yields Null, it never panics"
-)]
-
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
@@ -27,6 +22,10 @@ const FILES: &[(&str, &[u8])] = &[
     ),
 ];
 
+#[expect(
+    clippy::indexing_slicing,
+    reason = "serde_json::Value indexing yields Null, it never panics"
+)]
 fn round_trip(kind: ServerKind) -> Result<()> {
     let server = S3Server::start(kind)?;
     let mut files: Vec<(&str, Vec<u8>)> = FILES.iter().map(|(p, b)| (*p, b.to_vec())).collect();
@@ -71,8 +70,8 @@ fn round_trip(kind: ServerKind) -> Result<()> {
     let loop_name = disk
         .device
         .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+        .context("a loop device path without a name")?
+        .to_string_lossy();
     ensure!(
         image_key.starts_with("e2e/IR-2026-0042/")
             && image_key.ends_with(&format!("/{loop_name}.raw.zst")),
@@ -143,13 +142,10 @@ fn round_trip(kind: ServerKind) -> Result<()> {
     decoder.seek(SeekFrom::Start(at))?;
     let mut window = vec![0u8; 100_000];
     decoder.read_exact(&mut window)?;
-    ensure!(
-        window.as_slice()
-            == raw
-                .get(at as usize..at as usize + 100_000)
-                .unwrap_or_default(),
-        "seek read differs"
-    );
+    let expected = raw
+        .get(at as usize..at as usize + 100_000)
+        .context("the image ends before the seek window")?;
+    ensure!(window.as_slice() == expected, "seek read differs");
 
     // verify passes on the original...
     let manifest_uri = format!("s3://{}/{manifest_key}", server.bucket);
@@ -166,16 +162,14 @@ fn round_trip(kind: ServerKind) -> Result<()> {
     // ...and fails on a copy with one byte flipped.
     let mut tampered = compressed;
     let mid = tampered.len() / 2;
-    if let Some(b) = tampered.get_mut(mid) {
-        *b ^= 0x01;
-    }
-    let folder = image_key
+    *tampered.get_mut(mid).context("an empty image")? ^= 0x01;
+    let (folder, img_name) = image_key
         .rsplit_once('/')
-        .map(|(d, _)| d)
-        .unwrap_or_default()
-        .replace("e2e/", "tampered/");
-    let img_name = image_key.rsplit('/').next().unwrap_or_default();
-    let man_name = manifest_key.rsplit('/').next().unwrap_or_default();
+        .context("an image key without a folder")?;
+    let folder = folder.replace("e2e/", "tampered/");
+    let (_, man_name) = manifest_key
+        .rsplit_once('/')
+        .context("a manifest key without a folder")?;
     let tampered_path = tmp.path().join(img_name);
     std::fs::write(&tampered_path, &tampered)?;
     let manifest_path = tmp.path().join(man_name);

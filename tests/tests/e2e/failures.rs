@@ -1,15 +1,10 @@
 //! Failure paths end to end: the server dies mid-upload, a signal arrives, bad input. In every
 //! case: non-zero exit, a clear message, no manifest, and no multipart upload left behind.
 
-#![expect(
-    clippy::indexing_slicing,
-    reason = "serde_json::Value indexing yields Null, it never panics"
-)]
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use airf_e2e::{S3Server, ServerKind, agent_bin, run_agent};
+use airf_e2e::{AgentRun, S3Server, ServerKind, agent_bin, run_agent};
 use anyhow::{Context, Result, ensure};
 
 /// An incompressible file, large enough that the upload takes a few seconds.
@@ -39,15 +34,8 @@ fn wait_for_upload(server: &S3Server, child: &mut std::process::Child) -> Result
     Ok(())
 }
 
-fn finish(child: std::process::Child) -> Result<airf_e2e::AgentRun> {
-    let out = child.wait_with_output()?;
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    Ok(airf_e2e::AgentRun {
-        code: out.status.code().unwrap_or(-1),
-        json: serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null),
-        stdout,
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    })
+fn finish(child: std::process::Child) -> Result<AgentRun> {
+    Ok(AgentRun::from_output(&child.wait_with_output()?))
 }
 
 fn slow_upload(
@@ -147,7 +135,7 @@ fn sigterm_aborts_the_upload_and_claims_nothing() -> Result<()> {
     Ok(())
 }
 
-fn agent(args: &[&str]) -> Result<airf_e2e::AgentRun> {
+fn agent(args: &[&str]) -> Result<AgentRun> {
     run_agent(
         Command::new(agent_bin()?)
             .env("AWS_EC2_METADATA_DISABLED", "true")

@@ -2,11 +2,6 @@
 //! it with the standard AWS_EC2_METADATA_SERVICE_ENDPOINT) must land in the manifest and name
 //! the evidence folder; with AWS_EC2_METADATA_DISABLED=true nothing is asked.
 
-#![expect(
-    clippy::indexing_slicing,
-    reason = "serde_json::Value indexing yields Null, it never panics"
-)]
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -15,7 +10,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use airf_e2e::{agent_bin, run_agent};
 use anyhow::{Context, Result, ensure};
 
-const DOC: &str = r#"{"accountId":"123456789012","availabilityZone":"eu-west-1b","imageId":"ami-0abc","instanceId":"i-0fa4e1d5c0ffee123","instanceType":"m6i.large","region":"eu-west-1","version":"2017-09-30"}"#;
+const DOC: &str = concat!(
+    r#"{"accountId":"123456789012","availabilityZone":"eu-west-1b","imageId":"ami-0abc","#,
+    r#""instanceId":"i-0fa4e1d5c0ffee123","instanceType":"m6i.large","region":"eu-west-1","#,
+    r#""version":"2017-09-30"}"#
+);
 
 /// A minimal IMDSv2: PUT /latest/api/token returns a token; GETs need it.
 fn fake_imds() -> Result<(u16, Arc<AtomicUsize>)> {
@@ -58,7 +57,8 @@ fn fake_imds() -> Result<(u16, Arc<AtomicUsize>)> {
             let mut s = &stream;
             let _ = write!(
                 s,
-                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nX-aws-ec2-metadata-token-ttl-seconds: 21600\r\nConnection: close\r\n\r\n{body}",
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\n\
+                 X-aws-ec2-metadata-token-ttl-seconds: 21600\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             );
         }
@@ -95,8 +95,10 @@ fn acquire_with_imds(
         ]),
     )?;
     ensure!(run.code == 0, "{run:?}");
-    let manifest_path = run.json["sources"][0]["manifest"]["location"]
-        .as_str()
+    let manifest_path = run
+        .json
+        .pointer("/sources/0/manifest/location")
+        .and_then(serde_json::Value::as_str)
         .context("manifest")?;
     let manifest = serde_json::from_slice(&std::fs::read(manifest_path)?)?;
     Ok((run, manifest))

@@ -1,27 +1,20 @@
 //! The SSM documents in `ssm-documents/`: their structure and parameter patterns are checked
 //! (and linted by cfn-lint inside a CloudFormation template), and their steps are run as SSM
-//! Run Command would run them: `{{ Param }}` substituted literally, `aws:downloadContent`
-//! emulated by copying the agent under test to the step's `destinationPath`, and each
-//! `aws:runShellScript` written to `_script.sh` and run with `sh -c`, against a real Garage
-//! with a loop device as the disk.
-
-#![expect(
-    clippy::indexing_slicing,
-    reason = "serde_json::Value indexing yields Null, it never panics"
-)]
+//! Run Command would run them ([`airf_e2e::ssm_run_command`]), the agent under test being the
+//! one object in the artifact bucket, against a real Garage with a loop device as the disk.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
+use airf_e2e::ssm_run_command::{
+    Instance, Invocation, STDOUT_LIMIT, Sigterm, allowed_pattern, parameter_reference, parameters,
+    references,
+};
 use airf_e2e::{LoopDevice, S3Server, ServerKind, agent_bin, repo_root, run_agent, sha256_file};
-use anyhow::{Context, Result, bail, ensure};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use anyhow::{Context, Result, ensure};
 use regex::Regex;
 use serde_json::Value;
 
@@ -38,6 +31,12 @@ const KNOWN_ACTIONS: &[&str] = &["aws:runShellScript", "aws:downloadContent"];
 const DOWNLOAD_DIR: &str = "/dev/shm/airf-dl";
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// This test's turn at `DOWNLOAD_DIR`. A test that failed during its turn leaves the lock
+/// poisoned, which says nothing about the next test: it takes its turn all the same.
+fn take_turn() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// Shell metacharacters and path tricks no parameter value may carry.
 const PAYLOADS: &[&str] = &[
     ";", "$(id)", "`id`", "\n", "../", " ", "'", "\"", "|", "&", "\r", "\t", "$", "<", ">", "*",
@@ -51,43 +50,10 @@ fn load(name: &str) -> Result<Value> {
     serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
 }
 
-fn param_ref_regex() -> Result<Regex> {
-    Ok(Regex::new(r"\{\{\s*([A-Za-z0-9_.:-]+)\s*\}\}")?)
-}
-
-/// Every `{{ Name }}` referenced anywhere in `v`.
-fn references(v: &Value, re: &Regex, out: &mut BTreeSet<String>) {
-    match v {
-        Value::String(s) => {
-            for c in re.captures_iter(s) {
-                if let Some(m) = c.get(1) {
-                    out.insert(m.as_str().to_owned());
-                }
-            }
-        }
-        Value::Array(a) => a.iter().for_each(|x| references(x, re, out)),
-        Value::Object(o) => o.values().for_each(|x| references(x, re, out)),
-        _ => {}
-    }
-}
-
-fn parameters(doc: &Value) -> Result<&serde_json::Map<String, Value>> {
-    doc["parameters"].as_object().context("no parameters")
-}
-
-/// A parameter's `allowedPattern`, compiled.
-fn pattern(doc: &Value, name: &str) -> Result<Regex> {
-    let p = doc["parameters"][name]["allowedPattern"]
-        .as_str()
-        .with_context(|| format!("{name} has no allowedPattern"))?;
-    // SSM checks the whole value; the patterns are anchored so both readings agree.
-    ensure!(
-        p.starts_with('^') && p.ends_with('$'),
-        "{name}: pattern {p} is not anchored"
-    );
-    Regex::new(p).with_context(|| format!("{name}: pattern {p}"))
-}
-
+#[expect(
+    clippy::indexing_slicing,
+    reason = "serde_json::Value indexing yields Null, it never panics"
+)]
 fn validate(name: &str, doc: &Value) -> Result<()> {
     ensure!(doc["schemaVersion"] == "2.2", "{name}: schemaVersion");
     ensure!(
@@ -150,7 +116,7 @@ fn validate(name: &str, doc: &Value) -> Result<()> {
     );
 
     let params = parameters(doc)?;
-    let re = param_ref_regex()?;
+    let re = parameter_reference()?;
     let mut used = BTreeSet::new();
     references(&doc["mainSteps"], &re, &mut used);
     for r in &used {
@@ -166,7 +132,7 @@ fn validate(name: &str, doc: &Value) -> Result<()> {
             p["description"].as_str().is_some_and(|d| !d.is_empty()),
             "{name}: {pname} description"
         );
-        let re = pattern(doc, pname)?;
+        let re = allowed_pattern(doc, pname)?;
         if let Some(default) = p.get("default") {
             let d = default.as_str().context("default is not a string")?;
             ensure!(
@@ -227,12 +193,16 @@ fn documents_are_well_formed() -> Result<()> {
     Ok(())
 }
 
+#[expect(
+    clippy::indexing_slicing,
+    reason = "serde_json::Value indexing yields Null, it never panics"
+)]
 fn shell_text(doc: &Value) -> Result<String> {
     let mut text = String::new();
     for step in doc["mainSteps"].as_array().context("mainSteps")? {
         if let Some(lines) = step["inputs"]["runCommand"].as_array() {
             for l in lines {
-                text.push_str(l.as_str().unwrap_or_default());
+                text.push_str(l.as_str().context("a runCommand line is not a string")?);
                 text.push('\n');
             }
         }
@@ -300,7 +270,7 @@ fn allowed_patterns_reject_injection() -> Result<()> {
     for name in DOCUMENTS {
         let doc = load(name)?;
         for pname in parameters(&doc)?.keys() {
-            let re = pattern(&doc, pname)?;
+            let re = allowed_pattern(&doc, pname)?;
             let ok = sample(pname);
             ensure!(re.is_match(ok), "{name}: {pname} rejects {ok:?}");
             for bad in PAYLOADS {
@@ -326,191 +296,46 @@ fn allowed_patterns_reject_injection() -> Result<()> {
     Ok(())
 }
 
-/// What one emulated SSM run produced.
-#[derive(Debug)]
-struct SsmRun {
-    code: i32,
-    stdout: String,
-    stderr: String,
-    /// The last stdout line, parsed.
-    json: Value,
-    /// Downloads, agent copies and tmpfs mounts still there afterwards.
-    agent_copies_left: Vec<String>,
-}
-
-/// Runs `doc` as SSM Run Command would on this machine, with `values` for its parameters.
-/// With `interrupt`, the shell step gets SIGTERM that long after the agent has started.
-/// `shell` is `sh` as SSM runs it; `/bin/sh` is dash on Debian and Ubuntu, bash on Amazon
-/// Linux and RHEL, so runs are repeated with `bash`.
+/// Runs `doc` on this machine as SSM Run Command would, with `values` for its parameters and
+/// the agent under test as the release it downloads. With `interrupt`, the shell step gets
+/// SIGTERM that long after the agent has started.
 fn run_document(
     shell: &str,
     server: &S3Server,
     doc: &Value,
     values: &BTreeMap<&str, String>,
     interrupt: Option<Duration>,
-) -> Result<SsmRun> {
-    let params = parameters(doc)?;
-    let mut resolved = BTreeMap::new();
-    for (name, p) in params {
-        let value = match values.get(name.as_str()) {
-            Some(v) => v.clone(),
-            None => p["default"]
-                .as_str()
-                .with_context(|| format!("required parameter {name} not given"))?
-                .to_owned(),
-        };
-        ensure!(
-            pattern(doc, name)?.is_match(&value),
-            "SSM would refuse {name}={value:?}"
-        );
-        resolved.insert(name.clone(), value);
-    }
-    for k in values.keys() {
-        ensure!(params.contains_key(*k), "unknown parameter {k}");
-    }
-    let re = param_ref_regex()?;
-    let substitute = |s: &str| -> Result<String> {
-        let mut missing = None;
-        let out = re.replace_all(s, |c: &regex::Captures| {
-            let key = c.get(1).map(|m| m.as_str()).unwrap_or_default();
-            resolved.get(key).cloned().unwrap_or_else(|| {
-                missing = Some(key.to_owned());
-                String::new()
-            })
-        });
-        if let Some(m) = missing {
-            bail!("unknown parameter {m}");
-        }
-        Ok(out.into_owned())
+) -> Result<Invocation> {
+    let value = |name: &str| values.get(name).with_context(|| format!("no {name}"));
+    let agent_url = format!(
+        "https://{}.s3.{}.amazonaws.com/agent/{}/airf-agent",
+        value("ArtifactBucket")?,
+        value("Region")?,
+        value("AgentVersion")?
+    );
+    let objects = BTreeMap::from([(agent_url, agent_bin()?)]);
+    let instance = Instance {
+        shell,
+        env: &server.env,
+        objects: &objects,
+        sigterm: interrupt.map(|after| Sigterm {
+            once_running: runs_the_agent,
+            after,
+        }),
     };
-
-    let orchestration = tempfile::Builder::new().prefix("airf-ssm-").tempdir()?;
-    let mut last = None;
-    for step in doc["mainSteps"].as_array().context("mainSteps")? {
-        let sname = step["name"].as_str().unwrap_or("step");
-        let inputs = &step["inputs"];
-        match step["action"].as_str() {
-            Some("aws:downloadContent") => {
-                let info: Value = serde_json::from_str(&substitute(
-                    inputs["sourceInfo"].as_str().unwrap_or(""),
-                )?)?;
-                let path = info["path"].as_str().context("path")?.to_owned();
-                let dest = substitute(inputs["destinationPath"].as_str().unwrap_or(""))?;
-                let expected_agent = format!(
-                    "https://{}.s3.{}.amazonaws.com/agent/{}/airf-agent",
-                    resolved["ArtifactBucket"], resolved["Region"], resolved["AgentVersion"]
-                );
-                if path == expected_agent {
-                    // A file path: SSM writes it to destinationPath (a file name here).
-                    let dest = PathBuf::from(&dest);
-                    if let Some(parent) = dest.parent() {
-                        std::fs::create_dir_all(parent)?;
-                    }
-                    std::fs::copy(agent_bin()?, &dest)?;
-                } else if path.ends_with("/lime//") {
-                    // A folder path with no objects: SSM downloads nothing and succeeds.
-                } else {
-                    bail!("{sname}: the emulation has no object at {path}");
-                }
-            }
-            Some("aws:runShellScript") => {
-                let lines = inputs["runCommand"].as_array().context("runCommand")?;
-                let mut script = String::new();
-                for l in lines {
-                    script.push_str(&substitute(l.as_str().unwrap_or(""))?);
-                    script.push('\n');
-                }
-                let dir = orchestration.path().join(sname);
-                std::fs::create_dir_all(&dir)?;
-                let path = dir.join("_script.sh");
-                std::fs::write(&path, script)?;
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))?;
-                let child = server
-                    .command(shell)
-                    .arg("-c")
-                    .arg(&path)
-                    .current_dir(&dir)
-                    .stdin(std::process::Stdio::null())
-                    // SSM makes the shell the leader of its own process group.
-                    .process_group(0)
-                    .stdout(std::process::Stdio::piped())
-                    .stderr(std::process::Stdio::piped())
-                    .spawn()?;
-                if let Some(after) = interrupt {
-                    wait_for_agent(Duration::from_secs(60))?;
-                    std::thread::sleep(after);
-                    // `sh -c FILE` runs a file without `#!` in a child `sh FILE`: signal that
-                    // script (not its agent), so only the script's trap can pass it on.
-                    let script = path.display().to_string();
-                    let mut targets = processes(|cmdline| cmdline.contains(&script))?;
-                    targets.retain(|p| *p != child.id());
-                    if targets.is_empty() {
-                        targets.push(child.id());
-                    }
-                    for pid in targets {
-                        kill(Pid::from_raw(i32::try_from(pid)?), Signal::SIGTERM)?;
-                    }
-                }
-                last = Some(child.wait_with_output()?);
-            }
-            other => bail!("unknown action {other:?}"),
-        }
-    }
-    let out = last.context("no shell step")?;
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let json = stdout
-        .lines()
-        .last()
-        .and_then(|l| serde_json::from_str(l).ok())
-        .unwrap_or(Value::Null);
-    Ok(SsmRun {
-        code: out.status.code().unwrap_or(-1),
-        stdout,
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        json,
-        agent_copies_left: leftovers()?,
-    })
+    instance.run(doc, values)
 }
 
-/// Pids of the processes whose command line (NUL-separated) satisfies `matches`.
-fn processes(matches: impl Fn(&str) -> bool) -> Result<Vec<u32>> {
-    let mut pids = Vec::new();
-    for e in std::fs::read_dir("/proc")? {
-        let e = e?;
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
-            continue;
-        };
-        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-        if matches(&String::from_utf8_lossy(&cmdline)) {
-            pids.push(pid);
-        }
-    }
-    Ok(pids)
+/// An `airf-agent` run from one of the documents' tmpfs mounts.
+fn runs_the_agent(cmdline: &str) -> bool {
+    cmdline.starts_with("/dev/shm/airf-run.") && cmdline.contains("airf-agent")
 }
 
-/// Waits until an `airf-agent` runs from one of the documents' tmpfs mounts.
-fn wait_for_agent(limit: Duration) -> Result<()> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if !processes(|c| c.starts_with("/dev/shm/airf-run.") && c.contains("airf-agent"))?
-            .is_empty()
-        {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    bail!("the agent never started")
-}
-
-/// Anything the documents leave in /dev/shm or mounted.
 /// Nothing of the run is left on the instance (downloads, agent copies, tmpfs mounts) and no
 /// multipart upload is left open in the bucket.
-fn ensure_clean(server: &S3Server, run: &SsmRun) -> Result<()> {
-    ensure!(
-        run.agent_copies_left.is_empty(),
-        "left behind: {:?}",
-        run.agent_copies_left
-    );
+fn ensure_clean(server: &S3Server) -> Result<()> {
+    let left = leftovers()?;
+    ensure!(left.is_empty(), "left behind: {left:?}");
     ensure!(
         server.open_uploads()?.is_empty(),
         "multipart uploads left open"
@@ -518,6 +343,8 @@ fn ensure_clean(server: &S3Server, run: &SsmRun) -> Result<()> {
     Ok(())
 }
 
+/// What the documents leave in /dev/shm or mounted: the download folder, agent copies and
+/// their tmpfs mounts.
 fn leftovers() -> Result<Vec<String>> {
     let mut left = Vec::new();
     if Path::new(DOWNLOAD_DIR).exists() {
@@ -567,6 +394,10 @@ fn for_doc(
         .collect())
 }
 
+#[expect(
+    clippy::indexing_slicing,
+    reason = "serde_json::Value indexing yields Null, it never panics"
+)]
 fn verify_intact(server: &S3Server, manifest_key: &str) -> Result<()> {
     let uri = format!("s3://{}/{manifest_key}", server.bucket);
     let ok =
@@ -593,6 +424,10 @@ fn disk() -> Result<LoopDevice> {
 }
 
 /// Checks one disk result: complete, stored under the prefix and case, intact.
+#[expect(
+    clippy::indexing_slicing,
+    reason = "serde_json::Value indexing yields Null, it never panics"
+)]
 fn check_disk_result(server: &S3Server, result: &Value, device: &Path) -> Result<()> {
     ensure!(result["status"] == "complete", "{result}");
     let src = &result["sources"][0];
@@ -619,7 +454,7 @@ fn check_disk_result(server: &S3Server, result: &Value, device: &Path) -> Result
 
 #[test]
 fn disk_document_acquires_into_s3() -> Result<()> {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = take_turn();
     let server = S3Server::start(ServerKind::Garage)?;
     let dev = disk()?;
     let doc = load("airf-acquire-disk.json")?;
@@ -628,19 +463,19 @@ fn disk_document_acquires_into_s3() -> Result<()> {
         let run = run_document(shell, &server, &doc, &values, None)?;
         ensure!(run.code == 0, "{shell}: {run:?}");
         ensure!(
-            run.stdout.lines().count() == 1 && run.stdout.len() < 24_000,
+            run.stdout.lines().count() == 1 && run.stdout.len() < STDOUT_LIMIT,
             "{shell}: stdout must be the one JSON line: {run:?}"
         );
         ensure!(run.json["command"] == "disk", "{shell}: {run:?}");
         check_disk_result(&server, &run.json, &dev.device)?;
-        ensure_clean(&server, &run).with_context(|| format!("under {shell}"))?;
+        ensure_clean(&server).with_context(|| format!("under {shell}"))?;
     }
     Ok(())
 }
 
 #[test]
 fn wrong_agent_checksum_stops_before_the_agent_runs() -> Result<()> {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = take_turn();
     let server = S3Server::start(ServerKind::Garage)?;
     let dev = disk()?;
     for name in DOCUMENTS {
@@ -657,11 +492,8 @@ fn wrong_agent_checksum_stops_before_the_agent_runs() -> Result<()> {
             "{name}: {run:?}"
         );
         ensure!(run.stderr.contains("SHA-256 mismatch"), "{name}: {run:?}");
-        ensure!(
-            run.agent_copies_left.is_empty(),
-            "{name}: left behind: {:?}",
-            run.agent_copies_left
-        );
+        let left = leftovers()?;
+        ensure!(left.is_empty(), "{name}: left behind: {left:?}");
     }
     ensure!(server.keys("")?.is_empty(), "something was uploaded");
     ensure!(server.open_uploads()?.is_empty(), "an upload was started");
@@ -670,7 +502,7 @@ fn wrong_agent_checksum_stops_before_the_agent_runs() -> Result<()> {
 
 #[test]
 fn memory_document_fails_cleanly_without_kcore() -> Result<()> {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = take_turn();
     if Path::new("/proc/kcore").exists() {
         // Memory is captured for real in the VM tests; here only the failure path is checked.
         eprintln!("/proc/kcore exists on this host: the failure path is not exercised here");
@@ -686,11 +518,8 @@ fn memory_document_fails_cleanly_without_kcore() -> Result<()> {
         run.json["command"] == "memory" && run.json["status"] == "failed",
         "the agent's JSON must be the last line: {run:?}"
     );
-    ensure!(
-        run.agent_copies_left.is_empty(),
-        "left behind: {:?}",
-        run.agent_copies_left
-    );
+    let left = leftovers()?;
+    ensure!(left.is_empty(), "left behind: {left:?}");
     ensure!(
         server
             .keys("ssm/e2e/")?
@@ -713,7 +542,7 @@ fn memory_document_fails_cleanly_without_kcore() -> Result<()> {
 
 #[test]
 fn all_document_takes_memory_then_every_disk() -> Result<()> {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = take_turn();
     let server = S3Server::start(ServerKind::Garage)?;
     let dev = disk()?;
     let doc = load("airf-acquire-all.json")?;
@@ -736,13 +565,13 @@ fn all_document_takes_memory_then_every_disk() -> Result<()> {
         );
         ensure!(run.json["runs"][0]["status"] == "failed", "{run:?}");
     }
-    ensure_clean(&server, &run)?;
+    ensure_clean(&server)?;
     Ok(())
 }
 
 #[test]
 fn sigterm_reaches_the_agent_which_aborts_its_upload() -> Result<()> {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = take_turn();
     let server = S3Server::start(ServerKind::Garage)?;
     // Incompressible data, so the upload lasts long enough to be interrupted.
     let mut noise = vec![0u8; 384 << 20];
@@ -774,7 +603,7 @@ fn sigterm_reaches_the_agent_which_aborts_its_upload() -> Result<()> {
                 .all(|k| !k.ends_with(".manifest.json")),
             "{shell}: an interrupted run stored a manifest"
         );
-        ensure_clean(&server, &run)
+        ensure_clean(&server)
             .with_context(|| format!("under {shell}: the upload must be aborted"))?;
     }
     Ok(())
