@@ -78,7 +78,7 @@ pub struct Trigger {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Task {
-    /// First state: turns the workflow input (airf's, or the original framework's console
+    /// First state: turns the workflow input (airf's, or the awslabs AIRF framework's console
     /// shape) into airf's.
     Normalize {
         /// The execution input.

@@ -78,11 +78,9 @@ impl FakeCloud {
         cloud
     }
 
-    /// The state, locked (a poisoned lock in a test is a failed test anyway).
+    /// The state, locked.
     pub fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state.lock().unwrap()
     }
 
     fn call(&self, line: String) -> Result<()> {

@@ -64,7 +64,7 @@ impl Status {
 pub enum Intent {
     /// Prepare, acquire memory and disks, verify, contain.
     Investigate,
-    /// Contain only (the `Contain` tag), as the original framework does.
+    /// Contain only (the `Contain` tag), as the awslabs AIRF framework does.
     Contain,
 }
 
@@ -269,7 +269,7 @@ pub struct WorkflowInput {
     pub trigger: String,
     /// Instances; the workflow's Map runs one branch each.
     pub instances: Vec<Subject>,
-    /// Original framework's flag. airf creates no helper instances or volumes and always keeps
+    /// The awslabs AIRF framework's flag. airf creates no helper instances or volumes and always keeps
     /// evidence and snapshots, so this is carried for the record only.
     pub retain_artefacts: bool,
 }
