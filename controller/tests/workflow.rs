@@ -2,6 +2,13 @@
 //! parses, every Airf.* error the workflow retries or catches is one the handler returns, and
 //! every step of an instance ends in RecordError when it fails.
 
+// clippy.toml's allow-*-in-tests covers #[test] functions only; the helpers here are test code too.
+#![allow(
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "test helpers: a panic is a failed test"
+)]
+
 use airf_controller::error::Kind;
 use airf_controller::event::{Request, parse};
 use serde_json::{Value, json};
