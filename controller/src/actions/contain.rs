@@ -6,7 +6,8 @@
 //! 2. termination and stop protection, volumes kept on termination;
 //! 3. network: first a security group that allows everything, so existing connections become
 //!    untracked, then the isolation group with no rules, which then drops them;
-//! 4. the deny-all instance profile, and sessions issued to this instance before now revoked;
+//! 4. the deny-all instance profile, and sessions issued to this instance before now revoked
+//!    (the policy [`revoke`] builds);
 //! 5. a snapshot of every volume, tagged with the case;
 //! 6. the tags `SecurityIncidentStatus=Contain` and `airf:contained=<case>`.
 //!

@@ -1,5 +1,5 @@
 //! [`Cloud`](crate::cloud::Cloud) on the AWS SDK, one module per service. Calls in member
-//! accounts go through the member role ([`sts`]); StartExecution, Publish and the evidence reads
+//! accounts go through the member role (`sts.rs`); StartExecution, Publish and the evidence reads
 //! use the controller's own role. This module builds the clients and turns SDK errors into
 //! [`Error`]s that say whether the workflow should retry.
 
