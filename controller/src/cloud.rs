@@ -105,8 +105,14 @@ pub trait Cloud {
     ) -> Result<String>;
     /// GetInstanceProfile: the role names in an instance profile.
     async fn profile_roles(&self, target: &Target, profile_name: &str) -> Result<Vec<String>>;
-    /// PutRolePolicy: an inline deny of everything for sessions issued before `before` (RFC 3339).
-    async fn revoke_sessions(&self, target: &Target, role_name: &str, before: &str) -> Result<()>;
+    /// PutRolePolicy: an inline policy on a role (contain's revocation of earlier sessions).
+    async fn put_role_policy(
+        &self,
+        target: &Target,
+        role_name: &str,
+        policy_name: &str,
+        policy_document: &str,
+    ) -> Result<()>;
     /// DescribeAutoScalingInstances: the instance's group, if any.
     async fn auto_scaling_group(&self, target: &Target) -> Result<Option<String>>;
     /// DetachInstances (desired capacity kept, so the group replaces the instance).

@@ -146,7 +146,6 @@ pub(crate) fn test_config() -> Config {
             "9f2c000000000000000000000000000000000000000000000000000000000000",
         ),
     ];
-    #[allow(clippy::expect_used)]
     Config::from_lookup(|n| {
         vars.iter()
             .find(|(k, _)| *k == n)
@@ -161,10 +160,7 @@ mod tests {
 
     #[test]
     fn missing_required_variable_is_named() {
-        let err = Config::from_lookup(|_| None)
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let err = Config::from_lookup(|_| None).unwrap_err().to_string();
         assert!(err.contains("AIRF_STATE_MACHINE_ARN is not set"), "{err}");
     }
 
@@ -177,11 +173,7 @@ mod tests {
         );
         c.member_accounts = vec!["111111111111".into()];
         assert!(c.check_account("111111111111").is_ok());
-        let err = c
-            .check_account("999999999999")
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let err = c.check_account("999999999999").unwrap_err().to_string();
         assert!(
             err.contains("not one of this deployment's member accounts"),
             "{err}"
@@ -203,9 +195,8 @@ mod tests {
             "AIRF_MEMBER_ACCOUNTS" => None,
             _ => Some("x".into()),
         })
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("AIRF_AGENT_SHA256"), "{err}");
     }
 }

@@ -2,7 +2,9 @@
 //! workflow tasks. Everything here is untrusted input: a shape the controller does not know is
 //! rejected with a message that names what was expected, and nothing is changed.
 
-use crate::model::{Intent, STATUS_TAG, Status, Subject, Target, is_case_id};
+use crate::model::{
+    AcquisitionResult, Intent, STATUS_TAG, SentCommand, Status, Subject, Target, is_case_id,
+};
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -76,7 +78,7 @@ pub struct Trigger {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Task {
-    /// First state: turns the workflow input (airf's, or the original framework's console
+    /// First state: turns the workflow input (airf's, or the awslabs AIRF framework's console
     /// shape) into airf's.
     Normalize {
         /// The execution input.
@@ -121,7 +123,7 @@ pub enum Task {
         /// The instance.
         subject: Subject,
         /// The command sent by `acquire`.
-        command: crate::actions::acquire::SentCommand,
+        command: SentCommand,
     },
     /// Reads the manifests the agent wrote and checks them.
     Verify {
@@ -130,7 +132,7 @@ pub enum Task {
         /// The instance.
         subject: Subject,
         /// The acquisition results.
-        results: Vec<crate::actions::acquire::AcquisitionResult>,
+        results: Vec<AcquisitionResult>,
     },
     /// Isolates the instance.
     Contain {

@@ -52,6 +52,8 @@ pub struct State {
     pub snapshots: Vec<(String, String)>,
     /// Protected instances.
     pub protected: Vec<String>,
+    /// Inline role policies: (role, policy name) → document.
+    pub role_policies: BTreeMap<(String, String), String>,
     /// Next GetCommandInvocation answer.
     pub invocation: Option<Invocation>,
     /// Fail the first call whose log line starts with this, once.
@@ -76,11 +78,9 @@ impl FakeCloud {
         cloud
     }
 
-    /// The state, locked (a poisoned lock in a test is a failed test anyway).
+    /// The state, locked.
     pub fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state.lock().unwrap()
     }
 
     fn call(&self, line: String) -> Result<()> {
@@ -269,11 +269,19 @@ impl Cloud for FakeCloud {
     async fn profile_roles(&self, _target: &Target, profile_name: &str) -> Result<Vec<String>> {
         Ok(vec![format!("{profile_name}Role")])
     }
-    async fn revoke_sessions(&self, target: &Target, role_name: &str, before: &str) -> Result<()> {
-        self.call(format!(
-            "PutRolePolicy {role_name} {} {before}",
-            target.instance_id
-        ))
+    async fn put_role_policy(
+        &self,
+        _target: &Target,
+        role_name: &str,
+        policy_name: &str,
+        policy_document: &str,
+    ) -> Result<()> {
+        self.call(format!("PutRolePolicy {role_name} {policy_name}"))?;
+        self.lock().role_policies.insert(
+            (role_name.to_owned(), policy_name.to_owned()),
+            policy_document.to_owned(),
+        );
+        Ok(())
     }
     async fn auto_scaling_group(&self, target: &Target) -> Result<Option<String>> {
         Ok(self

@@ -78,3 +78,79 @@ async fn run_task<C: Cloud>(cloud: &C, config: &Config, task: Task, now: &str) -
         } => to_value(fail::fail(cloud, config, &case_id, &subject, &error).await?),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::test_config;
+    use crate::fake::{FakeCloud, facts};
+    use proptest::prelude::*;
+
+    const MEMBER: &str = "111111111111";
+    const INSTANCE: &str = "i-0123456789abcdef0";
+
+    /// Inputs that name `account` and are valid in every other way: a tag change, a Security Hub
+    /// action, a workflow task and the workflow's input.
+    fn inputs(account: &str) -> Vec<Value> {
+        let arn = format!("arn:aws:ec2:eu-west-1:{account}:instance/{INSTANCE}");
+        let subject =
+            json!({"instance_id": INSTANCE, "account": account, "region": "eu-west-1", "claim": 1});
+        vec![
+            json!({
+                "version": "0", "id": "1", "detail-type": "Tag Change on Resource", "source": "aws.tag",
+                "account": account, "time": "2026-11-29T17:21:34Z", "region": "eu-west-1",
+                "resources": [arn],
+                "detail": {"changed-tag-keys": ["SecurityIncidentStatus"], "service": "ec2",
+                           "resource-type": "instance", "tags": {"SecurityIncidentStatus": "Analyze"}}
+            }),
+            json!({
+                "version": "0", "id": "1", "detail-type": "Security Hub Findings - Custom Action",
+                "source": "aws.securityhub", "account": MEMBER, "time": "2026-11-29T17:21:34Z",
+                "region": "eu-west-1", "resources": [],
+                "detail": {"findings": [{"AwsAccountId": account,
+                                         "Resources": [{"Type": "AwsEc2Instance", "Id": arn}]}]}
+            }),
+            json!({"action": "contain", "case_id": "IR-1", "subject": subject}),
+            json!({"action": "normalize", "input": {"case_id": "IR-1", "intent": "investigate",
+                   "trigger": "console", "instances": [subject], "retain_artefacts": true}}),
+        ]
+    }
+
+    fn run(cloud: &FakeCloud, input: Value) -> Result<Value> {
+        let mut config = test_config();
+        config.member_accounts = vec![MEMBER.to_owned()];
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(handle(cloud, &config, input, "2026-11-29T18:00:00Z"))
+    }
+
+    #[test]
+    fn member_accounts_are_served() {
+        for input in inputs(MEMBER) {
+            let cloud = FakeCloud::with(facts(INSTANCE));
+            let answer = run(&cloud, input.clone());
+            assert!(answer.is_ok(), "{input} → {answer:?}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        /// Any input naming an account outside the deployment's members is refused, naming the
+        /// rule, before anything is called.
+        #[test]
+        fn other_accounts_are_rejected_before_any_call(account in "[0-9]{12}") {
+            prop_assume!(account != MEMBER);
+            for input in inputs(&account) {
+                let cloud = FakeCloud::with(facts(INSTANCE));
+                let answer = run(&cloud, input.clone());
+                prop_assert!(
+                    matches!(&answer, Err(Error::BadInput(m)) if m.contains("not one of this deployment's member accounts")),
+                    "{} → {:?}", input, answer
+                );
+                prop_assert!(cloud.lock().calls.is_empty(), "{:?}", cloud.lock().calls);
+            }
+        }
+    }
+}

@@ -1,6 +1,6 @@
 //! `bootstrap` for the `provided.al2023` Lambda runtime.
 
-use airf_controller::{Config, aws::AwsCloud, handle};
+use airf_controller::{Config, Error, aws::AwsCloud, handle};
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use serde_json::Value;
 
@@ -16,12 +16,21 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let cloud = AwsCloud::from_env(config.member_role_name.clone(), &config.evidence_region).await;
     let (cloud, config) = (&cloud, &config);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let now = airf_controller::aws::now_rfc3339();
-        let result = handle(cloud, config, event.payload, &now).await;
+        let result = match now_rfc3339() {
+            Ok(now) => handle(cloud, config, event.payload, &now).await,
+            Err(e) => Err(e),
+        };
         if let Err(e) = &result {
             tracing::warn!(error_type = e.kind().error_type(), "{e}");
         }
         result.map_err(Diagnostic::from)
     }))
     .await
+}
+
+/// The current UTC time, RFC 3339: containment revokes the sessions issued before it.
+fn now_rfc3339() -> Result<String, Error> {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .map_err(|e| Error::failed(format!("formatting the current time: {e}")))
 }

@@ -1,6 +1,11 @@
 //! What the controller knows about an investigation: targets, instance facts, tags and the
-//! workflow's input shape.
+//! shapes the workflow carries from step to step (its input, the command `acquire` sent, the
+//! results `verify` checks). They live here, not in the step that makes them, because the event
+//! parser and several steps share them: keeping them in one place keeps the modules free of
+//! import cycles.
 
+use crate::event::AcquisitionKind;
+use airf_agent::report::RunReport;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -59,7 +64,7 @@ impl Status {
 pub enum Intent {
     /// Prepare, acquire memory and disks, verify, contain.
     Investigate,
-    /// Contain only (the `Contain` tag), as the original framework does.
+    /// Contain only (the `Contain` tag), as the awslabs AIRF framework does.
     Contain,
 }
 
@@ -75,6 +80,17 @@ pub struct Target {
 }
 
 impl Target {
+    /// `arn:<partition>:ec2:<region>:<account>:instance/<id>`: how IAM conditions name it.
+    pub fn instance_arn(&self) -> String {
+        format!(
+            "arn:{}:ec2:{}:{}:instance/{}",
+            partition(&self.region),
+            self.region,
+            self.account,
+            self.instance_id
+        )
+    }
+
     /// Checks the three fields' shapes; they come from events and people.
     pub fn validate(&self) -> Result<(), String> {
         if !is_instance_id(&self.instance_id) {
@@ -96,6 +112,17 @@ impl Target {
             ));
         }
         Ok(())
+    }
+}
+
+/// The ARN partition of a region.
+pub fn partition(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
     }
 }
 
@@ -242,9 +269,35 @@ pub struct WorkflowInput {
     pub trigger: String,
     /// Instances; the workflow's Map runs one branch each.
     pub instances: Vec<Subject>,
-    /// Original framework's flag. airf creates no helper instances or volumes and always keeps
+    /// The awslabs AIRF framework's flag. airf creates no helper instances or volumes and always keeps
     /// evidence and snapshots, so this is carried for the record only.
     pub retain_artefacts: bool,
+}
+
+/// The command `acquire` sent: `acquire_status` reads its invocation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SentCommand {
+    /// SSM command id.
+    pub command_id: String,
+    /// Document name.
+    pub document: String,
+    /// The document's shell step, for GetCommandInvocation.
+    pub plugin: String,
+    /// Memory or disks.
+    pub kind: AcquisitionKind,
+}
+
+/// A finished acquisition: the agent's own result, which `verify` checks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AcquisitionResult {
+    /// Memory or disks.
+    pub kind: AcquisitionKind,
+    /// SSM command id.
+    pub command_id: String,
+    /// SSM's status.
+    pub ssm_status: String,
+    /// The agent's JSON result.
+    pub report: RunReport,
 }
 
 #[cfg(test)]
@@ -268,6 +321,29 @@ mod tests {
                 && !is_case_id("-x")
                 && !is_case_id("a/b")
                 && !is_case_id("")
+        );
+    }
+
+    #[test]
+    fn instance_arns_carry_the_region_partition() {
+        let target = |region: &str| Target {
+            instance_id: "i-0123456789abcdef0".into(),
+            account: "111111111111".into(),
+            region: region.into(),
+        };
+        assert_eq!(
+            target("eu-west-1").instance_arn(),
+            "arn:aws:ec2:eu-west-1:111111111111:instance/i-0123456789abcdef0"
+        );
+        assert!(
+            target("cn-north-1")
+                .instance_arn()
+                .starts_with("arn:aws-cn:ec2:cn-north-1:")
+        );
+        assert!(
+            target("us-gov-west-1")
+                .instance_arn()
+                .starts_with("arn:aws-us-gov:ec2:us-gov-west-1:")
         );
     }
 

@@ -115,31 +115,28 @@ fn bootstrap(port: u16, with_config: bool) -> Command {
 }
 
 #[test]
-fn invocations_are_answered_and_rejections_carry_the_error_type() -> Result<(), String> {
+fn invocations_are_answered_and_rejections_carry_the_error_type() {
     let ignored = r#"{"version":"0","id":"1","detail-type":"Tag Change on Resource","source":"aws.tag","account":"111111111111","time":"2026-11-29T17:59:30Z","region":"us-east-1","resources":["arn:aws:ec2:us-east-1:111111111111:instance/i-0123456789abcdef0"],"detail":{"changed-tag-keys":["SecurityIncidentStatus"],"service":"ec2","resource-type":"instance","tags":{"SecurityIncidentStatus":"InProgress"}}}"#;
     let hostile = r#"{"action":"contain","case_id":"../../x","subject":{"instance_id":"i-0123456789abcdef0","account":"111111111111","region":"us-east-1","claim":1}}"#;
-    let (port, seen) =
-        runtime_api(vec![ignored.to_owned(), hostile.to_owned()]).map_err(|e| e.to_string())?;
+    let (port, seen) = runtime_api(vec![ignored.to_owned(), hostile.to_owned()]).unwrap();
     let mut child = bootstrap(port, true)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| e.to_string())?;
+        .unwrap();
     let first = seen.recv_timeout(Duration::from_secs(60));
     let second = seen.recv_timeout(Duration::from_secs(60));
     let _ = child.kill();
     let _ = child.wait();
-    let (method, path, body) =
-        first.map_err(|e| format!("no answer to the first invocation: {e}"))?;
+    let (method, path, body) = first.expect("an answer to the first invocation");
     assert_eq!(
         (method.as_str(), path.as_str()),
         ("POST", "/2018-06-01/runtime/invocation/req-0/response")
     );
     assert!(body.contains("\"ignored\""), "{body}");
-    let (_, path, body) = second.map_err(|e| format!("no answer to the second invocation: {e}"))?;
+    let (_, path, body) = second.expect("an answer to the second invocation");
     assert_eq!(path, "/2018-06-01/runtime/invocation/req-1/error");
-    let error: serde_json::Value =
-        serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
+    let error: serde_json::Value = serde_json::from_str(&body).expect(&body);
     assert_eq!(
         error.get("errorType").and_then(|v| v.as_str()),
         Some("Airf.BadInput"),
@@ -152,18 +149,16 @@ fn invocations_are_answered_and_rejections_carry_the_error_type() -> Result<(), 
             .is_some_and(|m| m.contains("case id")),
         "{body}"
     );
-    Ok(())
 }
 
 #[test]
-fn missing_configuration_stops_the_runtime_and_names_the_variable() -> Result<(), String> {
-    let (port, _seen) = runtime_api(Vec::new()).map_err(|e| e.to_string())?;
-    let out = bootstrap(port, false).output().map_err(|e| e.to_string())?;
+fn missing_configuration_stops_the_runtime_and_names_the_variable() {
+    let (port, _seen) = runtime_api(Vec::new()).unwrap();
+    let out = bootstrap(port, false).output().unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("AIRF_STATE_MACHINE_ARN is not set"),
         "{stderr}"
     );
-    Ok(())
 }

@@ -5,36 +5,9 @@ use crate::cloud::{Cloud, Invocation};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::event::AcquisitionKind;
-use crate::model::Subject;
+use crate::model::{AcquisitionResult, SentCommand, Subject};
 use airf_agent::report::{RunReport, Status};
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-
-/// The command `acquire` sent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SentCommand {
-    /// SSM command id.
-    pub command_id: String,
-    /// Document name.
-    pub document: String,
-    /// The document's shell step, for GetCommandInvocation.
-    pub plugin: String,
-    /// Memory or disks.
-    pub kind: AcquisitionKind,
-}
-
-/// A finished acquisition: the agent's own result.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AcquisitionResult {
-    /// Memory or disks.
-    pub kind: AcquisitionKind,
-    /// SSM command id.
-    pub command_id: String,
-    /// SSM's status.
-    pub ssm_status: String,
-    /// The agent's JSON result.
-    pub report: RunReport,
-}
 
 /// Seconds SSM lets the step run (the documents' own defaults).
 fn timeout(kind: AcquisitionKind) -> i32 {

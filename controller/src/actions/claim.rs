@@ -1,6 +1,8 @@
 //! `normalize` and `claim`: the workflow's first steps. `normalize` accepts airf's input or the
-//! original framework's console input; `claim` tags the instance `InProgress` for this case,
-//! unless another case holds it.
+//! console input of the framework airf replaces, awslabs' "AWS Automated Incident Response and
+//! Forensics" (github.com/awslabs/aws-automated-incident-response-and-forensics; "the awslabs
+//! AIRF framework" elsewhere in this crate), so its runbooks keep working; `claim` tags the
+//! instance `InProgress` for this case, unless another case holds it.
 
 use crate::cloud::Cloud;
 use crate::error::{Error, Result};
@@ -13,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-/// The original framework's console input.
+/// The awslabs AIRF framework's console input.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ConsoleInput {
@@ -188,7 +190,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn console_input_of_the_original_framework_is_accepted() {
+    async fn console_input_of_the_awslabs_airf_framework_is_accepted() {
         let cloud = FakeCloud::with(facts("i-0123456789abcdef0"));
         let input = json!({"CaseId": "IR-42", "InstanceId": "i-0123456789abcdef0", "Account": "111111111111",
                            "Region": "eu-west-1", "RetainArtefacts": "false"});

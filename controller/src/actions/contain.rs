@@ -6,7 +6,8 @@
 //! 2. termination and stop protection, volumes kept on termination;
 //! 3. network: first a security group that allows everything, so existing connections become
 //!    untracked, then the isolation group with no rules, which then drops them;
-//! 4. the deny-all instance profile, and sessions issued to this instance before now revoked;
+//! 4. the deny-all instance profile, and sessions issued to this instance before now revoked
+//!    (the policy [`revoke`] builds);
 //! 5. a snapshot of every volume, tagged with the case;
 //! 6. the tags `SecurityIncidentStatus=Contain` and `airf:contained=<case>`.
 //!
@@ -23,6 +24,8 @@ use crate::model::{
 use crate::notify::notify;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+pub mod revoke;
 
 /// Security group that allows all traffic: existing connections become untracked on it.
 pub const UNTRACK_GROUP: &str = "airf-untrack";
@@ -112,11 +115,6 @@ pub struct Containment {
     pub revoked_roles: Vec<String>,
     /// Snapshots taken.
     pub snapshots: Vec<String>,
-}
-
-/// Name of the inline policy that revokes this instance's earlier sessions on a role.
-pub fn revoke_policy_name(instance_id: &str) -> String {
-    format!("airf-revoke-{instance_id}")
 }
 
 /// Contains the instance.
@@ -267,9 +265,15 @@ async fn run<C: Cloud>(
         "instance profile {}",
         config.isolation_profile_name
     ));
+    let (policy_name, policy) = (
+        revoke::policy_name(&target.instance_id),
+        revoke::policy_document(target, now),
+    );
     for profile in &plan.revoke_profiles {
         for role in cloud.profile_roles(target, profile).await? {
-            cloud.revoke_sessions(target, &role, now).await?;
+            cloud
+                .put_role_policy(target, &role, &policy_name, &policy)
+                .await?;
             done.steps.push(format!(
                 "sessions of role {role} from this instance before {now} revoked"
             ));
@@ -315,7 +319,7 @@ mod tests {
     use crate::model::{ProfileAssociation, Volume};
 
     #[test]
-    fn plan_covers_every_interface_volume_and_role() -> Result<(), String> {
+    fn plan_covers_every_interface_volume_and_role() {
         let mut f = facts("i-0123456789abcdef0");
         f.volumes.push(Volume {
             id: "vol-2".into(),
@@ -331,10 +335,7 @@ mod tests {
             "airf:previous-profile".into(),
             "arn:aws:iam::111111111111:instance-profile/WebServer".into(),
         );
-        let planned = plan(&f, &test_config());
-        let Ok(p) = planned else {
-            return Err(format!("{planned:?}"));
-        };
+        let p = plan(&f, &test_config()).unwrap();
         assert_eq!(p.interfaces, vec!["eni-1".to_owned()]);
         assert_eq!(
             p.keep_devices,
@@ -354,7 +355,6 @@ mod tests {
         );
         assert_eq!(p.replace_association.as_deref(), Some("iip-assoc-9"));
         assert!(!p.profile_done);
-        Ok(())
     }
 
     fn subject() -> Subject {
@@ -403,15 +403,39 @@ mod tests {
             2,
             "{calls:#?}"
         );
-        let tags = cloud
-            .lock()
-            .instances
-            .get("i-0123456789abcdef0")
-            .map(|i| i.tags.clone())
-            .unwrap_or_default();
+        let tags = cloud.lock().instances["i-0123456789abcdef0"].tags.clone();
         assert_eq!(
             tags.get("SecurityIncidentStatus").map(String::as_str),
             Some("Contain")
+        );
+    }
+
+    #[tokio::test]
+    async fn earlier_sessions_are_revoked_with_the_document_revoke_builds() {
+        let mut f = facts("i-0123456789abcdef0");
+        f.profile = Some(ProfileAssociation {
+            association_id: "iip-assoc-1".into(),
+            profile_arn: "arn:aws:iam::111111111111:instance-profile/WebServer".into(),
+        });
+        let cloud = crate::fake::FakeCloud::with(f);
+        let subject = subject();
+        let now = "2026-11-29T18:00:00Z";
+        contain(&cloud, &test_config(), "IR-1", &subject, now)
+            .await
+            .unwrap();
+        let expected = revoke::policy_document(&subject.target, now);
+        let name = revoke::policy_name("i-0123456789abcdef0");
+        let sent = cloud.lock().role_policies.clone();
+        assert_eq!(
+            sent,
+            BTreeMap::from([
+                (("WebServerRole".to_owned(), name.clone()), expected.clone()),
+                (
+                    ("AirfAcquisitionInstanceProfileRole".to_owned(), name),
+                    expected
+                ),
+            ]),
+            "every role the instance had, none of the isolation profile's"
         );
     }
 

@@ -229,17 +229,14 @@ mod tests {
             Some(&f),
             &trigger(Intent::Investigate, Some(Status::Analyze)),
         )
-        .err()
-        .unwrap_or_default();
+        .unwrap_err();
         assert!(why.contains("already under investigation"), "{why}");
         // The controller's own Contain tag comes back as an event: no second containment.
         f.tags
             .insert("SecurityIncidentStatus".into(), "Contain".into());
         f.tags.insert("airf:case".into(), "IR-1".into());
         f.tags.insert("airf:contained".into(), "IR-1".into());
-        let why = decide(Some(&f), &trigger(Intent::Contain, Some(Status::Contain)))
-            .err()
-            .unwrap_or_default();
+        let why = decide(Some(&f), &trigger(Intent::Contain, Some(Status::Contain))).unwrap_err();
         assert!(why.contains("already contained"), "{why}");
         // A responder's Contain on an instance the controller never contained is work.
         f.tags.remove("airf:contained");
@@ -263,9 +260,7 @@ mod tests {
         );
         assert!(decide(None, &trigger(Intent::Investigate, None)).is_err());
         f.state = InstanceState::Stopped;
-        let why = decide(Some(&f), &trigger(Intent::Investigate, None))
-            .err()
-            .unwrap_or_default();
+        let why = decide(Some(&f), &trigger(Intent::Investigate, None)).unwrap_err();
         assert!(why.contains("stopped"), "{why}");
         assert_eq!(decide(Some(&f), &trigger(Intent::Contain, None)), Ok(1));
         f.state = InstanceState::Gone;

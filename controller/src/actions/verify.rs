@@ -3,12 +3,11 @@
 //! (gigabytes, and a Lambda has 15 minutes): `airf-agent verify` does that; this step proves
 //! every expected artifact exists, is whole and has its hashes recorded before containment.
 
-use super::acquire::AcquisitionResult;
 use crate::cloud::Cloud;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::event::AcquisitionKind;
-use crate::model::Subject;
+use crate::model::{AcquisitionResult, Subject};
 use airf_agent::manifest::Manifest;
 use airf_agent::report::{SourceReport, Status};
 use serde::{Deserialize, Serialize};
