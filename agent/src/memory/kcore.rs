@@ -53,7 +53,9 @@ pub struct LoadSegment {
 pub struct KcoreLayout {
     /// PT_LOAD segments with a physical address, in header order.
     pub segments: Vec<LoadSegment>,
-    /// PT_LOAD segments skipped because `p_paddr` is -1 (vmalloc, modules, vmemmap).
+    /// PT_LOAD segments skipped because `p_paddr` is -1 (vmalloc, modules, vmemmap): counted
+    /// for tests, which check the parser against real headers.
+    #[cfg(any(test, feature = "test-util"))]
     pub skipped_without_paddr: usize,
     /// (file offset, size) of the PT_NOTE segment.
     pub notes: Option<(u64, u64)>,
@@ -138,7 +140,12 @@ pub fn parse_header(head: &[u8]) -> Result<KcoreLayout, KcoreError> {
     for p in phdrs {
         match p.p_type {
             PT_NOTE if layout.notes.is_none() => layout.notes = Some((p.p_offset, p.p_filesz)),
-            PT_LOAD if p.p_paddr == u64::MAX => layout.skipped_without_paddr += 1,
+            PT_LOAD if p.p_paddr == u64::MAX => {
+                #[cfg(any(test, feature = "test-util"))]
+                {
+                    layout.skipped_without_paddr += 1;
+                }
+            }
             PT_LOAD if p.p_filesz > 0 => layout.segments.push(LoadSegment {
                 vaddr: p.p_vaddr,
                 paddr: p.p_paddr,
@@ -439,7 +446,7 @@ impl<R: ReadAt> Producer for KcoreProducer<R> {
     }
 }
 
-impl<R: ReadAt> crate::acquire::EvidenceProducer for KcoreProducer<R> {
+impl<R: ReadAt> crate::pipeline::EvidenceProducer for KcoreProducer<R> {
     fn unreadable(&self) -> BadRanges {
         self.bad.clone()
     }

@@ -25,33 +25,14 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+pub use airf_evidence::memory::LimeModuleFacts;
 use goblin::elf::Elf;
 use nix::kmod::{DeleteModuleFlags, ModuleInitFlags, delete_module, finit_module};
-use serde::{Deserialize, Serialize};
 
 use super::iomem::RamRange;
 use super::lime_format::{HEADER_SIZE, LimeHeader, LimeHeaderError};
 use crate::pipeline::{ProduceError, Producer};
 use crate::source::resilient::BadRanges;
-
-/// What the manifest records about the module that was (or would have been) loaded.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LimeModuleFacts {
-    /// Path given with `--lime-module`.
-    pub path: PathBuf,
-    /// SHA-256 of the module file, lowercase hex.
-    pub sha256: String,
-    /// `vermagic` from `.modinfo`.
-    pub vermagic: String,
-    /// `version` from `.modinfo`, when present.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub version: Option<String>,
-    /// Module name from `.modinfo` (`lime`).
-    pub name: String,
-    /// The parameters the module was loaded with (absent when it was only checked).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parameters: Option<String>,
-}
 
 /// Why LiME could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -546,7 +527,7 @@ impl Producer for LimeProducer {
     }
 }
 
-impl crate::acquire::EvidenceProducer for LimeProducer {
+impl crate::pipeline::EvidenceProducer for LimeProducer {
     fn unreadable(&self) -> BadRanges {
         BadRanges::default()
     }
