@@ -292,11 +292,7 @@ mod tests {
             ("/etc/hostname", "not a directory"),
             ("", "empty"),
         ] {
-            let err = bad
-                .parse::<DestSpec>()
-                .err()
-                .map(|e| e.to_string())
-                .unwrap_or_default();
+            let err = bad.parse::<DestSpec>().unwrap_err().to_string();
             assert!(
                 err.contains(words) && err.contains("s3://BUCKET/PREFIX/"),
                 "{bad}: {err}"

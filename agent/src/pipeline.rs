@@ -404,7 +404,7 @@ mod tests {
         fn fill(&mut self, buf: &mut [u8]) -> Result<usize, ProduceError> {
             let n = buf.len().min(self.0.len());
             let (head, rest) = self.0.split_at(n);
-            buf.get_mut(..n).unwrap_or_default().copy_from_slice(head);
+            buf[..n].copy_from_slice(head);
             self.0 = rest;
             Ok(n)
         }

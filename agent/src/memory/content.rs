@@ -423,7 +423,7 @@ mod tests {
         assert_eq!(big.as_ref().map(|r| r.zero_tail_bytes), Some(63 << 20));
         assert_eq!(big.as_ref().map(|r| r.zero_pages), Some(63 * 256));
         assert!(big.is_some_and(|r| r.zero_tail_suspect));
-        let why = c.hollow_reason().unwrap_or_default();
+        let why = c.hollow_reason().unwrap();
         assert!(why.contains("banner is not in the image"), "{why}");
         assert!(why.contains("ends in 63 MiB of zeros"), "{why}");
     }

@@ -507,7 +507,7 @@ mod tests {
     }
 
     fn ram() -> Vec<RamRange> {
-        super::super::iomem::parse_system_ram(IOMEM).unwrap_or_default()
+        super::super::iomem::parse_system_ram(IOMEM).unwrap()
     }
 
     #[test]
@@ -568,12 +568,9 @@ mod tests {
 
     #[test]
     fn vmcoreinfo_note() -> Result<(), KcoreError> {
-        let (off, size) = parse_header(HEAD_KASLR)?.notes.unwrap_or_default();
-        let notes = HEAD_KASLR
-            .get(off as usize..(off + size) as usize)
-            .unwrap_or_default();
-        let info = find_note(notes, "VMCOREINFO").map(String::from_utf8_lossy);
-        let info = info.unwrap_or_default();
+        let (off, size) = parse_header(HEAD_KASLR)?.notes.unwrap();
+        let notes = &HEAD_KASLR[off as usize..(off + size) as usize];
+        let info = String::from_utf8_lossy(find_note(notes, "VMCOREINFO").unwrap());
         assert!(info.starts_with("OSRELEASE=6.1.0-57-amd64\n"), "{info}");
         assert!(info.contains("KERNELOFFSET=1d400000\n"));
         assert_eq!(find_note(notes, "NOPE"), None);
@@ -588,7 +585,7 @@ mod tests {
         ));
         // Truncated inside the program header table.
         assert!(matches!(
-            parse_header(HEAD.get(..200).unwrap_or_default()),
+            parse_header(&HEAD[..200]),
             Err(KcoreError::Malformed(_))
         ));
         // An ELF that is not a core file.
@@ -610,7 +607,7 @@ mod tests {
         }];
         let segs = [seg(0x3000, 0x2000, 0x10_000), seg(0x4000, 0x1000, 0x99_000)];
         let plan = map_ranges(&ram, &segs);
-        let pieces = plan.first().map(|p| p.pieces.clone()).unwrap_or_default();
+        let pieces = plan[0].pieces.clone();
         assert_eq!(
             pieces,
             vec![
@@ -659,7 +656,7 @@ mod tests {
         loop {
             match p.fill(&mut buf) {
                 Ok(0) | Err(_) => break,
-                Ok(n) => out.extend_from_slice(buf.get(..n).unwrap_or_default()),
+                Ok(n) => out.extend_from_slice(&buf[..n]),
             }
         }
         out
@@ -695,7 +692,7 @@ mod tests {
         // page 1 of kcore → phys 0x1000
         assert_eq!(out.get(32), Some(&1));
         let second = 32 + 0x2000;
-        let h2 = LimeHeader::read(out.get(second..).unwrap_or_default());
+        let h2 = LimeHeader::read(&out[second..]);
         assert_eq!(
             h2,
             Ok(LimeHeader {
@@ -704,7 +701,7 @@ mod tests {
             })
         );
         // phys 0x101000 is kcore page 6: zero-filled; 0x103000 is unmapped.
-        let data = out.get(second + 32..).unwrap_or_default();
+        let data = &out[second + 32..];
         assert_eq!(data.first(), Some(&5));
         assert!(
             data.get(0x1000..0x2000)

@@ -189,21 +189,16 @@ mod tests {
 
     #[test]
     fn directory_is_refused_with_a_clear_message() {
-        let dir = tempfile::tempdir().ok();
-        let path = dir
-            .as_ref()
-            .map(|d| d.path().to_owned())
-            .unwrap_or_default();
-        let err = open(&path).err().map(|e| e.to_string()).unwrap_or_default();
+        let dir = tempfile::tempdir().unwrap();
+        let err = open(dir.path()).unwrap_err().to_string();
         assert!(err.contains("is a directory"), "{err}");
     }
 
     #[test]
     fn missing_path_names_the_fix() {
         let err = open(Path::new("/dev/does-not-exist-airf"))
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("no such device") && err.contains("lsblk"),
             "{err}"

@@ -270,10 +270,7 @@ mod tests {
         assert_eq!(bad.total_bytes, 4 * 512);
         let mut expected = disk.data.clone();
         for s in [3usize, 4, 5, 700] {
-            expected
-                .get_mut(s * 512..(s + 1) * 512)
-                .unwrap_or_default()
-                .fill(0);
+            expected[s * 512..(s + 1) * 512].fill(0);
         }
         assert_eq!(buf, expected);
     }
@@ -324,7 +321,7 @@ mod tests {
             bad.ranges.first().map(|b| (b.offset, b.length, b.errno)),
             Some((1000, 3096, None))
         );
-        assert!(buf.get(1000..).unwrap_or_default().iter().all(|&b| b == 0));
+        assert!(buf[1000..].iter().all(|&b| b == 0));
     }
 
     #[test]
@@ -369,7 +366,7 @@ mod tests {
             let mut off = 0usize;
             while off < len {
                 let n = chunk.min(len - off);
-                let dst = out.get_mut(off..off + n).unwrap_or_default();
+                let dst = &mut out[off..off + n];
                 prop_assert!(r.read_chunk(off as u64, dst, &mut bad).is_ok());
                 off += n;
             }
@@ -377,7 +374,7 @@ mod tests {
             let mut expected_sectors = Vec::new();
             for &s in &bad_set {
                 let s = s as usize;
-                expected.get_mut(s * sector..(s + 1) * sector).unwrap_or_default().fill(0);
+                expected[s * sector..(s + 1) * sector].fill(0);
                 expected_sectors.push(s as u64);
             }
             prop_assert_eq!(out, expected);
