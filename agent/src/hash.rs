@@ -90,7 +90,8 @@ mod tests {
                 ours.update(c);
                 reference.update(c);
             }
-            prop_assert_eq!(ours.finalize().as_ref(), reference.finalize().as_slice());
+            let (ours, reference) = (ours.finalize(), reference.finalize());
+            prop_assert_eq!(ours.as_ref(), reference.as_slice());
         }
     }
 }

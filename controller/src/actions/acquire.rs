@@ -52,12 +52,15 @@ fn timeout(kind: &EvidenceKind) -> Result<i32> {
     }
 }
 
+/// An SSM command's parameters: name to values.
+pub type Parameters = BTreeMap<String, Vec<String>>;
+
 /// Document, shell step and parameters for one acquisition.
 pub fn command(
     config: &Config,
     case_id: &str,
     kind: &EvidenceKind,
-) -> Result<(String, &'static str, BTreeMap<String, Vec<String>>)> {
+) -> Result<(String, &'static str, Parameters)> {
     let (document, plugin) = match kind {
         EvidenceKind::Memory => (config.memory_document.clone(), "AcquireMemory"),
         EvidenceKind::Disk => (config.disk_document.clone(), "AcquireDisks"),
@@ -162,16 +165,20 @@ pub fn interpret(sent: &SentCommand, invocation: &Invocation) -> Result<Acquisit
             ssm_status: invocation.status.clone(),
             report,
         }),
-        Status::Hollow | Status::Failed | Status::Interrupted => Err(Error::failed(format!(
-            "{what} acquisition {} {}: {}",
-            sent.command_id,
-            match report.status {
-                Status::Hollow => "stored a hollow image (memory missing from it)",
-                Status::Failed => "failed",
-                _ => "was interrupted",
-            },
-            report_errors(&report)
-        ))),
+        Status::Hollow | Status::Failed | Status::Interrupted | Status::Unknown => {
+            Err(Error::failed(format!(
+                "{what} acquisition {} {}: {}",
+                sent.command_id,
+                match report.status {
+                    Status::Hollow => "stored a hollow image (memory missing from it)",
+                    Status::Failed => "failed",
+                    // A newer agent's status: not known to be evidence, so not taken for it.
+                    Status::Unknown => "ended with a status this controller does not know",
+                    _ => "was interrupted",
+                },
+                report_errors(&report)
+            )))
+        }
     }
 }
 
@@ -286,6 +293,21 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(e.contains("failed: no /proc/kcore"), "{e}");
+    }
+
+    /// A newer agent's result: its unknown fields do not stop the controller, but a status it
+    /// does not know is not taken for success.
+    #[test]
+    fn a_newer_agents_result_is_read_and_an_unknown_status_fails_the_step() {
+        let newer = OK.replace(r#""errors":[]"#, r#""errors":[],"host_load":{"cpu":0.5}"#);
+        let done = interpret(&sent(EvidenceKind::Memory), &inv("Success", &newer)).unwrap();
+        assert!(done.report.extra.contains_key("host_load"));
+        let unknown = newer.replace(r#""status":"complete""#, r#""status":"complete_but_later""#);
+        let e = interpret(&sent(EvidenceKind::Memory), &inv("Success", &unknown));
+        assert!(
+            matches!(&e, Err(Error::Failed(m)) if m.contains("status this controller does not know")),
+            "{e:?}"
+        );
     }
 
     /// A hollow memory image (exit 5) is stored but is not evidence: the step fails, naming why.
