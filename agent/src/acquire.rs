@@ -5,17 +5,20 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use crate::destination::EvidenceSet;
+use airf_evidence::memory::MemoryFacts;
+use airf_evidence::{EvidenceKind, Extra};
+
+use crate::destination::{EvidenceSet, PartSizing};
 use crate::host::HostFacts;
 use crate::manifest::{
-    AgentFootprint, CompressedFacts, EvidenceStatus, Manifest, RawFacts, SourceFacts, Tool,
+    AgentFootprint, CompressedFacts, EvidenceStatus, Manifest, RawFacts, SourceFacts,
 };
-use crate::pipeline::{self, Control, PipelineConfig, ProduceError, Producer};
+use crate::pipeline::{self, Control, EvidenceProducer, PipelineConfig};
 use crate::report::{SourceReport, Status};
-use crate::source::ReadAt;
-use crate::source::block_device::{Disk, DiskKind, drop_cached};
+use crate::source::block_device::{Disk, DiskFacts, DiskKind};
 use crate::source::direct::DirectReader;
-use crate::source::resilient::{BadRanges, ChunkReader};
+use crate::source::disk_producer::DiskProducer;
+use crate::source::resilient::ChunkReader;
 
 /// Settings for every acquisition of a run.
 #[derive(Debug, Clone)]
@@ -30,61 +33,57 @@ pub struct AcquireSettings {
     pub progress: crate::progress::ProgressMode,
 }
 
-/// A producer that also knows which ranges it could not read.
-pub trait EvidenceProducer: Producer {
-    /// Unreadable ranges so far.
-    fn unreadable(&self) -> BadRanges;
-
-    /// What a memory image was found to hold, once the stream is over (memory sources only;
-    /// taken once).
-    fn take_content(&mut self) -> Option<crate::memory::content::MemoryContent> {
-        None
-    }
+/// One piece of evidence to acquire: what it is, what its objects are called and what the
+/// manifest says about its source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evidence {
+    /// How progress and the run report name it, e.g. `/dev/nvme1n1` or `memory (kcore)`.
+    pub label: String,
+    /// Memory or disk.
+    pub kind: EvidenceKind,
+    /// Object names start with this: `<stem>.<format>.zst` and `<stem>.manifest.json`.
+    pub stem: String,
+    /// Bytes the raw stream will have, when known (sizes the S3 parts, shows progress).
+    pub size_hint: Option<u64>,
+    /// The manifest's facts about the source.
+    pub facts: SourceFacts,
 }
 
-/// Reads a disk front to back in chunks, through media errors.
-#[derive(Debug)]
-pub struct DiskProducer<R> {
-    reader: ChunkReader<R>,
-    offset: u64,
-    bad: BadRanges,
-    drop_cache: Option<std::fs::File>,
-}
-
-impl<R: ReadAt> DiskProducer<R> {
-    /// Wraps a chunk reader; `drop_cache`, when given, gets POSIX_FADV_DONTNEED after each read.
-    pub fn new(reader: ChunkReader<R>, drop_cache: Option<std::fs::File>) -> Self {
+impl Evidence {
+    /// A disk, stored as `<stem>.raw.zst`.
+    pub fn disk(stem: &str, facts: DiskFacts) -> Self {
         Self {
-            reader,
-            offset: 0,
-            bad: BadRanges::default(),
-            drop_cache,
+            label: facts.path.display().to_string(),
+            kind: EvidenceKind::Disk,
+            stem: stem.to_owned(),
+            size_hint: Some(facts.size),
+            facts: SourceFacts::Disk(facts),
         }
     }
-}
 
-impl<R: ReadAt> Producer for DiskProducer<R> {
-    fn fill(&mut self, buf: &mut [u8]) -> Result<usize, ProduceError> {
-        let left = self.reader.size().saturating_sub(self.offset);
-        let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
-        let Some(dst) = buf.get_mut(..n) else {
-            return Ok(0);
+    /// Physical memory, stored as `memory.lime.zst`; `size` is the LiME image's.
+    pub fn memory(facts: MemoryFacts, size: u64) -> Self {
+        Self {
+            label: format!("memory ({})", facts.source_used),
+            kind: EvidenceKind::Memory,
+            stem: "memory".to_owned(),
+            size_hint: Some(size),
+            facts: SourceFacts::Memory(Box::new(facts)),
+        }
+    }
+
+    /// The image's object name: the stem, then the raw stream's format and zstd's extension.
+    pub fn image_name(&self) -> String {
+        let format = match self.kind {
+            EvidenceKind::Memory => "lime",
+            EvidenceKind::Disk | EvidenceKind::Unknown(_) => "raw",
         };
-        if n == 0 {
-            return Ok(0);
-        }
-        self.reader.read_chunk(self.offset, dst, &mut self.bad)?;
-        if let Some(f) = &self.drop_cache {
-            drop_cached(f, self.offset, n as u64);
-        }
-        self.offset += n as u64;
-        Ok(n)
+        format!("{}.{format}.zst", self.stem)
     }
-}
 
-impl<R: ReadAt> EvidenceProducer for DiskProducer<R> {
-    fn unreadable(&self) -> BadRanges {
-        self.bad.clone()
+    /// The manifest's object name.
+    pub fn manifest_name(&self) -> String {
+        format!("{}.manifest.json", self.stem)
     }
 }
 
@@ -109,30 +108,17 @@ pub fn acquire_disk(
     settings: &AcquireSettings,
     control: &Arc<Control>,
 ) -> SourceReport {
-    let label = disk.facts.path.display().to_string();
+    let evidence = Evidence::disk(stem, disk.facts.clone());
     let size = disk.facts.size;
     let sector = disk.facts.sector_size as usize;
-    let facts = SourceFacts::Disk(disk.facts.clone());
     let cache_handle = disk.file.try_clone().ok();
     let direct = sector_exact_reader(&disk);
-    let mut reader = ChunkReader::new(disk.file, label.clone(), size, sector);
+    let mut reader = ChunkReader::new(disk.file, evidence.label.clone(), size, sector);
     if let Some(direct) = direct {
         reader = reader.with_sector_reader(Box::new(direct));
     }
     let mut producer = DiskProducer::new(reader, cache_handle);
-    acquire(
-        &mut producer,
-        &label,
-        "disk",
-        stem,
-        "raw.zst",
-        Some(size),
-        facts,
-        set,
-        host,
-        settings,
-        control,
-    )
+    acquire(&mut producer, evidence, set, host, settings, control)
 }
 
 /// An `O_DIRECT` handle on a block device for sector-exact retries (none for image files, or
@@ -155,16 +141,10 @@ fn sector_exact_reader(disk: &Disk) -> Option<DirectReader> {
     }
 }
 
-/// Acquires any evidence stream.
-#[allow(clippy::too_many_arguments)]
+/// Acquires any evidence stream: `producer` streams what `evidence` describes into `set`.
 pub fn acquire(
     producer: &mut dyn EvidenceProducer,
-    label: &str,
-    kind: &str,
-    stem: &str,
-    extension: &str,
-    size_hint: Option<u64>,
-    mut facts: SourceFacts,
+    evidence: Evidence,
     set: &EvidenceSet,
     host: &HostFacts,
     settings: &AcquireSettings,
@@ -174,8 +154,16 @@ pub fn acquire(
     let clock = Instant::now();
     control.raw_read.store(0, Ordering::Relaxed);
     control.compressed_written.store(0, Ordering::Relaxed);
+    let (image_name, manifest_name) = (evidence.image_name(), evidence.manifest_name());
+    let Evidence {
+        label,
+        kind,
+        size_hint,
+        mut facts,
+        ..
+    } = evidence;
     let mut report = SourceReport {
-        source: label.to_owned(),
+        source: label.clone(),
         status: Status::Failed,
         image: None,
         manifest: None,
@@ -190,6 +178,7 @@ pub fn acquire(
         throughput_mb_s: 0.0,
         error: None,
         cleanup: None,
+        extra: Extra::new(),
     };
     let finish = |mut r: SourceReport| {
         r.duration_seconds = clock.elapsed().as_secs_f64();
@@ -197,27 +186,20 @@ pub fn acquire(
         r
     };
     let frame = settings.pipeline.frame_size as u64;
-    let part_size = match crate::part_size::choose(size_hint, frame, settings.part_size) {
-        Ok(p) => p,
-        Err(e) => {
-            report.error = Some(e.to_string());
-            return finish(report);
-        }
+    let sizing = PartSizing {
+        size_hint,
+        frame_size: frame,
+        requested: settings.part_size,
     };
-    let image_name = format!("{stem}.{extension}");
-    let mut sink = match set.open_image(&image_name, part_size) {
+    let mut sink = match set.open_image(&image_name, &sizing) {
         Ok(s) => s,
         Err(e) => {
             report.error = Some(e.to_string());
             return finish(report);
         }
     };
-    let progress = crate::progress::Progress::start(
-        settings.progress,
-        label.to_owned(),
-        size_hint,
-        Arc::clone(control),
-    );
+    let progress =
+        crate::progress::Progress::start(settings.progress, label, size_hint, Arc::clone(control));
     let result = pipeline::run(producer, sink.as_mut(), &settings.pipeline, control);
     drop(progress);
     let output = match result {
@@ -249,7 +231,7 @@ pub fn acquire(
     let content = producer.take_content();
     let hollow = content
         .as_ref()
-        .and_then(crate::memory::content::MemoryContent::hollow_reason);
+        .and_then(airf_evidence::content::MemoryContent::hollow_reason);
     if let (SourceFacts::Memory(m), Some(c)) = (&mut facts, content) {
         m.content = Some(c);
     }
@@ -269,9 +251,9 @@ pub fn acquire(
     report.image = Some(image.clone());
     let manifest = Manifest {
         schema_version: crate::manifest::SCHEMA_VERSION,
-        tool: Tool::default(),
+        tool: crate::manifest::this_tool(),
         case: settings.case.clone(),
-        kind: kind.to_owned(),
+        kind,
         status,
         host: host.clone(),
         source: facts,
@@ -295,11 +277,29 @@ pub fn acquire(
             peak_rss_bytes: peak_rss_bytes(),
             threads: settings.pipeline.threads,
         },
+        extra: Extra::new(),
     };
-    let json = manifest.to_json();
-    match set.put_file(&format!("{stem}.manifest.json"), json, "application/json") {
+    let json = match crate::manifest::to_json(&manifest) {
+        Ok(j) => j,
+        Err(e) => {
+            report.error = Some(format!(
+                "the image was stored but its manifest could not be written: {e}"
+            ));
+            return finish(report);
+        }
+    };
+    match set.put_file(&manifest_name, json.clone(), "application/json") {
         Ok(Some(stored)) => report.manifest = Some(stored),
-        Ok(None) => report.manifest_inline = serde_json::to_value(&manifest).ok(),
+        // Stdout holds the image: the manifest travels in the report instead.
+        Ok(None) => match serde_json::from_slice(&json) {
+            Ok(inline) => report.manifest_inline = Some(inline),
+            Err(e) => {
+                report.error = Some(format!(
+                    "the image was written but its manifest could not be reported: {e}"
+                ));
+                return finish(report);
+            }
+        },
         Err(e) => {
             // The image is whole, but without its manifest nobody can prove it: report failure.
             report.error = Some(format!(
@@ -312,6 +312,7 @@ pub fn acquire(
         EvidenceStatus::Complete => Status::Complete,
         EvidenceStatus::CompletedWithReadErrors => Status::CompletedWithReadErrors,
         EvidenceStatus::Hollow => Status::Hollow,
+        EvidenceStatus::Unknown => Status::Unknown,
     };
     report.error = hollow;
     finish(report)

@@ -104,6 +104,17 @@ pub struct UploadSettings {
     pub abort_deadline: std::time::Duration,
 }
 
+/// What an S3 part size is chosen from. Only S3 has parts: other destinations ignore it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartSizing {
+    /// Raw bytes of the source, when known.
+    pub size_hint: Option<u64>,
+    /// Uncompressed bytes per zstd frame.
+    pub frame_size: u64,
+    /// `--part-size` (None: automatic).
+    pub requested: Option<u64>,
+}
+
 /// One evidence set: a destination plus the folder all its objects share.
 #[derive(Debug, Clone)]
 pub struct EvidenceSet {
@@ -171,14 +182,24 @@ impl EvidenceSet {
         }
     }
 
-    /// Opens the sink for image `name` (e.g. `nvme1n1.raw.zst`).
-    pub fn open_image(&self, name: &str, part_size: u64) -> Result<Box<dyn ImageSink>, SinkError> {
+    /// Opens the sink for image `name` (e.g. `nvme1n1.raw.zst`). For S3 this chooses the part
+    /// size first, refusing one that cannot work (S3's limits are no concern of the others).
+    pub fn open_image(
+        &self,
+        name: &str,
+        sizing: &PartSizing,
+    ) -> Result<Box<dyn ImageSink>, SinkError> {
         match &self.spec {
             DestSpec::Stdout => Ok(Box::new(StdoutSink::default())),
             DestSpec::Dir(_) => Ok(Box::new(FileSink::create(
                 &PathBuf::from(&self.folder).join(name),
             )?)),
             DestSpec::S3 { .. } => {
+                let part_size = crate::part_size::choose(
+                    sizing.size_hint,
+                    sizing.frame_size,
+                    sizing.requested,
+                )?;
                 let (client, rt, bucket) = self.s3()?;
                 let target = S3Target {
                     bucket: bucket.to_owned(),
@@ -236,6 +257,7 @@ impl EvidenceSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::part_size::PartSizeError;
 
     #[test]
     fn parses_destinations() {
@@ -270,11 +292,7 @@ mod tests {
             ("/etc/hostname", "not a directory"),
             ("", "empty"),
         ] {
-            let err = bad
-                .parse::<DestSpec>()
-                .err()
-                .map(|e| e.to_string())
-                .unwrap_or_default();
+            let err = bad.parse::<DestSpec>().unwrap_err().to_string();
             assert!(
                 err.contains(words) && err.contains("s3://BUCKET/PREFIX/"),
                 "{bad}: {err}"
@@ -302,5 +320,65 @@ mod tests {
             t,
         );
         assert_eq!(set.folder, "p/q/IR_42/i-0abc/20261128T153000Z");
+    }
+
+    fn set_to(spec: DestSpec) -> EvidenceSet {
+        let settings = UploadSettings {
+            concurrency: 1,
+            sse_kms_key_id: None,
+            abort_deadline: std::time::Duration::ZERO,
+        };
+        EvidenceSet::new(
+            spec,
+            None,
+            settings,
+            "IR-1",
+            "h",
+            time::OffsetDateTime::UNIX_EPOCH,
+        )
+    }
+
+    /// A part size S3 would refuse (below its 5 MiB minimum), for a source too large for one
+    /// S3 object: no concern of a directory or of stdout.
+    const NOT_FOR_S3: PartSizing = PartSizing {
+        size_hint: Some(60 << 40),
+        frame_size: 2 << 20,
+        requested: Some(1 << 20),
+    };
+
+    #[test]
+    fn local_and_stdout_destinations_ignore_s3_part_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        let set = set_to(DestSpec::Dir(dir.path().to_owned()));
+        let mut sink = set.open_image("sda.raw.zst", &NOT_FOR_S3).unwrap();
+        sink.abort();
+        let set = set_to(DestSpec::Stdout);
+        assert!(set.open_image("sda.raw.zst", &NOT_FOR_S3).is_ok());
+    }
+
+    #[test]
+    fn s3_refuses_part_sizes_outside_its_limits() {
+        let set = set_to(DestSpec::S3 {
+            bucket: "b".into(),
+            prefix: String::new(),
+        });
+        let too_small = PartSizing {
+            size_hint: Some(1 << 30),
+            ..NOT_FOR_S3
+        };
+        let err = set.open_image("sda.raw.zst", &too_small).err().unwrap();
+        assert!(
+            matches!(err, SinkError::PartSize(PartSizeError::OutOfRange(p)) if p == 1 << 20),
+            "{err}"
+        );
+        let automatic = PartSizing {
+            requested: None,
+            ..NOT_FOR_S3
+        };
+        let err = set.open_image("sda.raw.zst", &automatic).err().unwrap();
+        assert!(
+            matches!(err, SinkError::PartSize(PartSizeError::SourceTooLarge(_))),
+            "{err}"
+        );
     }
 }

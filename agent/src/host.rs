@@ -11,55 +11,17 @@
 use std::time::Duration;
 
 use procfs::Current;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-/// The host, as recorded in every manifest.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct HostFacts {
-    /// `gethostname(2)`.
-    pub hostname: String,
-    /// `uname -r`.
-    pub kernel_release: String,
-    /// `/proc/sys/kernel/random/boot_id`: tells two boots of the same host apart.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub boot_id: Option<String>,
-    /// Seconds since boot (`/proc/uptime`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub uptime_seconds: Option<f64>,
-    /// EC2 identity, absent off EC2.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ec2: Option<Ec2Identity>,
-}
+pub use airf_evidence::host::{Ec2Identity, HostFacts};
 
-/// The instance identity document's useful fields.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Ec2Identity {
-    /// `i-…`.
-    pub instance_id: String,
-    /// Owning account.
-    pub account_id: String,
-    /// Region.
-    pub region: String,
-    /// Availability zone.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub availability_zone: Option<String>,
-    /// Instance type.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub instance_type: Option<String>,
-    /// AMI.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub image_id: Option<String>,
-}
-
-impl HostFacts {
-    /// The name evidence is filed under: the instance id on EC2, else the hostname.
-    pub fn evidence_name(&self) -> String {
-        let name = self
-            .ec2
-            .as_ref()
-            .map_or(self.hostname.as_str(), |e| e.instance_id.as_str());
-        sanitize(name)
-    }
+/// The name evidence is filed under: the instance id on EC2, else the hostname.
+pub fn evidence_name(host: &HostFacts) -> String {
+    let name = host
+        .ec2
+        .as_ref()
+        .map_or(host.hostname.as_str(), |e| e.instance_id.as_str());
+    sanitize(name)
 }
 
 /// Keeps a name safe as one path or key component.

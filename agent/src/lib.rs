@@ -7,11 +7,12 @@
 //!
 //! ```no_run
 //! use airf_agent::pipeline::{run, Control, PipelineConfig};
-//! use airf_agent::sink::MemorySink;
+//! use airf_agent::sink::{ImageSink, local::FileSink};
 //! # fn demo(producer: &mut dyn airf_agent::pipeline::Producer) -> Result<(), Box<dyn std::error::Error>> {
-//! let mut sink = MemorySink::default();
+//! let mut sink = FileSink::create(std::path::Path::new("/tmp/evidence/sda.raw.zst"))?;
 //! let cfg = PipelineConfig { frame_size: 4 << 20, level: 1, threads: 2 };
 //! let out = run(producer, &mut sink, &cfg, &Control::default())?;
+//! sink.finish()?;
 //! println!("raw sha256 {}", out.raw_sha256);
 //! # Ok(()) }
 //! ```

@@ -17,9 +17,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use airf_evidence::content::MemoryContent;
+use airf_evidence::unreadable::BadRanges;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 
-use crate::hash::Sha256;
+use crate::hash::{Digest, Sha256};
 use crate::seekable::{FrameCompressor, FrameTooLarge, SeekTable};
 use crate::sink::{ImageSink, SinkError};
 use crate::source::resilient::ReadError;
@@ -42,6 +44,19 @@ pub trait Producer: Send {
     /// Fills `buf` with the next bytes; returns how many (less than `buf.len()` only at the end,
     /// 0 once the stream is over).
     fn fill(&mut self, buf: &mut [u8]) -> Result<usize, ProduceError>;
+}
+
+/// A producer of evidence: also knows which ranges it could not read, and (memory) what the
+/// image was found to hold.
+pub trait EvidenceProducer: Producer {
+    /// Unreadable ranges so far.
+    fn unreadable(&self) -> BadRanges;
+
+    /// What a memory image was found to hold, once the stream is over (memory sources only;
+    /// taken once).
+    fn take_content(&mut self) -> Option<MemoryContent> {
+        None
+    }
 }
 
 /// Why the producer stopped.
@@ -306,7 +321,7 @@ fn read_loop(
     Ok(())
 }
 
-fn hash_loop(rx: &Receiver<Arc<Chunk>>) -> ([u8; 32], u64) {
+fn hash_loop(rx: &Receiver<Arc<Chunk>>) -> (Digest, u64) {
     let mut hasher = Sha256::new();
     let mut total = 0u64;
     for chunk in rx {
@@ -389,7 +404,7 @@ mod tests {
         fn fill(&mut self, buf: &mut [u8]) -> Result<usize, ProduceError> {
             let n = buf.len().min(self.0.len());
             let (head, rest) = self.0.split_at(n);
-            buf.get_mut(..n).unwrap_or_default().copy_from_slice(head);
+            buf[..n].copy_from_slice(head);
             self.0 = rest;
             Ok(n)
         }

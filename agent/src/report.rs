@@ -1,11 +1,8 @@
-//! The one JSON object printed on stdout at the end of every command, and the exit status.
-//!
-//! Automation (an SSM document, a Step Functions task) parses this; people read the summary
-//! line that [`RunReport::human_summary`] prints instead when stdout is a terminal.
+//! The one JSON object printed on stdout at the end of every command ([`RunReport`], defined in
+//! `airf-evidence`), the exit status it implies, and the summary people read instead when
+//! stdout is a terminal ([`human_summary`]).
 
-use serde::{Deserialize, Serialize};
-
-use crate::sink::{AbortReport, StoredObject};
+pub use airf_evidence::report::{RunReport, SourceReport, Status};
 
 /// Exit statuses, documented in README.md.
 pub mod exit {
@@ -28,179 +25,172 @@ pub mod exit {
     pub const SIGTERM: i32 = 143;
 }
 
-/// Overall or per-source outcome.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    /// All bytes read and stored.
-    Complete,
-    /// Stored and whole, with unreadable ranges.
-    CompletedWithReadErrors,
-    /// A memory image stored and whole, but without the running kernel's banner: memory is
-    /// missing from it (`error` says why).
-    Hollow,
-    /// Failed; nothing claims success.
-    Failed,
-    /// Stopped by a signal; nothing claims success.
-    Interrupted,
+/// Builds the overall report: the worst per-source status wins.
+pub fn run_report(
+    command: &str,
+    case: &str,
+    folder: &str,
+    sources: Vec<SourceReport>,
+    errors: Vec<String>,
+    secs: f64,
+    signal: Option<i32>,
+) -> RunReport {
+    let mut status = sources
+        .iter()
+        .map(|s| s.status)
+        .max()
+        .unwrap_or(Status::Failed);
+    if !errors.is_empty() && status < Status::Failed {
+        status = Status::Failed;
+    }
+    if signal.is_some() {
+        status = Status::Interrupted;
+    }
+    let exit_code = match (status, signal) {
+        (Status::Interrupted, Some(nix::libc::SIGTERM)) => exit::SIGTERM,
+        (Status::Interrupted, _) => exit::SIGINT,
+        (Status::Failed | Status::Unknown, _) => exit::FAILED,
+        (Status::CompletedWithReadErrors, _) => exit::READ_ERRORS,
+        (Status::Hollow, _) => exit::HOLLOW,
+        (Status::Complete, _) => exit::OK,
+    };
+    RunReport {
+        command: command.into(),
+        status,
+        exit_code,
+        case: case.into(),
+        evidence_folder: folder.into(),
+        sources,
+        errors,
+        duration_seconds: secs,
+        extra: airf_evidence::Extra::new(),
+    }
 }
 
-/// The outcome for one source.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SourceReport {
-    /// Source path or name.
-    pub source: String,
-    /// Outcome.
-    pub status: Status,
-    /// Where the image is (absent on failure).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub image: Option<StoredObject>,
-    /// Where the manifest is (absent on failure and for stdout).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub manifest: Option<StoredObject>,
-    /// The manifest itself, when it could not be stored (stdout destination).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub manifest_inline: Option<serde_json::Value>,
-    /// Raw bytes read.
-    pub raw_size: u64,
-    /// SHA-256 of the raw bytes.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub raw_sha256: Option<String>,
-    /// Stored bytes.
-    pub compressed_size: u64,
-    /// SHA-256 of the stored bytes.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub compressed_sha256: Option<String>,
-    /// Unreadable bytes (zero-filled).
-    pub unreadable_bytes: u64,
-    /// Number of unreadable ranges (see the manifest for the list).
-    pub unreadable_ranges: u64,
-    /// Seconds spent on this source.
-    pub duration_seconds: f64,
-    /// Raw MB/s (10^6 bytes per second).
-    pub throughput_mb_s: f64,
-    /// Why it failed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// What happened to the partial upload.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cleanup: Option<AbortReport>,
-}
-
-/// The result of one command.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunReport {
-    /// The subcommand (`disk`, `memory`).
-    pub command: String,
-    /// Worst outcome across sources.
-    pub status: Status,
-    /// Process exit status.
-    pub exit_code: i32,
-    /// Case identifier.
-    pub case: String,
-    /// The evidence folder (S3 prefix or directory).
-    pub evidence_folder: String,
-    /// Per-source outcomes.
-    pub sources: Vec<SourceReport>,
-    /// Errors not tied to one source.
-    pub errors: Vec<String>,
-    /// Seconds for the whole command.
-    pub duration_seconds: f64,
-}
-
-impl RunReport {
-    /// Builds the overall report: the worst per-source status wins.
-    pub fn new(
-        command: &str,
-        case: &str,
-        folder: &str,
-        sources: Vec<SourceReport>,
-        errors: Vec<String>,
-        secs: f64,
-        signal: Option<i32>,
-    ) -> Self {
-        let mut status = sources
-            .iter()
-            .map(|s| s.status)
-            .max()
-            .unwrap_or(Status::Failed);
-        if !errors.is_empty() && status < Status::Failed {
-            status = Status::Failed;
-        }
-        if signal.is_some() {
-            status = Status::Interrupted;
-        }
-        let exit_code = match (status, signal) {
-            (Status::Interrupted, Some(nix::libc::SIGTERM)) => exit::SIGTERM,
-            (Status::Interrupted, _) => exit::SIGINT,
-            (Status::Failed, _) => exit::FAILED,
-            (Status::CompletedWithReadErrors, _) => exit::READ_ERRORS,
-            (Status::Hollow, _) => exit::HOLLOW,
-            (Status::Complete, _) => exit::OK,
+/// A few lines for a person at a terminal.
+pub fn human_summary(report: &RunReport) -> String {
+    let mut out = String::new();
+    for s in &report.sources {
+        let what = match s.status {
+            Status::Complete => "acquired completely".to_owned(),
+            Status::CompletedWithReadErrors => format!(
+                "completed with read errors: {} in {} range(s) unreadable, zero-filled and listed in the manifest",
+                crate::progress::human_bytes(s.unreadable_bytes),
+                s.unreadable_ranges
+            ),
+            Status::Hollow => format!(
+                "HOLLOW, do not rely on it: {}",
+                s.error
+                    .as_deref()
+                    .unwrap_or("memory is missing from the image")
+            ),
+            Status::Failed => {
+                format!("FAILED: {}", s.error.as_deref().unwrap_or("unknown error"))
+            }
+            Status::Interrupted => "INTERRUPTED: nothing stored claims to be complete".to_owned(),
+            Status::Unknown => "status unknown to this agent".to_owned(),
         };
-        Self {
-            command: command.into(),
+        out.push_str(&format!("{}: {what}\n", s.source));
+        if let Some(img) = &s.image {
+            out.push_str(&format!(
+                "  image    {} ({} from {}, {:.0} MB/s)\n",
+                img.location,
+                crate::progress::human_bytes(s.compressed_size),
+                crate::progress::human_bytes(s.raw_size),
+                s.throughput_mb_s
+            ));
+        }
+        if let Some(m) = &s.manifest {
+            out.push_str(&format!("  manifest {}\n", m.location));
+            out.push_str(&format!(
+                "  check it with: airf-agent verify {}\n",
+                m.location
+            ));
+        }
+        if let Some(h) = &s.raw_sha256 {
+            out.push_str(&format!("  sha256   {h} (raw)\n"));
+        }
+        if let Some(c) = &s.cleanup {
+            out.push_str(&format!("  cleanup  {}\n", c.detail));
+        }
+    }
+    for e in &report.errors {
+        out.push_str(&format!("error: {e}\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(status: Status) -> SourceReport {
+        SourceReport {
+            source: "/dev/sdb".into(),
             status,
-            exit_code,
-            case: case.into(),
-            evidence_folder: folder.into(),
-            sources,
-            errors,
-            duration_seconds: secs,
+            image: None,
+            manifest: None,
+            manifest_inline: None,
+            raw_size: 0,
+            raw_sha256: None,
+            compressed_size: 0,
+            compressed_sha256: None,
+            unreadable_bytes: 512,
+            unreadable_ranges: 1,
+            duration_seconds: 1.0,
+            throughput_mb_s: 0.0,
+            error: None,
+            cleanup: None,
+            extra: airf_evidence::Extra::new(),
         }
     }
 
-    /// A few lines for a person at a terminal.
-    pub fn human_summary(&self) -> String {
-        let mut out = String::new();
-        for s in &self.sources {
-            let what = match s.status {
-                Status::Complete => "acquired completely".to_owned(),
-                Status::CompletedWithReadErrors => format!(
-                    "completed with read errors: {} in {} range(s) unreadable, zero-filled and listed in the manifest",
-                    crate::progress::human_bytes(s.unreadable_bytes),
-                    s.unreadable_ranges
-                ),
-                Status::Hollow => format!(
-                    "HOLLOW, do not rely on it: {}",
-                    s.error
-                        .as_deref()
-                        .unwrap_or("memory is missing from the image")
-                ),
-                Status::Failed => {
-                    format!("FAILED: {}", s.error.as_deref().unwrap_or("unknown error"))
-                }
-                Status::Interrupted => {
-                    "INTERRUPTED: nothing stored claims to be complete".to_owned()
-                }
-            };
-            out.push_str(&format!("{}: {what}\n", s.source));
-            if let Some(img) = &s.image {
-                out.push_str(&format!(
-                    "  image    {} ({} from {}, {:.0} MB/s)\n",
-                    img.location,
-                    crate::progress::human_bytes(s.compressed_size),
-                    crate::progress::human_bytes(s.raw_size),
-                    s.throughput_mb_s
-                ));
-            }
-            if let Some(m) = &s.manifest {
-                out.push_str(&format!("  manifest {}\n", m.location));
-                out.push_str(&format!(
-                    "  check it with: airf-agent verify {}\n",
-                    m.location
-                ));
-            }
-            if let Some(h) = &s.raw_sha256 {
-                out.push_str(&format!("  sha256   {h} (raw)\n"));
-            }
-            if let Some(c) = &s.cleanup {
-                out.push_str(&format!("  cleanup  {}\n", c.detail));
-            }
-        }
-        for e in &self.errors {
-            out.push_str(&format!("error: {e}\n"));
-        }
-        out
+    fn exit_of(statuses: &[Status], errors: &[&str], signal: Option<i32>) -> (Status, i32) {
+        let sources = statuses.iter().copied().map(source).collect();
+        let errors = errors.iter().map(|e| (*e).to_owned()).collect();
+        let r = run_report("disk", "IR-1", "f", sources, errors, 1.0, signal);
+        (r.status, r.exit_code)
+    }
+
+    #[test]
+    fn the_worst_outcome_sets_the_exit_status() {
+        use Status::*;
+        assert_eq!(exit_of(&[Complete], &[], None), (Complete, exit::OK));
+        assert_eq!(
+            exit_of(&[Complete, CompletedWithReadErrors], &[], None),
+            (CompletedWithReadErrors, exit::READ_ERRORS)
+        );
+        assert_eq!(
+            exit_of(&[Hollow, Complete], &[], None),
+            (Hollow, exit::HOLLOW)
+        );
+        assert_eq!(exit_of(&[Complete], &["x"], None), (Failed, exit::FAILED));
+        assert_eq!(exit_of(&[], &[], None), (Failed, exit::FAILED));
+        assert_eq!(
+            exit_of(&[Complete], &[], Some(nix::libc::SIGTERM)),
+            (Interrupted, exit::SIGTERM)
+        );
+        assert_eq!(
+            exit_of(&[Complete], &[], Some(nix::libc::SIGINT)),
+            (Interrupted, exit::SIGINT)
+        );
+    }
+
+    #[test]
+    fn the_summary_says_read_errors_in_words() {
+        let r = run_report(
+            "disk",
+            "IR-1",
+            "f",
+            vec![source(Status::CompletedWithReadErrors)],
+            Vec::new(),
+            1.0,
+            None,
+        );
+        let text = human_summary(&r);
+        assert!(
+            text.contains("/dev/sdb: completed with read errors"),
+            "{text}"
+        );
     }
 }

@@ -59,6 +59,17 @@ pub async fn build(opts: &S3Options) -> Client {
     Client::from_conf(config.build())
 }
 
+/// What to grant when S3 refuses `op`. Acquiring only writes: the shipped acquisition role is
+/// write-only on purpose (packaging/cloudformation), so reading evidence back (`verify`) takes
+/// other credentials, never a wider acquisition role.
+fn access_hint(op: &str) -> &'static str {
+    if op.starts_with("GetObject") || op.starts_with("HeadObject") {
+        "; reading evidence needs s3:GetObject on it (and kms:Decrypt for SSE-KMS objects): run verify with an analyst's credentials, as the acquisition role is write-only by design"
+    } else {
+        "; the credentials in use (instance role, profile or environment) need s3:PutObject and s3:AbortMultipartUpload on that prefix (and kms:GenerateDataKey and kms:Decrypt for --sse-kms-key-id)"
+    }
+}
+
 /// One line describing a failed S3 call: what failed, the server's code and message, and the
 /// fix when the code says what it is.
 pub fn describe<E, R>(op: &str, target: &str, err: &SdkError<E, R>) -> String
@@ -73,9 +84,7 @@ where
             let msg = e.message().unwrap_or("");
             let fix = match code {
                 "NoSuchBucket" => "; check the bucket name in --to, or create the bucket",
-                "AccessDenied" | "Forbidden" => {
-                    "; the credentials in use (instance role, profile or environment) need s3:PutObject, s3:AbortMultipartUpload and s3:GetObject on that prefix (and kms:GenerateDataKey for --sse-kms-key-id)"
-                }
+                "AccessDenied" | "Forbidden" => access_hint(op),
                 "InvalidAccessKeyId" | "SignatureDoesNotMatch" => {
                     "; check the AWS credentials in use (`aws sts get-caller-identity`)"
                 }
@@ -121,5 +130,29 @@ pub fn error_code<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> Option<St
     match err {
         SdkError::ServiceError(se) => se.err().code().map(str::to_owned),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::access_hint;
+
+    #[test]
+    fn acquisition_is_never_told_to_read() {
+        for op in [
+            "CreateMultipartUpload",
+            "UploadPart 3",
+            "PutObject",
+            "AbortMultipartUpload",
+        ] {
+            let hint = access_hint(op);
+            assert!(hint.contains("s3:PutObject"), "{op}: {hint}");
+            assert!(!hint.contains("GetObject"), "{op}: {hint}");
+        }
+        let hint = access_hint("GetObject");
+        assert!(
+            hint.contains("s3:GetObject") && hint.contains("write-only"),
+            "{hint}"
+        );
     }
 }

@@ -12,7 +12,6 @@ use aws_sdk_s3::Client;
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
 
-use crate::manifest::Manifest;
 use crate::s3_client::describe;
 
 /// One comparison.
@@ -210,7 +209,7 @@ pub fn verify(manifest_loc: &Location, s3: Option<(&Client, &Handle)>) -> Verify
         message: String::new(),
     };
     let manifest = match read_small(manifest_loc, s3)
-        .and_then(|b| Manifest::parse(&b).map_err(|e| e.to_string()))
+        .and_then(|b| crate::manifest::parse(&b).map_err(|e| e.to_string()))
     {
         Ok(m) => m,
         Err(e) => {
@@ -350,5 +349,57 @@ mod tests {
             Location::File("/x/a".into())
         );
         assert!(Location::parse("s3://bucket-only").is_err());
+    }
+
+    /// Stores `raw` compressed as `eth0.pcap.zst` beside a manifest from a newer agent of the
+    /// same major schema (new fields, kind, status and source type), recording `recorded_raw`
+    /// as the raw bytes' SHA-256.
+    fn future_evidence(dir: &Path, raw: &[u8], recorded_raw: &[u8]) -> Location {
+        let stored = zstd::encode_all(raw, 1).unwrap();
+        std::fs::write(dir.join("eth0.pcap.zst"), &stored).unwrap();
+        let mut m: serde_json::Value = serde_json::from_slice(include_bytes!(
+            "../evidence/src/fixtures/manifest-1-future-minor.json"
+        ))
+        .unwrap();
+        m["raw"]["size"] = raw.len().into();
+        m["raw"]["sha256"] = hex::encode(Sha256::digest(recorded_raw)).into();
+        m["compressed"]["size"] = stored.len().into();
+        m["compressed"]["sha256"] = hex::encode(Sha256::digest(&stored)).into();
+        let path = dir.join("eth0.manifest.json");
+        std::fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+        Location::File(path)
+    }
+
+    #[test]
+    fn evidence_from_a_newer_minor_version_is_verified() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let report = verify(&future_evidence(dir.path(), &raw, &raw), None);
+        assert_eq!(report.status, Verdict::Intact, "{}", report.message);
+        assert!(report.checks.iter().all(|c| c.ok), "{:?}", report.checks);
+        assert!(report.image.ends_with("eth0.pcap.zst"), "{}", report.image);
+    }
+
+    #[test]
+    fn evidence_from_a_newer_minor_version_is_still_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = verify(&future_evidence(dir.path(), b"image", b"other"), None);
+        assert_eq!(report.status, Verdict::NotIntact, "{}", report.message);
+        assert!(report.message.contains("raw sha256"), "{}", report.message);
+    }
+
+    #[test]
+    fn a_newer_major_version_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.manifest.json");
+        std::fs::write(&path, br#"{"schema_version": 2}"#).unwrap();
+        let report = verify(&Location::File(path), None);
+        assert_eq!(report.status, Verdict::Error);
+        assert!(
+            report.message.contains("schema version 2")
+                && report.message.contains("schema version 1"),
+            "{}",
+            report.message
+        );
     }
 }

@@ -5,6 +5,7 @@
 use crate::model::{
     AcquisitionResult, Intent, STATUS_TAG, SentCommand, Status, Subject, Target, is_case_id,
 };
+use airf_evidence::EvidenceKind;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -114,7 +115,7 @@ pub enum Task {
         /// The instance.
         subject: Subject,
         /// Memory or disks.
-        kind: AcquisitionKind,
+        kind: EvidenceKind,
     },
     /// Reads the command's result; `Airf.Pending` while it runs.
     AcquireStatus {
@@ -175,26 +176,6 @@ impl Task {
             | Task::Fail {
                 case_id, subject, ..
             } => Some((case_id, subject)),
-        }
-    }
-}
-
-/// Memory or disks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AcquisitionKind {
-    /// `airf-acquire-memory`.
-    Memory,
-    /// `airf-acquire-disk`.
-    Disk,
-}
-
-impl AcquisitionKind {
-    /// `memory` or `disk`: the serialized name, and the manifest's `kind`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AcquisitionKind::Memory => "memory",
-            AcquisitionKind::Disk => "disk",
         }
     }
 }

@@ -4,8 +4,8 @@
 //! parser and several steps share them: keeping them in one place keeps the modules free of
 //! import cycles.
 
-use crate::event::AcquisitionKind;
-use airf_agent::report::RunReport;
+use airf_evidence::EvidenceKind;
+use airf_evidence::report::RunReport;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -284,14 +284,14 @@ pub struct SentCommand {
     /// The document's shell step, for GetCommandInvocation.
     pub plugin: String,
     /// Memory or disks.
-    pub kind: AcquisitionKind,
+    pub kind: EvidenceKind,
 }
 
 /// A finished acquisition: the agent's own result, which `verify` checks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AcquisitionResult {
     /// Memory or disks.
-    pub kind: AcquisitionKind,
+    pub kind: EvidenceKind,
     /// SSM command id.
     pub command_id: String,
     /// SSM's status.

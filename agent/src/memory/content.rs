@@ -19,7 +19,8 @@
 //! both memory sources produce, so offsets are reported as physical addresses.
 
 use memchr::memmem::Finder;
-use serde::{Deserialize, Serialize};
+
+pub use airf_evidence::content::{MemoryContent, RangeContent};
 
 use super::iomem::RamRange;
 use super::lime_format::HEADER_SIZE;
@@ -42,104 +43,16 @@ const MIN_SUSPECT_TAIL: u64 = 16 << 20;
 /// anywhere else in RAM.
 const SUSPECT_TAIL_FACTOR: u64 = 4;
 
-/// Content of one RAM range.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RangeContent {
-    /// First physical address.
-    pub start: u64,
-    /// Last physical address (inclusive).
-    pub end: u64,
-    /// Pages (4 KiB, physically aligned; a partial page at an edge counts as one).
-    pub pages: u64,
-    /// Pages whose bytes are all zero.
-    pub zero_pages: u64,
-    /// Bytes of the zero run that ends the range (0 when its last page holds data).
-    pub zero_tail_bytes: u64,
-    /// Bytes of the longest zero run inside the range, its tail included.
-    pub longest_zero_run_bytes: u64,
-    /// The zero tail is far longer than any other zero run in RAM would explain: the source
-    /// probably stopped reading this range and zero-filled the rest.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub zero_tail_suspect: bool,
-}
-
-impl RangeContent {
-    /// A range no byte of which has been seen yet.
-    fn unread(r: RamRange) -> Self {
-        Self {
-            start: r.start,
-            end: r.end,
-            pages: 0,
-            zero_pages: 0,
-            zero_tail_bytes: 0,
-            longest_zero_run_bytes: 0,
-            zero_tail_suspect: false,
-        }
-    }
-}
-
-/// What the memory image holds, as the manifest records it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MemoryContent {
-    /// The text searched for: the running kernel's banner, or [`GENERIC_BANNER`] when it could
-    /// not be read.
-    pub banner_searched: String,
-    /// How many times it occurs in the image.
-    pub banner_count: u64,
-    /// Physical addresses of the first occurrences (at most 16).
-    pub banner_addresses: Vec<u64>,
-    /// The kernel's read-only data, where its own banner is (from `/proc/iomem`), when listed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kernel_rodata: Option<RamRange>,
-    /// Occurrences inside `kernel_rodata` (absent when it is not known).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub banner_in_kernel_rodata: Option<u64>,
-    /// Pages in the image.
-    pub pages: u64,
-    /// All-zero pages in the image.
-    pub zero_pages: u64,
-    /// Per RAM range, in image order.
-    pub ranges: Vec<RangeContent>,
-}
-
-impl MemoryContent {
-    /// Why the image cannot be called complete, in one line; None when the banner is in it.
-    pub fn hollow_reason(&self) -> Option<String> {
-        let missing = match (self.kernel_rodata, self.banner_in_kernel_rodata) {
-            (Some(r), Some(0)) => format!(
-                "the kernel's own banner is not in the image (it lives in the kernel's read-only data at {:#x}-{:#x}; \
-                 {} copies elsewhere do not prove the kernel was captured)",
-                r.start, r.end, self.banner_count
-            ),
-            _ if self.banner_count == 0 => {
-                "the running kernel's banner is not in the image".to_owned()
-            }
-            _ => return None,
-        };
-        let suspect: Vec<String> = self
-            .ranges
-            .iter()
-            .filter(|r| r.zero_tail_suspect)
-            .map(|r| {
-                format!(
-                    "range {:#x}-{:#x} ends in {} MiB of zeros",
-                    r.start,
-                    r.end,
-                    r.zero_tail_bytes >> 20
-                )
-            })
-            .collect();
-        Some(format!(
-            "{missing} ({} of {} pages are zero{}): the source lost memory (LiME zero-fills a range when a write \
-             stalls), so the image is hollow and not evidence of this kernel",
-            self.zero_pages,
-            self.pages,
-            if suspect.is_empty() {
-                String::new()
-            } else {
-                format!("; {}", suspect.join("; "))
-            }
-        ))
+/// A range no byte of which has been seen yet.
+fn unread(r: RamRange) -> RangeContent {
+    RangeContent {
+        start: r.start,
+        end: r.end,
+        pages: 0,
+        zero_pages: 0,
+        zero_tail_bytes: 0,
+        longest_zero_run_bytes: 0,
+        zero_tail_suspect: false,
     }
 }
 
@@ -231,7 +144,7 @@ impl ContentScanner {
                 break;
             };
             if self.ranges.len() == self.range {
-                self.ranges.push(RangeContent::unread(r));
+                self.ranges.push(unread(r));
                 self.interior_longest.push(0);
             }
             // Up to the next page boundary or the end of the range, whichever is first.
@@ -364,7 +277,7 @@ impl ContentScanner {
     pub fn finish(mut self) -> MemoryContent {
         self.close_page();
         for r in self.layout.iter().skip(self.ranges.len()) {
-            self.ranges.push(RangeContent::unread(*r));
+            self.ranges.push(unread(*r));
             self.interior_longest.push(0);
         }
         flag_suspect_tails(&mut self.ranges, &self.interior_longest);
@@ -510,7 +423,7 @@ mod tests {
         assert_eq!(big.as_ref().map(|r| r.zero_tail_bytes), Some(63 << 20));
         assert_eq!(big.as_ref().map(|r| r.zero_pages), Some(63 * 256));
         assert!(big.is_some_and(|r| r.zero_tail_suspect));
-        let why = c.hollow_reason().unwrap_or_default();
+        let why = c.hollow_reason().unwrap();
         assert!(why.contains("banner is not in the image"), "{why}");
         assert!(why.contains("ends in 63 MiB of zeros"), "{why}");
     }

@@ -12,28 +12,7 @@
 //! source file) (please report this procfs bug)`, where the responder needs the line number
 //! and its text.
 
-use serde::{Deserialize, Serialize};
-
-/// One physical range of RAM, `start..=end`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct RamRange {
-    /// First physical address.
-    pub start: u64,
-    /// Last physical address (inclusive, as /proc/iomem and LiME write it).
-    pub end: u64,
-}
-
-impl RamRange {
-    /// Bytes in the range.
-    pub fn size(&self) -> u64 {
-        self.end.saturating_sub(self.start).saturating_add(1)
-    }
-
-    /// First address past the range (saturating at u64::MAX).
-    pub fn end_exclusive(&self) -> u64 {
-        self.end.saturating_add(1)
-    }
-}
+pub use airf_evidence::memory::RamRange;
 
 /// Why /proc/iomem gave no usable RAM ranges.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

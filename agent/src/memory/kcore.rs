@@ -53,7 +53,9 @@ pub struct LoadSegment {
 pub struct KcoreLayout {
     /// PT_LOAD segments with a physical address, in header order.
     pub segments: Vec<LoadSegment>,
-    /// PT_LOAD segments skipped because `p_paddr` is -1 (vmalloc, modules, vmemmap).
+    /// PT_LOAD segments skipped because `p_paddr` is -1 (vmalloc, modules, vmemmap): counted
+    /// for tests, which check the parser against real headers.
+    #[cfg(any(test, feature = "test-util"))]
     pub skipped_without_paddr: usize,
     /// (file offset, size) of the PT_NOTE segment.
     pub notes: Option<(u64, u64)>,
@@ -138,7 +140,12 @@ pub fn parse_header(head: &[u8]) -> Result<KcoreLayout, KcoreError> {
     for p in phdrs {
         match p.p_type {
             PT_NOTE if layout.notes.is_none() => layout.notes = Some((p.p_offset, p.p_filesz)),
-            PT_LOAD if p.p_paddr == u64::MAX => layout.skipped_without_paddr += 1,
+            PT_LOAD if p.p_paddr == u64::MAX => {
+                #[cfg(any(test, feature = "test-util"))]
+                {
+                    layout.skipped_without_paddr += 1;
+                }
+            }
             PT_LOAD if p.p_filesz > 0 => layout.segments.push(LoadSegment {
                 vaddr: p.p_vaddr,
                 paddr: p.p_paddr,
@@ -439,7 +446,7 @@ impl<R: ReadAt> Producer for KcoreProducer<R> {
     }
 }
 
-impl<R: ReadAt> crate::acquire::EvidenceProducer for KcoreProducer<R> {
+impl<R: ReadAt> crate::pipeline::EvidenceProducer for KcoreProducer<R> {
     fn unreadable(&self) -> BadRanges {
         self.bad.clone()
     }
@@ -500,7 +507,7 @@ mod tests {
     }
 
     fn ram() -> Vec<RamRange> {
-        super::super::iomem::parse_system_ram(IOMEM).unwrap_or_default()
+        super::super::iomem::parse_system_ram(IOMEM).unwrap()
     }
 
     #[test]
@@ -561,12 +568,9 @@ mod tests {
 
     #[test]
     fn vmcoreinfo_note() -> Result<(), KcoreError> {
-        let (off, size) = parse_header(HEAD_KASLR)?.notes.unwrap_or_default();
-        let notes = HEAD_KASLR
-            .get(off as usize..(off + size) as usize)
-            .unwrap_or_default();
-        let info = find_note(notes, "VMCOREINFO").map(String::from_utf8_lossy);
-        let info = info.unwrap_or_default();
+        let (off, size) = parse_header(HEAD_KASLR)?.notes.unwrap();
+        let notes = &HEAD_KASLR[off as usize..(off + size) as usize];
+        let info = String::from_utf8_lossy(find_note(notes, "VMCOREINFO").unwrap());
         assert!(info.starts_with("OSRELEASE=6.1.0-57-amd64\n"), "{info}");
         assert!(info.contains("KERNELOFFSET=1d400000\n"));
         assert_eq!(find_note(notes, "NOPE"), None);
@@ -581,7 +585,7 @@ mod tests {
         ));
         // Truncated inside the program header table.
         assert!(matches!(
-            parse_header(HEAD.get(..200).unwrap_or_default()),
+            parse_header(&HEAD[..200]),
             Err(KcoreError::Malformed(_))
         ));
         // An ELF that is not a core file.
@@ -603,7 +607,7 @@ mod tests {
         }];
         let segs = [seg(0x3000, 0x2000, 0x10_000), seg(0x4000, 0x1000, 0x99_000)];
         let plan = map_ranges(&ram, &segs);
-        let pieces = plan.first().map(|p| p.pieces.clone()).unwrap_or_default();
+        let pieces = plan[0].pieces.clone();
         assert_eq!(
             pieces,
             vec![
@@ -652,7 +656,7 @@ mod tests {
         loop {
             match p.fill(&mut buf) {
                 Ok(0) | Err(_) => break,
-                Ok(n) => out.extend_from_slice(buf.get(..n).unwrap_or_default()),
+                Ok(n) => out.extend_from_slice(&buf[..n]),
             }
         }
         out
@@ -688,7 +692,7 @@ mod tests {
         // page 1 of kcore → phys 0x1000
         assert_eq!(out.get(32), Some(&1));
         let second = 32 + 0x2000;
-        let h2 = LimeHeader::read(out.get(second..).unwrap_or_default());
+        let h2 = LimeHeader::read(&out[second..]);
         assert_eq!(
             h2,
             Ok(LimeHeader {
@@ -697,7 +701,7 @@ mod tests {
             })
         );
         // phys 0x101000 is kcore page 6: zero-filled; 0x103000 is unmapped.
-        let data = out.get(second + 32..).unwrap_or_default();
+        let data = &out[second + 32..];
         assert_eq!(data.first(), Some(&5));
         assert!(
             data.get(0x1000..0x2000)

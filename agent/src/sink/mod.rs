@@ -7,7 +7,7 @@ pub mod local;
 pub mod s3;
 pub mod stdout;
 
-use serde::{Deserialize, Serialize};
+pub use airf_evidence::stored::{AbortReport, StoredObject};
 
 /// Why a sink failed.
 #[derive(Debug, thiserror::Error)]
@@ -24,46 +24,13 @@ pub enum SinkError {
         #[source]
         error: std::io::Error,
     },
-    /// An injected failure (tests).
+    /// The S3 part size cannot work for this source.
+    #[error(transparent)]
+    PartSize(#[from] crate::part_size::PartSizeError),
+    /// An injected failure (test doubles only).
+    #[cfg(any(test, feature = "test-util"))]
     #[error("{0}")]
     Injected(String),
-}
-
-/// Where a finished image is and how the store identifies it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredObject {
-    /// `s3://bucket/key`, a local path, or `-` for stdout.
-    pub location: String,
-    /// S3 bucket.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub bucket: Option<String>,
-    /// S3 key.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub key: Option<String>,
-    /// S3 ETag as returned by the server.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub etag: Option<String>,
-    /// S3 version id when the bucket is versioned.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub version_id: Option<String>,
-    /// Number of multipart parts.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub parts: Option<u32>,
-    /// Part size in bytes (every part but the last).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub part_size: Option<u64>,
-    /// S3's composite checksum: base64 SHA-256 of the parts' SHA-256s, then `-<parts>`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub checksum_sha256: Option<String>,
-}
-
-/// What happened to a partial image on abort.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AbortReport {
-    /// True when nothing of the partial image is left behind.
-    pub clean: bool,
-    /// What was done, or the command that finishes the clean-up by hand.
-    pub detail: String,
 }
 
 /// A destination for one compressed image.
@@ -76,7 +43,8 @@ pub trait ImageSink: Send {
     fn abort(&mut self) -> AbortReport;
 }
 
-/// An in-memory sink, for tests and for callers that want the bytes.
+/// An in-memory sink for tests, which can fail on purpose.
+#[cfg(any(test, feature = "test-util"))]
 #[derive(Debug, Default)]
 pub struct MemorySink {
     /// Everything written.
@@ -86,6 +54,7 @@ pub struct MemorySink {
     writes: usize,
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl MemorySink {
     /// A sink whose writes fail after the first `n`.
     pub fn failing_after(n: usize) -> Self {
@@ -96,6 +65,7 @@ impl MemorySink {
     }
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl ImageSink for MemorySink {
     fn write(&mut self, data: &[u8]) -> Result<(), SinkError> {
         self.writes += 1;

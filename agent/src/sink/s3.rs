@@ -385,7 +385,7 @@ mod tests {
             .worker_threads(1)
             .enable_all()
             .build()
-            .unwrap_or_else(|_| unreachable!())
+            .unwrap()
     }
 
     fn access_denied() -> ErrorMetadata {
@@ -403,8 +403,8 @@ mod tests {
         let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&create]);
         let err = S3Sink::create(client, rt.handle().clone(), target())
             .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+            .unwrap()
+            .to_string();
         assert!(
             err.contains("AccessDenied")
                 && err.contains("s3:PutObject")
@@ -469,11 +469,7 @@ mod tests {
         );
         let mut sink = S3Sink::create(client, rt.handle().clone(), target())?;
         sink.write(&vec![7u8; 6 << 20])?;
-        let err = sink
-            .finish()
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let err = sink.finish().unwrap_err().to_string();
         assert!(
             err.contains("UploadPart 1") && err.contains("AccessDenied"),
             "{err}"
@@ -499,8 +495,7 @@ mod tests {
         });
         let abort = mock!(Client::abort_multipart_upload).then_http_response(|| {
             aws_smithy_runtime_api::http::Response::new(
-                aws_smithy_runtime_api::http::StatusCode::try_from(503)
-                    .unwrap_or_else(|_| unreachable!()),
+                aws_smithy_runtime_api::http::StatusCode::try_from(503).unwrap(),
                 aws_smithy_types::body::SdkBody::empty(),
             )
         });

@@ -9,50 +9,10 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
 nix::ioctl_read!(blk_get_size64, 0x12, 114, u64);
 nix::ioctl_read_bad!(blk_sector_size, 0x1268, nix::libc::c_int);
 
-/// What kind of thing a disk source is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DiskKind {
-    /// A block device such as `/dev/nvme1n1` or `/dev/loop0`.
-    BlockDevice,
-    /// A regular file holding a disk image.
-    File,
-}
-
-/// Facts about a disk source, recorded in the manifest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DiskFacts {
-    /// The path as given on the command line.
-    pub path: PathBuf,
-    /// The path with symlinks resolved (e.g. `/dev/disk/by-id/...` → `/dev/nvme1n1`).
-    pub canonical_path: PathBuf,
-    /// Block device or image file.
-    pub kind: DiskKind,
-    /// Size in bytes.
-    pub size: u64,
-    /// Logical sector size in bytes: the unit of read retries and of bad ranges.
-    pub sector_size: u32,
-    /// `major:minor` of a block device.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub device_number: Option<String>,
-    /// Device model from sysfs.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
-    /// Device serial from sysfs.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub serial: Option<String>,
-    /// The EBS volume id, derived from an EBS NVMe serial (`vol0123…` → `vol-0123…`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ebs_volume_id: Option<String>,
-    /// For a loop device, the file behind it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub loop_backing_file: Option<String>,
-}
+pub use airf_evidence::disk::{DiskFacts, DiskKind};
 
 /// Why a disk could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -229,21 +189,16 @@ mod tests {
 
     #[test]
     fn directory_is_refused_with_a_clear_message() {
-        let dir = tempfile::tempdir().ok();
-        let path = dir
-            .as_ref()
-            .map(|d| d.path().to_owned())
-            .unwrap_or_default();
-        let err = open(&path).err().map(|e| e.to_string()).unwrap_or_default();
+        let dir = tempfile::tempdir().unwrap();
+        let err = open(dir.path()).unwrap_err().to_string();
         assert!(err.contains("is a directory"), "{err}");
     }
 
     #[test]
     fn missing_path_names_the_fix() {
         let err = open(Path::new("/dev/does-not-exist-airf"))
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("no such device") && err.contains("lsblk"),
             "{err}"

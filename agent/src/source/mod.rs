@@ -6,6 +6,8 @@
 
 pub mod block_device;
 pub mod direct;
+pub mod disk_producer;
+#[cfg(any(test, feature = "test-util"))]
 pub mod faulty;
 pub mod resilient;
 

@@ -8,80 +8,12 @@
 
 use std::io;
 
-use serde::{Deserialize, Serialize};
+pub use airf_evidence::unreadable::{BadRange, BadRanges};
 
 use super::ReadAt;
 
 /// Size of the intermediate retry reads between a whole chunk and a single sector.
 const RETRY_BLOCK: usize = 64 * 1024;
-
-/// Most bad ranges kept in the manifest; past this only the count and byte total grow.
-const MAX_RECORDED_RANGES: usize = 100_000;
-
-/// A span of the source that could not be read and was zero-filled in the image.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BadRange {
-    /// Byte offset of the first unreadable byte in the source (and in the raw image).
-    pub offset: u64,
-    /// Number of unreadable bytes, zero-filled in the image.
-    pub length: u64,
-    /// The OS error number of the failed read (5 = EIO); absent when the source ended early.
-    pub errno: Option<i32>,
-    /// The error in words, e.g. "Input/output error (os error 5)".
-    pub cause: String,
-}
-
-/// Every unreadable span of one acquisition, adjacent spans with the same cause merged.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BadRanges {
-    /// The recorded spans, in offset order.
-    pub ranges: Vec<BadRange>,
-    /// Total unreadable bytes, including spans beyond [`MAX_RECORDED_RANGES`].
-    pub total_bytes: u64,
-    /// Spans not listed because the list was full.
-    pub omitted: u64,
-}
-
-impl BadRanges {
-    /// Records `length` unreadable bytes at `offset`, merging with the previous span when they
-    /// touch and share a cause.
-    pub fn record(&mut self, offset: u64, length: u64, errno: Option<i32>, cause: &str) {
-        if length == 0 {
-            return;
-        }
-        self.total_bytes = self.total_bytes.saturating_add(length);
-        if let Some(last) = self.ranges.last_mut()
-            && last.offset.saturating_add(last.length) == offset
-            && last.errno == errno
-        {
-            last.length = last.length.saturating_add(length);
-            return;
-        }
-        if self.ranges.len() >= MAX_RECORDED_RANGES {
-            self.omitted = self.omitted.saturating_add(1);
-            return;
-        }
-        self.ranges.push(BadRange {
-            offset,
-            length,
-            errno,
-            cause: cause.to_owned(),
-        });
-    }
-
-    /// Appends another list recorded over a later part of the same source.
-    pub fn extend(&mut self, other: BadRanges) {
-        for r in other.ranges {
-            self.record(r.offset, r.length, r.errno, &r.cause);
-        }
-        self.omitted = self.omitted.saturating_add(other.omitted);
-    }
-
-    /// True when every byte was read.
-    pub fn is_empty(&self) -> bool {
-        self.total_bytes == 0
-    }
-}
 
 /// Errors that stop an acquisition: the source itself is gone or unusable.
 #[derive(Debug, thiserror::Error)]
@@ -338,10 +270,7 @@ mod tests {
         assert_eq!(bad.total_bytes, 4 * 512);
         let mut expected = disk.data.clone();
         for s in [3usize, 4, 5, 700] {
-            expected
-                .get_mut(s * 512..(s + 1) * 512)
-                .unwrap_or_default()
-                .fill(0);
+            expected[s * 512..(s + 1) * 512].fill(0);
         }
         assert_eq!(buf, expected);
     }
@@ -392,7 +321,7 @@ mod tests {
             bad.ranges.first().map(|b| (b.offset, b.length, b.errno)),
             Some((1000, 3096, None))
         );
-        assert!(buf.get(1000..).unwrap_or_default().iter().all(|&b| b == 0));
+        assert!(buf[1000..].iter().all(|&b| b == 0));
     }
 
     #[test]
@@ -437,7 +366,7 @@ mod tests {
             let mut off = 0usize;
             while off < len {
                 let n = chunk.min(len - off);
-                let dst = out.get_mut(off..off + n).unwrap_or_default();
+                let dst = &mut out[off..off + n];
                 prop_assert!(r.read_chunk(off as u64, dst, &mut bad).is_ok());
                 off += n;
             }
@@ -445,7 +374,7 @@ mod tests {
             let mut expected_sectors = Vec::new();
             for &s in &bad_set {
                 let s = s as usize;
-                expected.get_mut(s * sector..(s + 1) * sector).unwrap_or_default().fill(0);
+                expected[s * sector..(s + 1) * sector].fill(0);
                 expected_sectors.push(s as u64);
             }
             prop_assert_eq!(out, expected);

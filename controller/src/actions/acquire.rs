@@ -4,28 +4,40 @@
 use crate::cloud::{Cloud, Invocation};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::event::AcquisitionKind;
 use crate::model::{AcquisitionResult, SentCommand, Subject};
-use airf_agent::report::{RunReport, Status};
+use airf_evidence::EvidenceKind;
+use airf_evidence::report::{RunReport, Status};
 use std::collections::BTreeMap;
 
+/// A kind of evidence the workflow asked for that no document acquires (a newer workflow's).
+fn unknown_kind(kind: &str) -> Error {
+    Error::bad_input(format!(
+        "no acquisition document for evidence kind {kind:?}: the controller acquires memory or disk"
+    ))
+}
+
 /// Seconds SSM lets the step run (the documents' own defaults).
-fn timeout(kind: AcquisitionKind) -> i32 {
+fn timeout(kind: &EvidenceKind) -> Result<i32> {
     match kind {
-        AcquisitionKind::Memory => 3600,
-        AcquisitionKind::Disk => 21600,
+        EvidenceKind::Memory => Ok(3600),
+        EvidenceKind::Disk => Ok(21600),
+        EvidenceKind::Unknown(k) => Err(unknown_kind(k)),
     }
 }
+
+/// An SSM command's parameters: name to values.
+pub type Parameters = BTreeMap<String, Vec<String>>;
 
 /// Document, shell step and parameters for one acquisition.
 pub fn command(
     config: &Config,
     case_id: &str,
-    kind: AcquisitionKind,
-) -> (String, &'static str, BTreeMap<String, Vec<String>>) {
+    kind: &EvidenceKind,
+) -> Result<(String, &'static str, Parameters)> {
     let (document, plugin) = match kind {
-        AcquisitionKind::Memory => (config.memory_document.clone(), "AcquireMemory"),
-        AcquisitionKind::Disk => (config.disk_document.clone(), "AcquireDisks"),
+        EvidenceKind::Memory => (config.memory_document.clone(), "AcquireMemory"),
+        EvidenceKind::Disk => (config.disk_document.clone(), "AcquireDisks"),
+        EvidenceKind::Unknown(k) => return Err(unknown_kind(k)),
     };
     let mut p = BTreeMap::new();
     let mut set = |k: &str, v: &str| {
@@ -38,17 +50,17 @@ pub fn command(
     set("ArtifactBucket", &config.artifact_bucket);
     set("AgentVersion", &config.agent_version);
     set("AgentSha256", &config.agent_sha256);
-    set("ExecutionTimeout", &timeout(kind).to_string());
+    set("ExecutionTimeout", &timeout(kind)?.to_string());
     if !config.kms_key_id.is_empty() {
         set("KmsKeyId", &config.kms_key_id);
     }
     if !config.agent_endpoint_url.is_empty() {
         set("EndpointUrl", &config.agent_endpoint_url);
     }
-    if kind == AcquisitionKind::Disk {
+    if *kind == EvidenceKind::Disk {
         set("Devices", "all");
     }
-    (document, plugin, p)
+    Ok((document, plugin, p))
 }
 
 /// Sends the document for `kind`.
@@ -57,16 +69,16 @@ pub async fn acquire<C: Cloud>(
     config: &Config,
     case_id: &str,
     subject: &Subject,
-    kind: AcquisitionKind,
+    kind: EvidenceKind,
 ) -> Result<SentCommand> {
-    let (document, plugin, parameters) = command(config, case_id, kind);
+    let (document, plugin, parameters) = command(config, case_id, &kind)?;
     let comment = format!("airf {case_id}");
     let command_id = cloud
         .send_command(
             &subject.target,
             &document,
             &parameters,
-            timeout(kind) + 600,
+            timeout(&kind)? + 600,
             &comment,
         )
         .await?;
@@ -121,21 +133,25 @@ pub fn interpret(sent: &SentCommand, invocation: &Invocation) -> Result<Acquisit
     };
     match report.status {
         Status::Complete | Status::CompletedWithReadErrors => Ok(AcquisitionResult {
-            kind: sent.kind,
+            kind: sent.kind.clone(),
             command_id: sent.command_id.clone(),
             ssm_status: invocation.status.clone(),
             report,
         }),
-        Status::Hollow | Status::Failed | Status::Interrupted => Err(Error::failed(format!(
-            "{what} acquisition {} {}: {}",
-            sent.command_id,
-            match report.status {
-                Status::Hollow => "stored a hollow image (memory missing from it)",
-                Status::Failed => "failed",
-                _ => "was interrupted",
-            },
-            report_errors(&report)
-        ))),
+        Status::Hollow | Status::Failed | Status::Interrupted | Status::Unknown => {
+            Err(Error::failed(format!(
+                "{what} acquisition {} {}: {}",
+                sent.command_id,
+                match report.status {
+                    Status::Hollow => "stored a hollow image (memory missing from it)",
+                    Status::Failed => "failed",
+                    // A newer agent's status: not known to be evidence, so not taken for it.
+                    Status::Unknown => "ended with a status this controller does not know",
+                    _ => "was interrupted",
+                },
+                report_errors(&report)
+            )))
+        }
     }
 }
 
@@ -171,7 +187,7 @@ mod tests {
     use super::*;
     use crate::config::test_config;
 
-    fn sent(kind: AcquisitionKind) -> SentCommand {
+    fn sent(kind: EvidenceKind) -> SentCommand {
         SentCommand {
             command_id: "c-1".into(),
             document: "d".into(),
@@ -192,7 +208,7 @@ mod tests {
 
     #[test]
     fn parameters_follow_the_documents() {
-        let (doc, plugin, p) = command(&test_config(), "IR-1", AcquisitionKind::Disk);
+        let (doc, plugin, p) = command(&test_config(), "IR-1", &EvidenceKind::Disk).unwrap();
         assert_eq!(
             (doc.as_str(), plugin),
             ("airf-acquire-disk", "AcquireDisks")
@@ -203,19 +219,30 @@ mod tests {
             !p.contains_key("KmsKeyId"),
             "empty optional parameters are left to the document's default"
         );
-        let (_, plugin, p) = command(&test_config(), "IR-1", AcquisitionKind::Memory);
+        let (_, plugin, p) = command(&test_config(), "IR-1", &EvidenceKind::Memory).unwrap();
         assert_eq!(plugin, "AcquireMemory");
         assert!(!p.contains_key("Devices"));
+    }
+
+    /// A kind a newer workflow may name reads as Unknown; no document acquires it.
+    #[test]
+    fn an_unknown_kind_is_bad_input() {
+        let kind: EvidenceKind = serde_json::from_str("\"network_capture\"").unwrap();
+        let e = command(&test_config(), "IR-1", &kind).unwrap_err();
+        assert!(
+            matches!(&e, Error::BadInput(m) if m.contains("network_capture")),
+            "{e:?}"
+        );
     }
 
     #[test]
     fn running_commands_are_pending_and_results_are_parsed() {
         assert!(matches!(
-            interpret(&sent(AcquisitionKind::Memory), &inv("InProgress", "")),
+            interpret(&sent(EvidenceKind::Memory), &inv("InProgress", "")),
             Err(Error::Pending(_))
         ));
         let done = interpret(
-            &sent(AcquisitionKind::Memory),
+            &sent(EvidenceKind::Memory),
             &inv("Success", &format!("noise\n{OK}\n")),
         );
         assert!(matches!(done, Ok(r) if r.report.case == "IR-1"));
@@ -223,7 +250,7 @@ mod tests {
 
     #[test]
     fn failures_say_why() {
-        let e = interpret(&sent(AcquisitionKind::Memory), &inv("Success", ""))
+        let e = interpret(&sent(EvidenceKind::Memory), &inv("Success", ""))
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
@@ -234,11 +261,26 @@ mod tests {
         let failed = OK
             .replace(r#""status":"complete""#, r#""status":"failed""#)
             .replace(r#""errors":[]"#, r#""errors":["no /proc/kcore"]"#);
-        let e = interpret(&sent(AcquisitionKind::Memory), &inv("Failed", &failed))
+        let e = interpret(&sent(EvidenceKind::Memory), &inv("Failed", &failed))
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(e.contains("failed: no /proc/kcore"), "{e}");
+    }
+
+    /// A newer agent's result: its unknown fields do not stop the controller, but a status it
+    /// does not know is not taken for success.
+    #[test]
+    fn a_newer_agents_result_is_read_and_an_unknown_status_fails_the_step() {
+        let newer = OK.replace(r#""errors":[]"#, r#""errors":[],"host_load":{"cpu":0.5}"#);
+        let done = interpret(&sent(EvidenceKind::Memory), &inv("Success", &newer)).unwrap();
+        assert!(done.report.extra.contains_key("host_load"));
+        let unknown = newer.replace(r#""status":"complete""#, r#""status":"complete_but_later""#);
+        let e = interpret(&sent(EvidenceKind::Memory), &inv("Success", &unknown));
+        assert!(
+            matches!(&e, Err(Error::Failed(m)) if m.contains("status this controller does not know")),
+            "{e:?}"
+        );
     }
 
     /// A hollow memory image (exit 5) is stored but is not evidence: the step fails, naming why.
@@ -250,7 +292,7 @@ mod tests {
                 r#""sources":[]"#,
                 r#""sources":[{"source":"memory (lime)","status":"hollow","raw_size":1,"compressed_size":1,"unreadable_bytes":0,"unreadable_ranges":0,"duration_seconds":1.0,"throughput_mb_s":1.0,"error":"the kernel's own banner is not in the image"}]"#,
             );
-        let e = interpret(&sent(AcquisitionKind::Memory), &inv("Failed", &hollow));
+        let e = interpret(&sent(EvidenceKind::Memory), &inv("Failed", &hollow));
         assert!(
             matches!(&e, Err(Error::Failed(m)) if m.contains("hollow image") && m.contains("banner is not in the image")),
             "{e:?}"

@@ -6,17 +6,17 @@
 use crate::cloud::Cloud;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::event::AcquisitionKind;
 use crate::model::{AcquisitionResult, Subject};
-use airf_agent::manifest::Manifest;
-use airf_agent::report::{SourceReport, Status};
+use airf_evidence::EvidenceKind;
+use airf_evidence::manifest::{Manifest, ManifestError};
+use airf_evidence::report::{SourceReport, Status};
 use serde::{Deserialize, Serialize};
 
 /// One verified artifact.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verified {
     /// Memory or disk.
-    pub kind: AcquisitionKind,
+    pub kind: EvidenceKind,
     /// What was read (device, `/proc/kcore`, …).
     pub source: String,
     /// `s3://bucket/key` of the manifest.
@@ -78,9 +78,19 @@ pub fn manifest_location(
     Ok((bucket.clone(), key.clone()))
 }
 
+/// Reads a manifest (untrusted JSON): a newer agent's of the same major schema version is read,
+/// a newer major version is refused naming both versions.
+pub fn parse_manifest(
+    bytes: &[u8],
+) -> std::result::Result<Manifest, ManifestError<serde_json::Error>> {
+    Manifest::decode(serde_json::from_slice(bytes), || {
+        serde_json::from_slice(bytes)
+    })
+}
+
 /// Checks one source's manifest (as parsed) and image size against the agent's report.
 pub fn check(
-    kind: AcquisitionKind,
+    kind: &EvidenceKind,
     case_id: &str,
     source: &SourceReport,
     manifest: &Manifest,
@@ -92,11 +102,10 @@ pub fn check(
             manifest.case
         ));
     }
-    if manifest.kind != kind.as_str() {
+    if manifest.kind != *kind {
         return Err(format!(
-            "a {} manifest where {} evidence was expected",
-            manifest.kind,
-            kind.as_str()
+            "a {} manifest where {kind} evidence was expected",
+            manifest.kind
         ));
     }
     if !is_sha256(&manifest.raw.sha256) || !is_sha256(&manifest.compressed.sha256) {
@@ -124,7 +133,7 @@ pub fn check(
         Some(_) => {}
     }
     Ok(Verified {
-        kind,
+        kind: kind.clone(),
         source: source.source.clone(),
         manifest: source
             .manifest
@@ -149,22 +158,22 @@ pub async fn verify<C: Cloud>(
 ) -> Result<VerifyOutcome> {
     let mut problems = Vec::new();
     let mut artifacts = Vec::new();
-    for kind in [AcquisitionKind::Memory, AcquisitionKind::Disk] {
+    for kind in [EvidenceKind::Memory, EvidenceKind::Disk] {
         let sources: Vec<&SourceReport> = results
             .iter()
             .filter(|r| r.kind == kind)
             .flat_map(|r| &r.report.sources)
             .collect();
         if sources.is_empty() {
-            problems.push(format!("no {kind:?} evidence was reported"));
+            problems.push(format!("no {kind} evidence was reported"));
         }
         for source in sources {
-            let label = format!("{kind:?} {}", source.source);
+            let label = format!("{kind} {}", source.source);
             if !matches!(
                 source.status,
                 Status::Complete | Status::CompletedWithReadErrors
             ) {
-                problems.push(format!("{label}: {:?}", source.status));
+                problems.push(format!("{label}: {}", source.status));
                 continue;
             }
             let (bucket, key) = match manifest_location(config, case_id, subject, source) {
@@ -178,7 +187,7 @@ pub async fn verify<C: Cloud>(
                 problems.push(format!("{label}: manifest s3://{bucket}/{key} is missing"));
                 continue;
             };
-            let manifest = match Manifest::parse(&bytes) {
+            let manifest = match parse_manifest(&bytes) {
                 Ok(m) => m,
                 Err(e) => {
                     problems.push(format!("{label}: manifest unreadable: {e}"));
@@ -197,7 +206,7 @@ pub async fn verify<C: Cloud>(
                 }
                 _ => None,
             };
-            match check(kind, case_id, source, &manifest, image_size) {
+            match check(&kind, case_id, source, &manifest, image_size) {
                 Ok(v) => artifacts.push(v),
                 Err(why) => problems.push(format!("{label}: {why}")),
             }
@@ -210,5 +219,55 @@ pub async fn verify<C: Cloud>(
             "evidence is not complete: {}",
             problems.join("; ")
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FUTURE: &[u8] =
+        include_bytes!("../../../agent/evidence/src/fixtures/manifest-1-future-minor.json");
+
+    fn reported(m: &Manifest) -> SourceReport {
+        serde_json::from_value(serde_json::json!({
+            "source": "/dev/nvme1n1", "status": "complete",
+            "raw_size": m.raw.size, "raw_sha256": m.raw.sha256,
+            "compressed_size": m.compressed.size, "compressed_sha256": m.compressed.sha256,
+            "unreadable_bytes": 0, "unreadable_ranges": 0,
+            "duration_seconds": 1.0, "throughput_mb_s": 1.0,
+        }))
+        .unwrap()
+    }
+
+    /// A newer agent's manifest of the same major version is read and checked, not "unreadable":
+    /// a kind this controller does not know is named, and the rest is checked as usual.
+    #[test]
+    fn a_manifest_from_a_newer_minor_version_is_checked() {
+        let m = parse_manifest(FUTURE).unwrap();
+        let source = reported(&m);
+        let size = Some(m.compressed.size);
+        let why = check(&EvidenceKind::Disk, "IR-7", &source, &m, size).unwrap_err();
+        assert_eq!(
+            why,
+            "a network_capture manifest where disk evidence was expected"
+        );
+        let mut json: serde_json::Value = serde_json::from_slice(FUTURE).unwrap();
+        json["kind"] = "disk".into();
+        let m = parse_manifest(&serde_json::to_vec(&json).unwrap()).unwrap();
+        let v = check(&EvidenceKind::Disk, "IR-7", &source, &m, size).unwrap();
+        assert_eq!(v.kind, EvidenceKind::Disk);
+        assert_eq!(v.raw_sha256, m.raw.sha256);
+    }
+
+    #[test]
+    fn a_newer_major_version_is_refused_naming_both_versions() {
+        let e = parse_manifest(br#"{"schema_version":2}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("schema version 2") && e.contains("schema version 1"),
+            "{e}"
+        );
     }
 }

@@ -3,21 +3,16 @@
 //! with read errors" with exit status 3. (The same on a real kernel block device with qemu
 //! blkdebug is in the VM tests.)
 
-#![expect(
-    clippy::indexing_slicing,
-    reason = "serde_json::Value indexing yields Null, it never panics"
-)]
-
 use std::sync::Arc;
 
-use airf_agent::acquire::{AcquireSettings, DiskProducer, acquire};
+use airf_agent::acquire::{AcquireSettings, Evidence, acquire};
 use airf_agent::destination::{DestSpec, EvidenceSet, UploadSettings};
 use airf_agent::host::HostFacts;
-use airf_agent::manifest::SourceFacts;
 use airf_agent::pipeline::{Control, PipelineConfig};
 use airf_agent::progress::ProgressMode;
-use airf_agent::report::{RunReport, Status, exit};
+use airf_agent::report::{Status, exit, human_summary, run_report};
 use airf_agent::source::block_device::{DiskFacts, DiskKind};
+use airf_agent::source::disk_producer::DiskProducer;
 use airf_agent::source::faulty::FaultyDisk;
 use airf_agent::source::resilient::ChunkReader;
 use airf_e2e::{S3Server, ServerKind, sha256, zstd_decompress};
@@ -118,12 +113,7 @@ fn unreadable_sectors_are_zero_filled_listed_and_reported() -> Result<()> {
     };
     let report = acquire(
         &mut producer,
-        "/dev/faulty",
-        "disk",
-        "faulty",
-        "raw.zst",
-        Some(size as u64),
-        SourceFacts::Disk(facts),
+        Evidence::disk("faulty", facts),
         &set,
         &host,
         &settings,
@@ -134,7 +124,7 @@ fn unreadable_sectors_are_zero_filled_listed_and_reported() -> Result<()> {
         "{report:?}"
     );
     ensure!(report.unreadable_bytes == (bad.len() * SECTOR) as u64);
-    let run = RunReport::new(
+    let run = run_report(
         "disk",
         "IR-EIO",
         &set.folder,
@@ -144,11 +134,8 @@ fn unreadable_sectors_are_zero_filled_listed_and_reported() -> Result<()> {
         None,
     );
     ensure!(run.exit_code == exit::READ_ERRORS && run.exit_code == 3);
-    ensure!(
-        run.human_summary().contains("completed with read errors"),
-        "{}",
-        run.human_summary()
-    );
+    let summary = human_summary(&run);
+    ensure!(summary.contains("completed with read errors"), "{summary}");
 
     let manifest_key = report
         .manifest
@@ -163,9 +150,9 @@ fn unreadable_sectors_are_zero_filled_listed_and_reported() -> Result<()> {
         .iter()
         .map(|r| {
             (
-                r["offset"].as_u64().unwrap_or(0),
-                r["length"].as_u64().unwrap_or(0),
-                r["errno"].as_i64().unwrap_or(0),
+                r["offset"].as_u64().unwrap(),
+                r["length"].as_u64().unwrap(),
+                r["errno"].as_i64().unwrap(),
             )
         })
         .collect();
@@ -190,10 +177,7 @@ fn unreadable_sectors_are_zero_filled_listed_and_reported() -> Result<()> {
     let mut expected = data;
     for sector in &bad {
         let at = *sector as usize * SECTOR;
-        expected
-            .get_mut(at..at + SECTOR)
-            .unwrap_or_default()
-            .fill(0);
+        expected[at..at + SECTOR].fill(0);
     }
     ensure!(
         raw == expected,

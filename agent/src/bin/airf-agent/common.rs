@@ -10,7 +10,7 @@ use airf_agent::destination::{DestSpec, EvidenceSet, UploadSettings};
 use airf_agent::host::HostFacts;
 use airf_agent::pipeline::{Control, PipelineConfig};
 use airf_agent::progress::ProgressMode;
-use airf_agent::report::{RunReport, SourceReport, Status};
+use airf_agent::report::{SourceReport, Status, human_summary, run_report};
 use airf_agent::s3_client::S3Options;
 use clap::Args;
 
@@ -158,7 +158,7 @@ impl<'a> Session<'a> {
             s3,
             settings,
             &self.args.case,
-            &host.evidence_name(),
+            &airf_agent::host::evidence_name(host),
             time::OffsetDateTime::now_utc(),
         )
     }
@@ -194,7 +194,7 @@ impl<'a> Session<'a> {
         signal: Option<&AtomicI32>,
     ) -> i32 {
         let sig = signal.map(|s| s.load(Ordering::SeqCst)).filter(|&s| s != 0);
-        let report = RunReport::new(
+        let report = run_report(
             self.command,
             &self.args.case,
             folder,
@@ -203,7 +203,7 @@ impl<'a> Session<'a> {
             self.clock.elapsed().as_secs_f64(),
             sig,
         );
-        emit(&report, &report.human_summary(), self.json, self.to_stdout);
+        emit(&report, &human_summary(&report), self.json, self.to_stdout);
         report.exit_code
     }
 }
@@ -211,7 +211,7 @@ impl<'a> Session<'a> {
 /// One plain-words stderr line for a source that did not complete cleanly.
 pub fn say_outcome(r: &SourceReport) {
     match r.status {
-        Status::Failed | Status::Interrupted => {
+        Status::Failed | Status::Interrupted | Status::Unknown => {
             eprintln!(
                 "airf-agent: {}: {}",
                 r.source,

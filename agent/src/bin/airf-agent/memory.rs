@@ -3,13 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use airf_agent::acquire::acquire;
-use airf_agent::manifest::SourceFacts;
 use airf_agent::memory::lime::LimeTimeouts;
-use airf_agent::memory::{
-    self, LimeOptions, MemoryFacts, MemorySource, ScannedProducer, SourceChoice, artifacts,
-    content, iomem,
-};
+use airf_agent::memory::{self, LimeOptions, MemorySource, SourceChoice, content};
 use clap::{Args, ValueEnum};
 
 use crate::common::{AcquireArgs, Session, say_outcome};
@@ -59,11 +54,6 @@ pub fn run(args: MemoryArgs) -> i32 {
         SourceArg::Kcore => SourceChoice::Only(MemorySource::Kcore),
         SourceArg::Lime => SourceChoice::Only(MemorySource::Lime),
     };
-    let map = match memory::read_ram_map() {
-        Ok(r) => r,
-        Err(e) => return session.fail(e),
-    };
-    let ram = map.ram.clone();
     let host = started.rt.block_on(airf_agent::host::gather());
     let lime = LimeOptions {
         module: args.lime_module.clone(),
@@ -76,74 +66,28 @@ pub fn run(args: MemoryArgs) -> i32 {
         },
     };
     // Open the source before anything is stored: a refused module stores nothing.
-    let opened = match memory::open_source(choice, &ram, &lime, &host.kernel_release) {
-        Ok(o) => o,
+    let prepared = match memory::prepare(choice, &lime, &host) {
+        Ok(p) => p,
         Err(e) => return session.fail(e.to_string()),
     };
     // A fallback is worth a line in plain words: the responder should know why kcore was not used.
-    for skipped in &opened.skipped {
+    for skipped in prepared.skipped() {
         eprintln!(
             "airf-agent: not using {}: {}; using {} instead",
-            skipped.source, skipped.cause, opened.source
+            skipped.source,
+            skipped.cause,
+            prepared.source()
         );
     }
-    let set = session.evidence_set(&started, &host);
-    let (stored, missing) = artifacts::collect(&set);
-    let banner = std::fs::read_to_string("/proc/version")
-        .map(|s| s.trim_end().to_owned())
-        .unwrap_or_default();
-    if banner.is_empty() {
+    if !prepared.knows_the_banner() {
         eprintln!(
             "airf-agent: /proc/version is unreadable: the image is checked for any \"{}\" banner instead of this kernel's",
             content::GENERIC_BANNER
         );
     }
-    let size = iomem::lime_image_size(&ram);
-    let memory::OpenedSource {
-        producer,
-        source,
-        skipped,
-        lime_module,
-        kcore_segments,
-        partial_pages,
-    } = opened;
-    // Every memory image is checked for its content, whichever source made it.
-    let mut producer = ScannedProducer::new(producer, &map, &content::banner_needle(&banner));
-    let facts = SourceFacts::Memory(Box::new(MemoryFacts {
-        source_used: source,
-        sources_skipped: skipped,
-        format: "lime".into(),
-        ram_bytes: ram.iter().map(|r| r.size()).sum(),
-        ram_ranges: ram,
-        banner,
-        kernel_release: host.kernel_release.clone(),
-        boot_id: host.boot_id.clone(),
-        lime_module,
-        kcore_segments,
-        artifacts: stored,
-        artifacts_missing: missing,
-        partial_pages,
-        unreadable_offsets: "physical_address".into(),
-        lockdown: memory::lockdown::current(),
-        content: None,
-    }));
+    let set = session.evidence_set(&started, &host);
     let settings = session.acquire_settings(started.frame_size);
-    let label = format!("memory ({source})");
-    let r = acquire(
-        &mut producer,
-        &label,
-        "memory",
-        "memory",
-        "lime.zst",
-        Some(size),
-        facts,
-        &set,
-        &host,
-        &settings,
-        &started.control,
-    );
-    // Unloads LiME (if it was used) before the result is printed.
-    drop(producer);
+    let r = memory::acquire_memory(prepared, &set, &host, &settings, &started.control);
     say_outcome(&r);
     session.finish(&set.folder, vec![r], Vec::new(), Some(&started.signal))
 }

@@ -19,30 +19,10 @@ mod stream;
 use std::io;
 use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
-
+pub use airf_evidence::memory::LimeModuleFacts;
 pub use check::{check_module, parse_modinfo, read_modinfo, vermagic_release};
 pub use session::{LimeSession, LimeTimeouts, module_parameters};
 pub use stream::{LimeProducer, LimeStreamProducer};
-
-/// What the manifest records about the module that was (or would have been) loaded.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LimeModuleFacts {
-    /// Path given with `--lime-module`.
-    pub path: PathBuf,
-    /// SHA-256 of the module file, lowercase hex.
-    pub sha256: String,
-    /// `vermagic` from `.modinfo`.
-    pub vermagic: String,
-    /// `version` from `.modinfo`, when present.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub version: Option<String>,
-    /// Module name from `.modinfo` (`lime`).
-    pub name: String,
-    /// The parameters the module was loaded with (absent when it was only checked).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parameters: Option<String>,
-}
 
 /// Why LiME could not be used.
 #[derive(Debug, thiserror::Error)]

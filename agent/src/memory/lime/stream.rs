@@ -172,7 +172,7 @@ impl Producer for LimeProducer {
     }
 }
 
-impl crate::acquire::EvidenceProducer for LimeProducer {
+impl crate::pipeline::EvidenceProducer for LimeProducer {
     fn unreadable(&self) -> BadRanges {
         BadRanges::default()
     }

@@ -1,0 +1,33 @@
+//! airf-evidence: the schema of what airf stores and reports, shared by the agent that writes it
+//! and the readers that check it (the controller, `airf-agent verify`).
+//!
+//! - [`manifest`]: the manifest stored beside every image, and the facts it records about the
+//!   host ([`host`]), the source ([`disk`], [`memory`], [`content`]), the stored objects
+//!   ([`stored`]) and the unreadable ranges ([`unreadable`]);
+//! - [`report`]: the JSON result the agent prints at the end of every command;
+//! - [`EvidenceKind`]: memory or disk, the same word in manifests, reports and the workflow.
+//!
+//! Forward compatibility: a reader accepts what a newer agent of the same major
+//! [`manifest::SCHEMA_VERSION`] writes. Unknown fields of manifests and reports are kept in
+//! their `extra` maps ([`Value`]), unknown fields deeper down are ignored, and unknown enum
+//! values read as an `Unknown` variant; only a newer major version is refused
+//! ([`manifest::SchemaTooNew`]). Writers therefore only add optional fields and new enum values
+//! within a major version.
+//!
+//! The crate knows nothing of JSON itself (so its readers pick their own serde format); see
+//! [`manifest::Manifest::decode`] for how a manifest is read.
+
+pub mod content;
+pub mod disk;
+pub mod host;
+pub mod kind;
+pub mod manifest;
+pub mod memory;
+pub mod report;
+pub mod stored;
+pub mod unreadable;
+pub mod value;
+
+pub use kind::EvidenceKind;
+pub use manifest::Manifest;
+pub use value::{Extra, Value};
