@@ -3,6 +3,7 @@
 # replaces, all on the same source, the same machine and the same run.
 #
 #   packaging/bench/disk.sh [SIZE_GIB]   (default 4; the 40 GiB sparse RSS check always runs)
+#   AIRF_AGENT_BIN=/path/to/airf-agent packaging/bench/disk.sh 4   (a given build instead)
 #
 # Prints MB/s (10^6 bytes/s of raw source), CPU seconds (user + sys of the measured command, not
 # of the S3 server), ratios, and peak RSS of the largest process (/usr/bin/time -v). On a small
@@ -13,8 +14,13 @@ cd "$(dirname "$0")/../.."
 
 size_gib=${1:-4}
 tests/scripts/install-deps.sh
-cargo build --release --quiet -p airf-agent
-agent=$PWD/target/release/airf-agent
+# AIRF_AGENT_BIN benchmarks a given build (e.g. an older commit's, for a before/after pair).
+if [ -n "${AIRF_AGENT_BIN:-}" ]; then
+  agent=$AIRF_AGENT_BIN
+else
+  cargo build --release --quiet -p airf-agent
+  agent=$PWD/target/release/airf-agent
+fi
 level=1
 
 work=${AIRF_BENCH_DIR:-/tmp/airf-bench}
