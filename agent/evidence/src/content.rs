@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::memory::RamRange;
+use crate::ram::RamRange;
 
 /// Content of one RAM range.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

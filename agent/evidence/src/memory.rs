@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::content::MemoryContent;
+pub use crate::ram::RamRange;
 use crate::unreadable::BadRanges;
 
 /// A memory source.
@@ -114,27 +115,6 @@ pub struct MemoryFacts {
     /// manifests made before the content check existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<MemoryContent>,
-}
-
-/// One physical range of RAM, `start..=end`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct RamRange {
-    /// First physical address.
-    pub start: u64,
-    /// Last physical address (inclusive, as /proc/iomem and LiME write it).
-    pub end: u64,
-}
-
-impl RamRange {
-    /// Bytes in the range.
-    pub fn size(&self) -> u64 {
-        self.end.saturating_sub(self.start).saturating_add(1)
-    }
-
-    /// First address past the range (saturating at u64::MAX).
-    pub fn end_exclusive(&self) -> u64 {
-        self.end.saturating_add(1)
-    }
 }
 
 /// What the manifest records about the module that was (or would have been) loaded.
