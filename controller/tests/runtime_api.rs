@@ -7,11 +7,14 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 /// One request the runtime made: (method, path, body).
 type Seen = (String, String, String);
+
+/// The invocations still to hand out, numbered.
+type Events = std::iter::Enumerate<std::vec::IntoIter<String>>;
 
 fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Seen> {
     let mut line = String::new();
@@ -37,44 +40,54 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Seen> {
 }
 
 /// Serves `events` one per `next`, then holds `next` open; reports every other request.
+///
+/// Each connection gets its own thread: the runtime's HTTP client may open a second connection
+/// while the first is still idle in its pool, and a server that serves one connection at a time
+/// would then never read the second (the test hung for its whole timeout under load).
 fn runtime_api(events: Vec<String>) -> std::io::Result<(u16, mpsc::Receiver<Seen>)> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let port = listener.local_addr()?.port();
     let (tx, rx) = mpsc::channel();
+    let queue = Arc::new(Mutex::new(events.into_iter().enumerate()));
     std::thread::spawn(move || {
-        let mut queue = events.into_iter().enumerate();
         for stream in listener.incoming().flatten() {
-            let Ok(write_half) = stream.try_clone() else {
-                continue;
-            };
-            let mut writer = write_half;
-            let mut reader = BufReader::new(stream);
-            while let Some((method, path, body)) = read_request(&mut reader) {
-                let response = if path.ends_with("/invocation/next") {
-                    let Some((n, event)) = queue.next() else {
-                        // No more work: hold the request as Lambda does between invocations.
-                        std::thread::sleep(Duration::from_secs(60));
-                        return;
-                    };
-                    format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nLambda-Runtime-Aws-Request-Id: req-{n}\r\n\
-                         Lambda-Runtime-Deadline-Ms: 4102444800000\r\n\
-                         Lambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:111111111111:function:airf-controller\r\n\
-                         Lambda-Runtime-Trace-Id: Root=1-00000000-000000000000000000000000\r\n\
-                         Content-Length: {}\r\n\r\n{event}",
-                        event.len()
-                    )
-                } else {
-                    let _ = tx.send((method, path, body));
-                    "HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\r\n{\"status\":\"OK\"}\n".to_owned()
-                };
-                if writer.write_all(response.as_bytes()).is_err() {
-                    break;
-                }
-            }
+            let (queue, tx) = (Arc::clone(&queue), tx.clone());
+            std::thread::spawn(move || serve(stream, &queue, &tx));
         }
     });
     Ok((port, rx))
+}
+
+/// One connection of the stand-in Runtime API, until the runtime closes it.
+fn serve(stream: TcpStream, queue: &Mutex<Events>, tx: &mpsc::Sender<Seen>) {
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(stream);
+    while let Some((method, path, body)) = read_request(&mut reader) {
+        let response = if path.ends_with("/invocation/next") {
+            let next = queue.lock().map(|mut q| q.next());
+            let Ok(Some((n, event))) = next else {
+                // No more work: hold the request as Lambda does between invocations.
+                std::thread::sleep(Duration::from_secs(60));
+                return;
+            };
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nLambda-Runtime-Aws-Request-Id: req-{n}\r\n\
+                 Lambda-Runtime-Deadline-Ms: 4102444800000\r\n\
+                 Lambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:111111111111:function:airf-controller\r\n\
+                 Lambda-Runtime-Trace-Id: Root=1-00000000-000000000000000000000000\r\n\
+                 Content-Length: {}\r\n\r\n{event}",
+                event.len()
+            )
+        } else {
+            let _ = tx.send((method, path, body));
+            "HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\r\n{\"status\":\"OK\"}\n".to_owned()
+        };
+        if writer.write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
 }
 
 fn bootstrap(port: u16, with_config: bool) -> Command {
@@ -128,13 +141,22 @@ fn invocations_are_answered_and_rejections_carry_the_error_type() {
     let second = seen.recv_timeout(Duration::from_secs(60));
     let _ = child.kill();
     let _ = child.wait();
-    let (method, path, body) = first.expect("an answer to the first invocation");
+    // What bootstrap said, so a failure here shows why it did not answer.
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut stderr);
+    }
+    let (method, path, body) = first.unwrap_or_else(|e| {
+        panic!("no answer to the first invocation ({e}); bootstrap's stderr:\n{stderr}")
+    });
     assert_eq!(
         (method.as_str(), path.as_str()),
         ("POST", "/2018-06-01/runtime/invocation/req-0/response")
     );
     assert!(body.contains("\"ignored\""), "{body}");
-    let (_, path, body) = second.expect("an answer to the second invocation");
+    let (_, path, body) = second.unwrap_or_else(|e| {
+        panic!("no answer to the second invocation ({e}); bootstrap's stderr:\n{stderr}")
+    });
     assert_eq!(path, "/2018-06-01/runtime/invocation/req-1/error");
     let error: serde_json::Value = serde_json::from_str(&body).expect(&body);
     assert_eq!(
