@@ -208,18 +208,6 @@ fn bad_input_is_refused_with_the_fix() -> Result<()> {
             1,
             "not a directory",
         ),
-        (
-            vec![
-                "disk".into(),
-                "/etc/hostname".into(),
-                "--to".into(),
-                dest.clone(),
-                "--part-size".into(),
-                "1MiB".into(),
-            ],
-            1,
-            "5 MiB to 5 GiB",
-        ),
         (vec!["disk".into(), "/etc/hostname".into()], 2, "--to"),
         (
             vec!["verify".into(), "s3://bucket-only".into()],
@@ -248,6 +236,55 @@ fn bad_input_is_refused_with_the_fix() -> Result<()> {
     ensure!(
         !tmp.path().join("out").exists() || std::fs::read_dir(tmp.path().join("out"))?.count() == 0
     );
+    Ok(())
+}
+
+/// `--part-size` is an S3 limit: S3 refuses 1 MiB parts before any request (nothing is sent to
+/// the unreachable endpoint, so no upload can be left open), and a local directory takes them.
+#[test]
+fn part_size_limits_apply_to_s3_only() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let s3 = run_agent(
+        Command::new(agent_bin()?)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+            .args([
+                "disk",
+                "/etc/hostname",
+                "--to",
+                "s3://bucket/prefix/",
+                "--part-size",
+                "1MiB",
+            ]),
+    )?;
+    ensure!(
+        s3.code == 1,
+        "S3 with 1 MiB parts: exit {}\n{}",
+        s3.code,
+        s3.stderr
+    );
+    ensure!(s3.stderr.contains("5 MiB to 5 GiB"), "{}", s3.stderr);
+    ensure!(s3.json["status"] == "failed", "{}", s3.stdout);
+
+    let dest = tmp.path().join("out");
+    let local = agent(&[
+        "disk",
+        "/etc/hostname",
+        "--to",
+        &dest.display().to_string(),
+        "--part-size",
+        "1MiB",
+    ])?;
+    ensure!(
+        local.code == 0,
+        "local with 1 MiB parts: exit {}\n{}",
+        local.code,
+        local.stderr
+    );
+    ensure!(local.json["status"] == "complete", "{}", local.stdout);
     Ok(())
 }
 
