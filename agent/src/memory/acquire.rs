@@ -7,16 +7,17 @@
 
 use std::sync::Arc;
 
-use super::{
-    LimeOptions, MemoryFacts, NoSource, OpenedSource, RamMap, ScannedProducer, SourceAttempt,
-    SourceChoice, artifacts, content, iomem, lockdown, open_source, read_ram_map,
+use super::source::{
+    LimeOptions, NoSource, OpenedSource, RamMap, ScannedProducer, SourceChoice, open_source,
+    read_ram_map,
 };
+use super::{artifacts, content, iomem, lockdown};
 use crate::acquire::{AcquireSettings, Evidence, acquire};
 use crate::destination::EvidenceSet;
 use crate::host::HostFacts;
-use crate::memory::MemorySource;
 use crate::pipeline::Control;
 use crate::report::SourceReport;
+use airf_evidence::memory::{MemoryFacts, MemorySource, SourceAttempt};
 
 /// Where the running kernel's banner is read from.
 const PROC_VERSION: &str = "/proc/version";

@@ -6,8 +6,10 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use super::{Artifact, KCORE, MissingArtifact, kcore};
+use super::kcore;
+use super::source::KCORE;
 use crate::destination::EvidenceSet;
+use airf_evidence::memory::{Artifact, MissingArtifact};
 
 /// Most bytes read from one artifact file (BTF is a few MiB).
 const MAX_ARTIFACT: u64 = 64 << 20;

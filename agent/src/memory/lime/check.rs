@@ -10,7 +10,8 @@ use std::path::Path;
 
 use goblin::elf::Elf;
 
-use super::{LimeError, LimeModuleFacts};
+use super::error::LimeError;
+use airf_evidence::memory::LimeModuleFacts;
 
 /// Parses the NUL-separated `key=value` strings of a `.modinfo` section.
 pub fn parse_modinfo(section: &[u8]) -> Vec<(String, String)> {

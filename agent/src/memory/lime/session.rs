@@ -25,7 +25,8 @@ use std::time::{Duration, Instant};
 
 use nix::kmod::{DeleteModuleFlags, ModuleInitFlags, delete_module, finit_module};
 
-use super::{LimeError, LimeModuleFacts};
+use super::error::LimeError;
+use airf_evidence::memory::LimeModuleFacts;
 
 /// Timeouts of a LiME session.
 #[derive(Debug, Clone, Copy)]

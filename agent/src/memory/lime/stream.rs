@@ -9,7 +9,7 @@
 use std::io::{self, Read};
 use std::net::{Shutdown, TcpStream};
 
-use super::LimeSession;
+use super::session::LimeSession;
 use crate::memory::iomem::RamRange;
 use crate::memory::lime_format::{HEADER_SIZE, LimeHeader, LimeHeaderError};
 use crate::pipeline::{ProduceError, Producer};
