@@ -23,14 +23,20 @@ fn tag_event(value: Option<&str>) -> Value {
     })
 }
 
+/// A Security Hub custom action for `resources` in account 111111111111.
 fn hub_event(resources: Value) -> Value {
+    hub_event_of("111111111111", resources)
+}
+
+/// A Security Hub custom action whose finding is in `account`.
+fn hub_event_of(account: &str, resources: Value) -> Value {
     json!({
         "version": "0", "id": "1", "detail-type": "Security Hub Findings - Custom Action",
         "source": "aws.securityhub", "account": "222222222222", "time": "2026-11-29T17:21:34Z",
         "region": "eu-west-1",
         "resources": ["arn:aws:securityhub:eu-west-1:222222222222:action/custom/AirfIsolateAcquire"],
         "detail": {"actionName": "Isolate and acquire", "actionDescription": "airf",
-                   "findings": [{"AwsAccountId": "111111111111", "Region": "eu-west-1", "Resources": resources}]}
+                   "findings": [{"AwsAccountId": account, "Region": "eu-west-1", "Resources": resources}]}
     })
 }
 

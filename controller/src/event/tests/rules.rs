@@ -95,17 +95,6 @@ fn tag_event() -> impl Strategy<Value = (Value, Target)> {
         .prop_map(|(t, status)| (tag_event_of(&t, status), t))
 }
 
-fn hub_event_of(account: &str, resources: Vec<Value>) -> Value {
-    json!({
-        "version": "0", "id": "1", "detail-type": "Security Hub Findings - Custom Action",
-        "source": "aws.securityhub", "account": "222222222222", "time": "2026-11-29T17:21:34Z",
-        "region": "eu-west-1",
-        "resources": ["arn:aws:securityhub:eu-west-1:222222222222:action/custom/AirfIsolateAcquire"],
-        "detail": {"actionName": "Isolate and acquire", "actionDescription": "airf",
-                   "findings": [{"AwsAccountId": account, "Region": "eu-west-1", "Resources": resources}]}
-    })
-}
-
 fn ec2_resource(t: &Target) -> Value {
     json!({"Type": "AwsEc2Instance", "Id": arn(t)})
 }
@@ -127,7 +116,10 @@ fn hub_event() -> impl Strategy<Value = (Value, Vec<Target>)> {
                 .collect();
             let mut resources: Vec<Value> = targets.iter().map(ec2_resource).collect();
             resources.push(json!({"Type": "AwsS3Bucket", "Id": "arn:aws:s3:::b"}));
-            (hub_event_of(&account, resources), targets)
+            (
+                super::hub_event_of(&account, Value::Array(resources)),
+                targets,
+            )
         })
 }
 
@@ -470,7 +462,7 @@ proptest! {
     #[test]
     fn an_action_naming_no_instance_is_rejected(account in account(), others in prop::collection::vec("Aws(S3Bucket|IamRole|Ec2Volume|Ec2SecurityGroup)", 0..4)) {
         let resources = others.iter().map(|kind| json!({"Type": kind, "Id": "arn:aws:s3:::b"})).collect();
-        let why = rejection(hub_event_of(&account, resources));
+        let why = rejection(super::hub_event_of(&account, Value::Array(resources)));
         prop_assert!(why.contains("no AwsEc2Instance"), "{}", why);
     }
 
@@ -479,7 +471,7 @@ proptest! {
         let resources = (0..MAX_TARGETS + more)
             .map(|n| ec2_resource(&Target { instance_id: format!("i-{n:017x}"), account: account.clone(), region: region.clone() }))
             .collect();
-        let why = rejection(hub_event_of(&account, resources));
+        let why = rejection(super::hub_event_of(&account, Value::Array(resources)));
         prop_assert!(why.contains(&format!("at most {MAX_TARGETS} per action")), "{}", why);
     }
 
