@@ -1,10 +1,12 @@
 //! SHA-256 for evidence streams.
 //!
 //! The raw-stream hash is the acquisition's sequential ceiling, so it uses AWS-LC's assembly
-//! (already linked for TLS), which picks SHA-NI, AVX2 or AVX-512 at run time. On this project's
-//! CI machines (Xeon without SHA-NI) it ran at 341 MB/s against 210 MB/s for the `sha2` crate's
-//! portable code, in the same run of `packaging/bench/hash.sh`. The `sha2` crate stays as the
-//! independent reference the tests compare against.
+//! (already linked for TLS), which picks SHA-NI, AVX2 or AVX-512 at run time. On a Xeon without
+//! SHA-NI a one-off comparison (before `packaging/bench/hash.sh` existed) gave 341 MB/s against
+//! 210 MB/s for the `sha2` crate's portable code; on a machine with SHA-NI both use it and tie
+//! (`packaging/bench/hash.sh 512 3`, 2026-12-02: 1739 against 1738 MB/s). Rerun the script on
+//! the target CPU before relying on either figure. The `sha2` crate stays as the independent
+//! reference the tests compare against.
 
 /// An incremental SHA-256.
 pub struct Sha256(aws_lc_rs::digest::Context);
