@@ -10,9 +10,10 @@ use std::collections::BTreeMap;
 /// The outcome of StartExecution.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Started {
-    /// A new execution, or the same name with the same input (a duplicate event).
+    /// A new execution, or the running one of the same name and input (a redelivered event).
     Execution(String),
-    /// An execution of this name exists with another input: another trigger won.
+    /// `ExecutionAlreadyExists`: the name belongs to an execution that has ended (Step Functions
+    /// keeps names for 90 days) or that runs with another input.
     AlreadyExists,
 }
 
@@ -27,6 +28,62 @@ pub struct Invocation {
     pub stderr: String,
 }
 
+/// An instance protection `contain` asks for. Each is one ModifyInstanceAttribute call, since EC2
+/// takes one attribute per call and refuses some on some instances (both on Spot instances).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProtectionKind {
+    /// `DisableApiTermination`: TerminateInstances is refused.
+    Termination,
+    /// `DisableApiStop`: StopInstances is refused.
+    Stop,
+}
+
+impl ProtectionKind {
+    /// Both, in the order `contain` applies them.
+    pub const ALL: [ProtectionKind; 2] = [ProtectionKind::Termination, ProtectionKind::Stop];
+
+    /// The attribute's name in the EC2 API.
+    pub fn attribute(self) -> &'static str {
+        match self {
+            ProtectionKind::Termination => "disableApiTermination",
+            ProtectionKind::Stop => "disableApiStop",
+        }
+    }
+
+    /// Words for the notification.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProtectionKind::Termination => "termination",
+            ProtectionKind::Stop => "stop",
+        }
+    }
+}
+
+/// One route of the route table that serves the instance's subnet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    /// Destination: an IPv4 or IPv6 CIDR, or a prefix list id (`pl-…`).
+    pub destination: String,
+    /// Where it goes: `igw-…`, `nat-…`, `tgw-…`, `pcx-…`, `vgw-…`, `eni-…`, `local`, …
+    pub target: String,
+    /// False for a blackhole route (its target is gone).
+    pub active: bool,
+}
+
+/// The route table that serves a subnet: its own association, else the VPC's main table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubnetRoutes {
+    /// The instance's subnet.
+    pub subnet_id: String,
+    /// The route table.
+    pub route_table_id: String,
+    /// Whether it is the VPC's main table (the subnet has no association of its own).
+    pub main: bool,
+    /// Its routes.
+    pub routes: Vec<Route>,
+}
+
 /// A load-balancer target registration of the instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TargetRegistration {
@@ -34,6 +91,132 @@ pub struct TargetRegistration {
     pub target_group_arn: String,
     /// Registered port, if any.
     pub port: Option<i32>,
+}
+
+// ------------------------------------------------ contain-first isolation and release: data
+// (used by actions/isolate.rs and actions/release.rs; the calls are the last block of the trait)
+
+/// What kind of VPC endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EndpointKind {
+    /// Elastic network interfaces in subnets, with security groups (and private DNS).
+    Interface,
+    /// A route-table target (S3, DynamoDB): reached through the service's prefix list.
+    Gateway,
+    /// Gateway Load Balancer, resource or service-network endpoints: of no use to airf.
+    Other,
+}
+
+/// A VPC endpoint, as DescribeVpcEndpoints tells it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VpcEndpoint {
+    /// `vpce-…`.
+    pub id: String,
+    /// e.g. `com.amazonaws.eu-west-1.ssm`.
+    pub service_name: String,
+    /// Interface or gateway.
+    pub kind: EndpointKind,
+    /// State `available` (not pending, rejected, deleting…).
+    pub available: bool,
+    /// Interface endpoints: whether the service's public DNS name resolves to the endpoint.
+    pub private_dns: bool,
+    /// Interface endpoints: their security groups.
+    pub security_groups: Vec<String>,
+    /// Gateway endpoints: the route tables they are associated with.
+    pub route_tables: Vec<String>,
+    /// The endpoint policy document (JSON); None: none returned.
+    pub policy: Option<String>,
+}
+
+/// Where the instance's primary network interface is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceNetwork {
+    /// Subnet of the primary interface.
+    pub subnet_id: String,
+    /// Its primary private IPv4 address.
+    pub private_ip: Option<String>,
+}
+
+/// A route to a prefix list (how a gateway endpoint is reached).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrefixListRoute {
+    /// `pl-…`: the destination.
+    pub prefix_list_id: String,
+    /// The target (`vpce-…` for a gateway endpoint).
+    pub gateway_id: String,
+}
+
+/// The route table a subnet uses: its explicit association, else the VPC's main table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteTable {
+    /// `rtb-…`.
+    pub id: String,
+    /// Its routes whose destination is a prefix list.
+    pub prefix_list_routes: Vec<PrefixListRoute>,
+}
+
+/// One inbound rule of a security group (one IpPermission).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngressRule {
+    /// The group the rule belongs to.
+    pub group_id: String,
+    /// `tcp`, `6`, `-1` (all), …
+    pub protocol: String,
+    /// First port (None: all).
+    pub from_port: Option<i32>,
+    /// Last port (None: all).
+    pub to_port: Option<i32>,
+    /// IPv4 sources.
+    pub cidrs: Vec<String>,
+    /// Source security groups.
+    pub source_groups: Vec<String>,
+}
+
+/// An outbound TCP 443 rule of the endpoints-only isolation group.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HttpsEgress {
+    /// To the interfaces of this security group (an interface endpoint's).
+    Group(String),
+    /// To this prefix list (an S3 gateway endpoint's).
+    PrefixList(String),
+}
+
+/// Termination and stop protection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Protection {
+    /// DisableApiTermination.
+    pub termination: bool,
+    /// DisableApiStop.
+    pub stop: bool,
+}
+
+/// One version of a managed policy, as ListPolicyVersions describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyVersion {
+    /// `v1`, `v2`, …: IAM numbers versions in the order they are created and never reuses one.
+    pub id: String,
+    /// Whether it is the version in effect.
+    pub is_default: bool,
+    /// When it was created, Unix seconds.
+    pub created: i64,
+}
+
+impl PolicyVersion {
+    /// The number in the id (`v12` → 12); None for an id IAM would not make.
+    pub fn number(&self) -> Option<u64> {
+        self.id.strip_prefix('v')?.parse().ok()
+    }
+}
+
+/// The outcome of CreatePolicyVersion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NewVersion {
+    /// Created as the default version, with this id.
+    Created(String),
+    /// IAM refused with `LimitExceeded`: five versions exist already, or the document is over
+    /// the size quota. The service's message.
+    LimitExceeded(String),
 }
 
 /// Operations in the instance's (member) account and region, through the assumed role; and in the
@@ -87,8 +270,8 @@ pub trait Cloud {
         interface_id: &str,
         groups: &[String],
     ) -> Result<()>;
-    /// ModifyInstanceAttribute: termination and stop protection on.
-    async fn protect(&self, target: &Target) -> Result<()>;
+    /// ModifyInstanceAttribute: one protection on.
+    async fn protect(&self, target: &Target, protection: ProtectionKind) -> Result<()>;
     /// ModifyInstanceAttribute: DeleteOnTermination=false for these devices.
     async fn keep_volumes(&self, target: &Target, devices: &[String]) -> Result<()>;
     /// DescribeSnapshots: this account's snapshots tagged `airf:case=<case_id>`, as
@@ -105,14 +288,45 @@ pub trait Cloud {
     ) -> Result<String>;
     /// GetInstanceProfile: the role names in an instance profile.
     async fn profile_roles(&self, target: &Target, profile_name: &str) -> Result<Vec<String>>;
-    /// PutRolePolicy: an inline policy on a role (contain's revocation of earlier sessions).
-    async fn put_role_policy(
+    /// GetRole: the ARN of the role's permissions boundary, if it has one.
+    async fn role_boundary(&self, target: &Target, role_name: &str) -> Result<Option<String>>;
+    /// PutRolePermissionsBoundary: `policy_arn` becomes the role's boundary.
+    async fn put_role_boundary(
         &self,
         target: &Target,
         role_name: &str,
-        policy_name: &str,
-        policy_document: &str,
+        policy_arn: &str,
     ) -> Result<()>;
+    /// ListPolicyVersions of a managed policy (at most five).
+    async fn policy_versions(
+        &self,
+        target: &Target,
+        policy_arn: &str,
+    ) -> Result<Vec<PolicyVersion>>;
+    /// GetPolicyVersion: the document, decoded; None when that version no longer exists.
+    async fn policy_version_document(
+        &self,
+        target: &Target,
+        policy_arn: &str,
+        version_id: &str,
+    ) -> Result<Option<String>>;
+    /// CreatePolicyVersion, set as the default version.
+    async fn create_policy_version(
+        &self,
+        target: &Target,
+        policy_arn: &str,
+        document: &str,
+    ) -> Result<NewVersion>;
+    /// DeletePolicyVersion; a version already gone is not an error.
+    async fn delete_policy_version(
+        &self,
+        target: &Target,
+        policy_arn: &str,
+        version_id: &str,
+    ) -> Result<()>;
+    /// DescribeInstances + DescribeRouteTables: the routes of the instance's subnet (its own
+    /// route table, else the VPC's main one). None: the instance is in no subnet.
+    async fn subnet_routes(&self, target: &Target) -> Result<Option<SubnetRoutes>>;
     /// DescribeAutoScalingInstances: the instance's group, if any.
     async fn auto_scaling_group(&self, target: &Target) -> Result<Option<String>>;
     /// DetachInstances (desired capacity kept, so the group replaces the instance).
@@ -135,4 +349,55 @@ pub trait Cloud {
     async fn get_object(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>>;
     /// HeadObject: the object's size; None: no such key.
     async fn object_size(&self, bucket: &str, key: &str) -> Result<Option<u64>>;
+
+    // -------------------------------------- contain-first isolation and release (isolate.rs,
+    // release.rs); in the instance's account and region.
+    /// DescribeInstances: the primary interface's subnet and private address.
+    async fn instance_network(&self, target: &Target) -> Result<InstanceNetwork>;
+    /// DescribeVpcEndpoints of the VPC.
+    async fn vpc_endpoints(&self, target: &Target, vpc_id: &str) -> Result<Vec<VpcEndpoint>>;
+    /// DescribeRouteTables: the table the subnet uses (explicit association, else main).
+    async fn subnet_route_table(
+        &self,
+        target: &Target,
+        vpc_id: &str,
+        subnet_id: &str,
+    ) -> Result<Option<RouteTable>>;
+    /// DescribeSecurityGroups: the inbound rules of these groups.
+    async fn group_ingress(
+        &self,
+        target: &Target,
+        group_ids: &[String],
+    ) -> Result<Vec<IngressRule>>;
+    /// DescribeSecurityGroups: the id of the group `name` in `vpc_id`, if it exists.
+    async fn security_group_id(
+        &self,
+        target: &Target,
+        vpc_id: &str,
+        name: &str,
+    ) -> Result<Option<String>>;
+    /// The group `name` in `vpc_id` (created tagged `airf:managed=true` if missing) with exactly
+    /// these outbound rules and no inbound rule; returns its id.
+    async fn ensure_https_egress_group(
+        &self,
+        target: &Target,
+        vpc_id: &str,
+        name: &str,
+        egress: &[HttpsEgress],
+    ) -> Result<String>;
+    /// DescribeInstanceAttribute (twice): termination and stop protection now.
+    async fn protection(&self, target: &Target) -> Result<Protection>;
+    /// ModifyInstanceAttribute: termination and stop protection set to these values.
+    async fn set_protection(&self, target: &Target, protection: Protection) -> Result<()>;
+    /// DisassociateIamInstanceProfile.
+    async fn disassociate_profile(&self, target: &Target, association_id: &str) -> Result<()>;
+    /// DeleteTags on the instance.
+    async fn untag_instance(&self, target: &Target, keys: &[String]) -> Result<()>;
+    /// AttachInstances: back into the Auto Scaling group.
+    async fn attach_to_auto_scaling_group(&self, target: &Target, group: &str) -> Result<()>;
+    /// RegisterTargets.
+    async fn register(&self, target: &Target, registration: &TargetRegistration) -> Result<()>;
+    /// ListCommands: (command id, document) of the instance's Pending, InProgress or Cancelling
+    /// commands.
+    async fn running_commands(&self, target: &Target) -> Result<Vec<(String, String)>>;
 }

@@ -17,6 +17,9 @@ pub struct Config {
     pub acquisition_profile_name: String,
     /// Deny-all instance profile (member accounts) that contain attaches.
     pub isolation_profile_name: String,
+    /// Managed policy (member accounts) that contain uses as the permissions boundary revoking
+    /// a contained instance's earlier sessions (template 4's `RevokedSessionsPolicyName`).
+    pub revoke_policy_name: String,
     /// Evidence bucket (Forensics account).
     pub evidence_bucket: String,
     /// Key prefix for evidence.
@@ -69,6 +72,7 @@ impl Config {
                 "AIRF_ISOLATION_PROFILE_NAME",
                 "AirfIsolatedInstanceProfile",
             ),
+            revoke_policy_name: optional("AIRF_REVOKE_POLICY_NAME", "AirfRevokedSessions"),
             evidence_bucket: required("AIRF_EVIDENCE_BUCKET")?,
             evidence_prefix: optional("AIRF_EVIDENCE_PREFIX", "evidence"),
             evidence_region: required("AIRF_EVIDENCE_REGION")?,
@@ -93,6 +97,17 @@ impl Config {
         {
             return Err(Error::Config(format!(
                 "AIRF_MEMBER_ACCOUNTS: {bad:?} is not a 12-digit account id"
+            )));
+        }
+        if config.revoke_policy_name.len() > 128
+            || !config
+                .revoke_policy_name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
+        {
+            return Err(Error::Config(format!(
+                "AIRF_REVOKE_POLICY_NAME: {:?} is not an IAM policy name",
+                config.revoke_policy_name
             )));
         }
         if config.agent_sha256.len() != 64
@@ -186,6 +201,20 @@ mod tests {
         assert_eq!(c.member_role_name, "AirfControllerAccess");
         assert_eq!(c.memory_document, "airf-acquire-memory");
         assert_eq!(c.evidence_prefix, "evidence");
+        assert_eq!(c.revoke_policy_name, "AirfRevokedSessions");
+    }
+
+    #[test]
+    fn a_revoke_policy_name_that_could_change_the_arn_is_refused() {
+        let err = Config::from_lookup(|n| match n {
+            "AIRF_REVOKE_POLICY_NAME" => Some("x/../Admin".into()),
+            "AIRF_MEMBER_ACCOUNTS" => None,
+            "AIRF_AGENT_SHA256" => Some("ab".repeat(32)),
+            _ => Some("x".into()),
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("AIRF_REVOKE_POLICY_NAME"), "{err}");
     }
 
     #[test]

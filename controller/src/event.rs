@@ -73,6 +73,9 @@ pub struct Trigger {
     pub targets: Vec<Target>,
     /// Event time (RFC 3339), used in case ids.
     pub time: Option<String>,
+    /// The EventBridge event's id: the same for a redelivery of the event (EventBridge delivers
+    /// at least once), another for every new trigger. It names the execution.
+    pub event_id: Option<String>,
 }
 
 /// A workflow task: `{"action": "...", ...}`.
@@ -142,6 +145,27 @@ pub enum Task {
         /// The instance.
         subject: Subject,
     },
+    /// Decides whether to isolate before acquiring (the VPC's endpoints allow it), records why.
+    IsolationPlan {
+        /// Case.
+        case_id: String,
+        /// The instance.
+        subject: Subject,
+    },
+    /// Contain-first network isolation: only HTTPS to the VPC's SSM and S3 endpoints.
+    Isolate {
+        /// Case.
+        case_id: String,
+        /// The instance.
+        subject: Subject,
+    },
+    /// Undoes a containment (false positive) from what was recorded on the instance.
+    Release {
+        /// Case.
+        case_id: String,
+        /// The instance.
+        subject: Subject,
+    },
     /// Records a failure: tags `Error`, notifies.
     Fail {
         /// Case.
@@ -173,6 +197,9 @@ impl Task {
                 case_id, subject, ..
             }
             | Task::Contain { case_id, subject }
+            | Task::IsolationPlan { case_id, subject }
+            | Task::Isolate { case_id, subject }
+            | Task::Release { case_id, subject }
             | Task::Fail {
                 case_id, subject, ..
             } => Some((case_id, subject)),
@@ -305,9 +332,10 @@ fn tag_change(event: &EventBridgeEvent<Value>) -> Result<Request, Rejected> {
     let (intent, status) = match value.and_then(Status::parse) {
         Some(Status::Analyze) => (Intent::Investigate, Status::Analyze),
         Some(Status::Contain) => (Intent::Contain, Status::Contain),
+        Some(Status::Release) => (Intent::Release, Status::Release),
         _ => {
             return Ok(Request::Ignored(format!(
-                "{STATUS_TAG} is now {value:?}; only Analyze and Contain start work"
+                "{STATUS_TAG} is now {value:?}; only Analyze, Contain and Release start work"
             )));
         }
     };
@@ -317,6 +345,7 @@ fn tag_change(event: &EventBridgeEvent<Value>) -> Result<Request, Rejected> {
         tag_value: Some(status),
         targets: vec![target],
         time: event.time.map(|t| t.to_rfc3339()),
+        event_id: event.id.clone(),
     }))
 }
 
@@ -383,6 +412,7 @@ fn security_hub(event: &EventBridgeEvent<Value>) -> Result<Request, Rejected> {
         tag_value: None,
         targets,
         time: event.time.map(|t| t.to_rfc3339()),
+        event_id: event.id.clone(),
     }))
 }
 

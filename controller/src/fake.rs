@@ -1,11 +1,91 @@
 //! An in-memory [`Cloud`] for unit tests: instances, tags, groups, profiles, snapshots and a log
 //! of every call, so tests assert both the end state and that nothing else was touched.
 
-use crate::cloud::{Cloud, Invocation, Started, TargetRegistration};
+use crate::cloud::{
+    Cloud, Invocation, NewVersion, PolicyVersion, ProtectionKind, Started, SubnetRoutes,
+    TargetRegistration,
+};
+use crate::cloud::{
+    HttpsEgress, IngressRule, InstanceNetwork, Protection, RouteTable, VpcEndpoint,
+};
 use crate::error::{Error, Result};
 use crate::model::{InstanceFacts, InstanceState, Interface, ProfileAssociation, Target, Volume};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Mutex;
+
+/// The names template 4 gives airf's member-account IAM resources (its parameter defaults;
+/// `names_are_template_4s` checks them against the template).
+pub mod names {
+    /// MemberRoleName: the role the controller assumes.
+    pub const MEMBER_ROLE: &str = "AirfControllerAccess";
+    /// AcquisitionRoleName.
+    pub const ACQUISITION_ROLE: &str = "AirfAcquisitionInstanceRole";
+    /// AcquisitionProfileName.
+    pub const ACQUISITION_PROFILE: &str = "AirfAcquisitionInstanceProfile";
+    /// IsolationRoleName.
+    pub const ISOLATION_ROLE: &str = "AirfIsolatedInstanceRole";
+    /// IsolationProfileName.
+    pub const ISOLATION_PROFILE: &str = "AirfIsolatedInstanceProfile";
+    /// ForwarderRoleName.
+    pub const FORWARDER_ROLE: &str = "AirfEventForwarder";
+    /// RevokedSessionsPolicyName.
+    pub const REVOKE_POLICY: &str = "AirfRevokedSessions";
+}
+
+/// The revocation boundary's document as template 4 creates it.
+pub const BOUNDARY_V1: &str =
+    r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+
+/// IAM's quota for a managed policy document, characters other than whitespace.
+const POLICY_SIZE_QUOTA: usize = 6_144;
+
+/// One version of a managed policy.
+#[derive(Debug, Clone)]
+pub struct FakeVersion {
+    /// `v1`, `v2`, …
+    pub id: String,
+    /// The document as it was sent.
+    pub document: String,
+    /// Whether it is the default version.
+    pub is_default: bool,
+    /// Creation time, Unix seconds.
+    pub created: i64,
+}
+
+/// A customer-managed policy: its versions, oldest first, and the next version number.
+#[derive(Debug, Clone, Default)]
+pub struct FakePolicy {
+    /// Versions, oldest first.
+    pub versions: Vec<FakeVersion>,
+    /// Number of the next version (IAM never reuses one).
+    pub next: u64,
+}
+
+impl FakePolicy {
+    /// The default version's document.
+    pub fn default_document(&self) -> Option<&str> {
+        self.versions
+            .iter()
+            .find(|v| v.is_default)
+            .map(|v| v.document.as_str())
+    }
+}
+
+/// [`facts`]' instance as a workflow step's subject, claim 1.
+pub fn subject(instance_id: &str) -> crate::model::Subject {
+    crate::model::Subject {
+        target: facts(instance_id).target,
+        claim: 1,
+    }
+}
+
+/// The test configuration with the evidence in [`facts`]' region (eu-west-1), so acquisition
+/// needs no way out of the region.
+pub fn same_region_config() -> crate::config::Config {
+    let mut c = crate::config::test_config();
+    c.evidence_region = "eu-west-1".into();
+    c
+}
 
 /// A running instance with one interface and one root volume, in 111111111111/eu-west-1.
 pub fn facts(instance_id: &str) -> InstanceFacts {
@@ -31,6 +111,77 @@ pub fn facts(instance_id: &str) -> InstanceFacts {
     }
 }
 
+/// EC2's answer to ModifyInstanceAttribute for a protection on a Spot instance: the code
+/// `UnsupportedOperation` with this message (as EC2 words it for `disableApiTermination`; stop
+/// protection is refused the same way), not retryable.
+pub fn spot_refusal(protection: ProtectionKind) -> Error {
+    Error::Aws {
+        operation: "ec2:ModifyInstanceAttribute",
+        message: format!(
+            "service error: UnsupportedOperation: Modifying '{}' is not supported for spot instances.",
+            protection.attribute()
+        ),
+        retryable: false,
+    }
+}
+
+/// A step's output as GetCommandInvocation returns it: the first `limit` characters, cut with the
+/// SSM Agent's suffix (amazon-ssm-agent `pluginutil.StringPrefix`).
+pub fn ssm_prefix(text: &str, limit: usize) -> String {
+    const SUFFIX: &str = "--output truncated--";
+    if text.len() < limit {
+        return text.to_owned();
+    }
+    let mut end = limit - SUFFIX.len();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{SUFFIX}", &text[..end])
+}
+
+/// The error a service sends for the call logged as `line`: when `retryable`, its throttling
+/// answer (EC2 `RequestLimitExceeded`, SSM `ThrottlingException`, IAM and the others
+/// `Throttling`), else its AccessDenied; in the words `aws_err` reports.
+pub fn injected(line: &str, retryable: bool) -> Error {
+    let action = line.split(' ').next().unwrap_or(line);
+    let (service, throttled, denied) = match action {
+        "SendCommand" => (
+            "ssm",
+            "ThrottlingException: Rate exceeded",
+            "AccessDeniedException",
+        ),
+        "PutRolePolicy" => ("iam", "Throttling: Rate exceeded", "AccessDenied"),
+        "DetachInstances" => ("autoscaling", "Throttling: Rate exceeded", "AccessDenied"),
+        "DeregisterTargets" => (
+            "elasticloadbalancing",
+            "Throttling: Rate exceeded",
+            "AccessDenied",
+        ),
+        "StartExecution" => (
+            "states",
+            "ThrottlingException: Rate exceeded",
+            "AccessDeniedException",
+        ),
+        "Publish" => ("sns", "Throttling: Rate exceeded", "AuthorizationError"),
+        _ => (
+            "ec2",
+            "RequestLimitExceeded: Request limit exceeded.",
+            "UnauthorizedOperation",
+        ),
+    };
+    Error::Aws {
+        operation: "fake",
+        message: if retryable {
+            format!("service error: {throttled} ({service}:{action})")
+        } else {
+            format!(
+                "service error: {denied}: not authorized to perform {service}:{action} ({line})"
+            )
+        },
+        retryable,
+    }
+}
+
 /// Recorded state.
 #[derive(Debug, Default)]
 pub struct State {
@@ -42,6 +193,9 @@ pub struct State {
     pub groups: BTreeMap<(String, String), String>,
     /// Started executions: name → input.
     pub executions: BTreeMap<String, String>,
+    /// Executions that have ended: Step Functions refuses their names (`ExecutionAlreadyExists`)
+    /// whatever the input, for 90 days.
+    pub finished: Vec<String>,
     /// Published messages: (topic, subject, message).
     pub published: Vec<(String, String, String)>,
     /// Whether SSM sees instances.
@@ -50,14 +204,39 @@ pub struct State {
     pub objects: BTreeMap<(String, String), Vec<u8>>,
     /// Snapshots: (volume, snapshot).
     pub snapshots: Vec<(String, String)>,
-    /// Protected instances.
+    /// Instances with both protections on, set by a test (`protect` records each flag in
+    /// `net.protection`).
     pub protected: Vec<String>,
-    /// Inline role policies: (role, policy name) → document.
-    pub role_policies: BTreeMap<(String, String), String>,
-    /// Next GetCommandInvocation answer.
+    /// Spot instances: EC2 refuses their protections, as [`spot_refusal`] words it.
+    pub spot: Vec<String>,
+    /// Reads of the member account (DescribeInstances), which [`State::calls`] leaves out; on
+    /// AWS each is made with the member role, so it needs an STS AssumeRole first.
+    pub reads: Vec<String>,
+    /// Instance profiles → their role names; a profile not listed holds `<profile>Role`.
+    pub profiles: BTreeMap<String, Vec<String>>,
+    /// Roles' permissions boundaries (role name → policy ARN); a role not listed has none.
+    pub boundaries: BTreeMap<String, String>,
+    /// airf's own roles, which the member role may never change (template 4's
+    /// `NeverChangeAirfRoles` Deny).
+    pub airf_roles: BTreeSet<String>,
+    /// Customer-managed policies by ARN.
+    pub policies: BTreeMap<String, FakePolicy>,
+    /// How many times each IAM call yields to other tasks first, front first (then none): so
+    /// concurrent containments interleave at every IAM call as a test chooses.
+    pub iam_yields: VecDeque<u8>,
+    /// Clock of policy version creation, Unix seconds.
+    pub clock: i64,
+    /// Next GetCommandInvocation answer (for any step not in `step_invocations`), with stdout
+    /// and stderr as the step wrote them: the fake cuts them as SSM does.
     pub invocation: Option<Invocation>,
+    /// GetCommandInvocation answers for one step (plugin) by name, e.g. `DownloadAgent`.
+    pub step_invocations: BTreeMap<String, Invocation>,
+    /// The route table of every instance's subnet; None: in no subnet (the check is skipped).
+    pub subnet_routes: Option<SubnetRoutes>,
     /// Fail the first call whose log line starts with this, once.
     pub fail_on: Option<(String, bool)>,
+    /// Contain-first isolation and release (section at the end of this file).
+    pub net: NetState,
 }
 
 /// The fake.
@@ -68,14 +247,64 @@ pub struct FakeCloud {
 }
 
 impl FakeCloud {
-    /// A cloud holding one instance.
+    /// A cloud holding one instance, in a member account deployed as template 4 deploys it.
     pub fn with(instance: InstanceFacts) -> Self {
         let cloud = FakeCloud::default();
+        cloud.deploy_member_account(&instance.target.account);
         cloud
             .lock()
             .instances
             .insert(instance.target.instance_id.clone(), instance);
         cloud
+    }
+
+    /// What template 4 creates in `account`: the airf roles and profiles, the revocation
+    /// boundary (v1, `Allow *`) set as the acquisition role's boundary, and a workload profile
+    /// `WebServer` whose role `WebServerRole` has no boundary.
+    pub fn deploy_member_account(&self, account: &str) {
+        use names::*;
+        let policy = format!("arn:aws:iam::{account}:policy/{REVOKE_POLICY}");
+        let mut s = self.lock();
+        s.clock = 1_795_975_200; // 2026-11-29T18:00:00Z
+        for (profile, role) in [
+            (ACQUISITION_PROFILE, ACQUISITION_ROLE),
+            (ISOLATION_PROFILE, ISOLATION_ROLE),
+            ("WebServer", "WebServerRole"),
+        ] {
+            s.profiles.insert(profile.into(), vec![role.into()]);
+        }
+        s.airf_roles = [
+            MEMBER_ROLE,
+            ACQUISITION_ROLE,
+            ISOLATION_ROLE,
+            FORWARDER_ROLE,
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+        s.boundaries.insert(ACQUISITION_ROLE.into(), policy.clone());
+        let created = s.clock - 86_400;
+        s.policies.insert(
+            policy,
+            FakePolicy {
+                versions: vec![FakeVersion {
+                    id: "v1".into(),
+                    document: BOUNDARY_V1.into(),
+                    is_default: true,
+                    created,
+                }],
+                next: 2,
+            },
+        );
+    }
+
+    /// Yields as `iam_yields` says, then logs the call (which may fail as `fail_on` says).
+    async fn iam_call(&self, line: String) -> Result<()> {
+        let n = self.lock().iam_yields.pop_front().unwrap_or(0);
+        for _ in 0..n {
+            tokio::task::yield_now().await;
+        }
+        self.call(line)
     }
 
     /// The state, locked.
@@ -89,11 +318,7 @@ impl FakeCloud {
             && line.starts_with(&prefix)
         {
             s.fail_on = None;
-            return Err(Error::Aws {
-                operation: "fake",
-                message: format!("injected failure at {line}"),
-                retryable,
-            });
+            return Err(injected(&line, retryable));
         }
         s.calls.push(line);
         Ok(())
@@ -119,9 +344,10 @@ impl FakeCloud {
 
 impl Cloud for FakeCloud {
     async fn describe_instance(&self, target: &Target) -> Result<Option<InstanceFacts>> {
-        Ok(self
-            .lock()
-            .instances
+        let mut s = self.lock();
+        s.reads
+            .push(format!("DescribeInstances {}", target.instance_id));
+        Ok(s.instances
             .get(&target.instance_id)
             .filter(|i| i.target == *target)
             .cloned())
@@ -185,12 +411,28 @@ impl Cloud for FakeCloud {
         &self,
         _target: &Target,
         command_id: &str,
-        _plugin: &str,
+        plugin: &str,
     ) -> Result<Invocation> {
-        self.lock()
-            .invocation
-            .clone()
-            .ok_or_else(|| Error::failed(format!("no invocation for {command_id}")))
+        let s = self.lock();
+        let ran = Invocation {
+            status: "Success".into(),
+            stdout: String::new(),
+            stderr: String::new(),
+        };
+        let answer = match (s.step_invocations.get(plugin), s.invocation.as_ref()) {
+            (Some(step), _) => step,
+            // The shell step has an answer, so the download steps before it ran.
+            (None, Some(_)) if plugin.starts_with("Download") => &ran,
+            (None, Some(main)) => main,
+            (None, None) => {
+                return Err(Error::failed(format!("no invocation for {command_id}")));
+            }
+        };
+        Ok(Invocation {
+            status: answer.status.clone(),
+            stdout: ssm_prefix(&answer.stdout, 24_000),
+            stderr: ssm_prefix(&answer.stderr, 8_000),
+        })
     }
     async fn ensure_security_group(
         &self,
@@ -226,12 +468,28 @@ impl Cloud for FakeCloud {
             }
         })
     }
-    async fn protect(&self, target: &Target) -> Result<()> {
+    async fn protect(&self, target: &Target, protection: ProtectionKind) -> Result<()> {
         self.call(format!(
-            "ModifyInstanceAttribute {} protect",
-            target.instance_id
+            "ModifyInstanceAttribute {} {}",
+            target.instance_id,
+            protection.attribute()
         ))?;
-        self.lock().protected.push(target.instance_id.clone());
+        let mut s = self.lock();
+        if s.spot.contains(&target.instance_id) {
+            return Err(spot_refusal(protection));
+        }
+        let flags = s
+            .net
+            .protection
+            .entry(target.instance_id.clone())
+            .or_insert(Protection {
+                termination: false,
+                stop: false,
+            });
+        match protection {
+            ProtectionKind::Termination => flags.termination = true,
+            ProtectionKind::Stop => flags.stop = true,
+        }
         Ok(())
     }
     async fn keep_volumes(&self, target: &Target, devices: &[String]) -> Result<()> {
@@ -267,21 +525,163 @@ impl Cloud for FakeCloud {
         Ok(id)
     }
     async fn profile_roles(&self, _target: &Target, profile_name: &str) -> Result<Vec<String>> {
-        Ok(vec![format!("{profile_name}Role")])
+        Ok(self
+            .lock()
+            .profiles
+            .get(profile_name)
+            .cloned()
+            .unwrap_or_else(|| vec![format!("{profile_name}Role")]))
     }
-    async fn put_role_policy(
+    async fn role_boundary(&self, _target: &Target, role_name: &str) -> Result<Option<String>> {
+        self.iam_call(format!("GetRole {role_name}")).await?;
+        Ok(self.lock().boundaries.get(role_name).cloned())
+    }
+    async fn put_role_boundary(
+        &self,
+        target: &Target,
+        role_name: &str,
+        policy_arn: &str,
+    ) -> Result<()> {
+        self.iam_call(format!(
+            "PutRolePermissionsBoundary {role_name} {policy_arn}"
+        ))
+        .await?;
+        let mut s = self.lock();
+        // Template 4: NeverChangeAirfRoles denies it on airf's roles; the Allow holds only with
+        // iam:PermissionsBoundary = the revocation boundary.
+        let ours = format!(
+            "arn:aws:iam::{}:policy/{}",
+            target.account,
+            names::REVOKE_POLICY
+        );
+        if s.airf_roles.contains(role_name) {
+            return Err(access_denied(
+                target,
+                "iam:PutRolePermissionsBoundary",
+                &format!("role {role_name}"),
+                "with an explicit deny in an identity-based policy",
+            ));
+        }
+        if policy_arn != ours {
+            return Err(access_denied(
+                target,
+                "iam:PutRolePermissionsBoundary",
+                &format!("role {role_name}"),
+                "because no identity-based policy allows the iam:PutRolePermissionsBoundary action",
+            ));
+        }
+        s.boundaries.insert(role_name.into(), policy_arn.into());
+        Ok(())
+    }
+    async fn policy_versions(
         &self,
         _target: &Target,
-        role_name: &str,
-        policy_name: &str,
-        policy_document: &str,
+        policy_arn: &str,
+    ) -> Result<Vec<PolicyVersion>> {
+        self.iam_call(format!("ListPolicyVersions {policy_arn}"))
+            .await?;
+        let s = self.lock();
+        let policy = s.policy(policy_arn)?;
+        Ok(policy
+            .versions
+            .iter()
+            .map(|v| PolicyVersion {
+                id: v.id.clone(),
+                is_default: v.is_default,
+                created: v.created,
+            })
+            .collect())
+    }
+    async fn policy_version_document(
+        &self,
+        _target: &Target,
+        policy_arn: &str,
+        version_id: &str,
+    ) -> Result<Option<String>> {
+        self.iam_call(format!("GetPolicyVersion {policy_arn} {version_id}"))
+            .await?;
+        let s = self.lock();
+        let policy = s.policy(policy_arn)?;
+        Ok(policy
+            .versions
+            .iter()
+            .find(|v| v.id == version_id)
+            .map(|v| v.document.clone()))
+    }
+    async fn create_policy_version(
+        &self,
+        _target: &Target,
+        policy_arn: &str,
+        document: &str,
+    ) -> Result<NewVersion> {
+        self.iam_call(format!("CreatePolicyVersion {policy_arn}"))
+            .await?;
+        let mut s = self.lock();
+        let clock = s.clock;
+        let policy = s.policy_mut(policy_arn)?;
+        // IAM's LimitExceeded messages, as IAM words them (seen in 99designs/iamy#21 and
+        // ministryofjustice/cloud-platform-environments#14473).
+        if policy.versions.len() >= 5 {
+            return Ok(NewVersion::LimitExceeded(
+                "LimitExceeded: A managed policy can have up to 5 versions. Before you create a \
+                 new version, you must delete an existing version."
+                    .into(),
+            ));
+        }
+        if document.chars().filter(|c| !c.is_whitespace()).count() > POLICY_SIZE_QUOTA {
+            return Ok(NewVersion::LimitExceeded(format!(
+                "LimitExceeded: Cannot exceed quota for PolicySize: {POLICY_SIZE_QUOTA}"
+            )));
+        }
+        if serde_json::from_str::<serde_json::Value>(document).is_err() {
+            return Err(Error::Aws {
+                operation: "iam:CreatePolicyVersion",
+                message: "MalformedPolicyDocument: Syntax errors in policy.".into(),
+                retryable: false,
+            });
+        }
+        let id = format!("v{}", policy.next);
+        policy.next += 1;
+        for v in &mut policy.versions {
+            v.is_default = false;
+        }
+        policy.versions.push(FakeVersion {
+            id: id.clone(),
+            document: document.into(),
+            is_default: true,
+            created: clock,
+        });
+        Ok(NewVersion::Created(id))
+    }
+    async fn delete_policy_version(
+        &self,
+        _target: &Target,
+        policy_arn: &str,
+        version_id: &str,
     ) -> Result<()> {
-        self.call(format!("PutRolePolicy {role_name} {policy_name}"))?;
-        self.lock().role_policies.insert(
-            (role_name.to_owned(), policy_name.to_owned()),
-            policy_document.to_owned(),
-        );
+        self.iam_call(format!("DeletePolicyVersion {policy_arn} {version_id}"))
+            .await?;
+        let mut s = self.lock();
+        let policy = s.policy_mut(policy_arn)?;
+        if policy
+            .versions
+            .iter()
+            .any(|v| v.id == version_id && v.is_default)
+        {
+            return Err(Error::Aws {
+                operation: "iam:DeletePolicyVersion",
+                message: "DeleteConflict: Cannot delete the default version of a policy.".into(),
+                retryable: false,
+            });
+        }
+        policy.versions.retain(|v| v.id != version_id);
         Ok(())
+    }
+    async fn subnet_routes(&self, target: &Target) -> Result<Option<SubnetRoutes>> {
+        let mut s = self.lock();
+        s.reads
+            .push(format!("DescribeRouteTables {}", target.instance_id));
+        Ok(s.subnet_routes.clone())
     }
     async fn auto_scaling_group(&self, target: &Target) -> Result<Option<String>> {
         Ok(self
@@ -291,21 +691,28 @@ impl Cloud for FakeCloud {
             .and_then(|i| i.tags.get("aws:autoscaling:groupName").cloned()))
     }
     async fn detach_from_auto_scaling_group(&self, target: &Target, group: &str) -> Result<()> {
-        self.call(format!("DetachInstances {group} {}", target.instance_id))
+        self.call(format!("DetachInstances {group} {}", target.instance_id))?;
+        // AWS removes the group's tag from a detached instance.
+        self.with_instance(target, |i| {
+            i.tags.remove("aws:autoscaling:groupName");
+        })
     }
     async fn target_registrations(&self, _target: &Target) -> Result<Vec<TargetRegistration>> {
-        Ok(Vec::new())
+        Ok(self.lock().net.registrations.clone())
     }
     async fn deregister(&self, target: &Target, registration: &TargetRegistration) -> Result<()> {
         self.call(format!(
             "DeregisterTargets {} {}",
             registration.target_group_arn, target.instance_id
-        ))
+        ))?;
+        self.lock().net.registrations.retain(|r| r != registration);
+        Ok(())
     }
     async fn start_execution(&self, _arn: &str, name: &str, input: &str) -> Result<Started> {
         self.call(format!("StartExecution {name}"))?;
         let mut s = self.lock();
         match s.executions.get(name) {
+            Some(_) if s.finished.iter().any(|f| f == name) => Ok(Started::AlreadyExists),
             Some(existing) if existing == input => {
                 Ok(Started::Execution(format!("arn:execution:{name}")))
             }
@@ -336,5 +743,291 @@ impl Cloud for FakeCloud {
             .objects
             .get(&(bucket.to_owned(), key.to_owned()))
             .map(|o| o.len() as u64))
+    }
+    // ---------------------------------- contain-first isolation and release (NetState below)
+    async fn instance_network(&self, target: &Target) -> Result<InstanceNetwork> {
+        Ok(self
+            .lock()
+            .net
+            .network
+            .get(&target.instance_id)
+            .cloned()
+            .unwrap_or_else(|| InstanceNetwork {
+                subnet_id: "subnet-1".into(),
+                private_ip: Some("10.0.1.10".into()),
+            }))
+    }
+    async fn vpc_endpoints(&self, _target: &Target, _vpc_id: &str) -> Result<Vec<VpcEndpoint>> {
+        Ok(self.lock().net.endpoints.clone())
+    }
+    async fn subnet_route_table(
+        &self,
+        _target: &Target,
+        _vpc_id: &str,
+        subnet_id: &str,
+    ) -> Result<Option<RouteTable>> {
+        Ok(self.lock().net.route_tables.get(subnet_id).cloned())
+    }
+    async fn group_ingress(
+        &self,
+        _target: &Target,
+        group_ids: &[String],
+    ) -> Result<Vec<IngressRule>> {
+        Ok(self
+            .lock()
+            .net
+            .ingress
+            .iter()
+            .filter(|r| group_ids.contains(&r.group_id))
+            .cloned()
+            .collect())
+    }
+    async fn security_group_id(
+        &self,
+        _target: &Target,
+        vpc_id: &str,
+        name: &str,
+    ) -> Result<Option<String>> {
+        Ok(self
+            .lock()
+            .groups
+            .get(&(vpc_id.to_owned(), name.to_owned()))
+            .cloned())
+    }
+    async fn ensure_https_egress_group(
+        &self,
+        target: &Target,
+        vpc_id: &str,
+        name: &str,
+        egress: &[HttpsEgress],
+    ) -> Result<String> {
+        let key = (vpc_id.to_owned(), name.to_owned());
+        let existing = self.lock().groups.get(&key).cloned();
+        let id = match existing {
+            Some(id) => id,
+            None => {
+                self.call(format!(
+                    "CreateSecurityGroup {vpc_id} {name} egress ({})",
+                    target.instance_id
+                ))?;
+                let id = format!("sg-{name}");
+                self.lock().groups.insert(key, id.clone());
+                id
+            }
+        };
+        let mut s = self.lock();
+        if s.net.egress_rules.get(&id).map(Vec::as_slice) != Some(egress) {
+            s.calls.push(format!("SetEgress {id} {egress:?}"));
+            s.net.egress_rules.insert(id.clone(), egress.to_vec());
+        }
+        Ok(id)
+    }
+    async fn protection(&self, target: &Target) -> Result<Protection> {
+        let s = self.lock();
+        if s.protected.contains(&target.instance_id) {
+            return Ok(Protection {
+                termination: true,
+                stop: true,
+            });
+        }
+        Ok(s.net
+            .protection
+            .get(&target.instance_id)
+            .copied()
+            .unwrap_or(Protection {
+                termination: false,
+                stop: false,
+            }))
+    }
+    async fn set_protection(&self, target: &Target, protection: Protection) -> Result<()> {
+        self.call(format!(
+            "ModifyInstanceAttribute {} protection {protection:?}",
+            target.instance_id
+        ))?;
+        let mut s = self.lock();
+        s.protected.retain(|i| *i != target.instance_id);
+        s.net
+            .protection
+            .insert(target.instance_id.clone(), protection);
+        Ok(())
+    }
+    async fn disassociate_profile(&self, target: &Target, association_id: &str) -> Result<()> {
+        self.call(format!("DisassociateIamInstanceProfile {association_id}"))?;
+        self.with_instance(target, |i| i.profile = None)
+    }
+    async fn untag_instance(&self, target: &Target, keys: &[String]) -> Result<()> {
+        self.call(format!("DeleteTags {} {keys:?}", target.instance_id))?;
+        self.with_instance(target, |i| i.tags.retain(|k, _| !keys.contains(k)))
+    }
+    async fn attach_to_auto_scaling_group(&self, target: &Target, group: &str) -> Result<()> {
+        self.call(format!("AttachInstances {group} {}", target.instance_id))?;
+        self.with_instance(target, |i| {
+            i.tags
+                .insert("aws:autoscaling:groupName".into(), group.into());
+        })
+    }
+    async fn register(&self, target: &Target, registration: &TargetRegistration) -> Result<()> {
+        self.call(format!(
+            "RegisterTargets {} {} {:?}",
+            registration.target_group_arn, target.instance_id, registration.port
+        ))?;
+        let mut s = self.lock();
+        if !s.net.registrations.contains(registration) {
+            s.net.registrations.push(registration.clone());
+        }
+        Ok(())
+    }
+    async fn running_commands(&self, _target: &Target) -> Result<Vec<(String, String)>> {
+        Ok(self.lock().net.running.clone())
+    }
+}
+
+// ------------------------------------------------------- contain-first isolation and release
+
+/// The fake's VPC and restore-related state (isolate.rs, release.rs).
+#[derive(Debug, Default)]
+pub struct NetState {
+    /// Primary interface of each instance; default subnet-1, 10.0.1.10.
+    pub network: BTreeMap<String, InstanceNetwork>,
+    /// The VPC's endpoints.
+    pub endpoints: Vec<VpcEndpoint>,
+    /// Route table of each subnet.
+    pub route_tables: BTreeMap<String, RouteTable>,
+    /// Inbound rules of the endpoints' groups.
+    pub ingress: Vec<IngressRule>,
+    /// Outbound rules of the groups made by `ensure_https_egress_group`.
+    pub egress_rules: BTreeMap<String, Vec<HttpsEgress>>,
+    /// Protection flags, set by `protect` (one per call) and `set_protection`.
+    pub protection: BTreeMap<String, Protection>,
+    /// Unfinished commands: (command id, document).
+    pub running: Vec<(String, String)>,
+    /// The instance's target-group registrations.
+    pub registrations: Vec<TargetRegistration>,
+}
+
+/// A VPC with what contain-first needs in eu-west-1: the three SSM interface endpoints (group
+/// sg-endpoints, admitting HTTPS from 10.0.0.0/16) and an S3 gateway endpoint routed in
+/// subnet-1's table to pl-s3.
+pub fn endpoint_vpc() -> NetState {
+    use crate::cloud::{EndpointKind, PrefixListRoute};
+    let interface = |service: &str| VpcEndpoint {
+        id: format!("vpce-{service}"),
+        service_name: format!("com.amazonaws.eu-west-1.{service}"),
+        kind: EndpointKind::Interface,
+        available: true,
+        private_dns: true,
+        security_groups: vec!["sg-endpoints".into()],
+        route_tables: Vec::new(),
+        policy: None,
+    };
+    NetState {
+        endpoints: vec![
+            interface("ssm"),
+            interface("ssmmessages"),
+            interface("ec2messages"),
+            VpcEndpoint {
+                id: "vpce-s3".into(),
+                service_name: "com.amazonaws.eu-west-1.s3".into(),
+                kind: EndpointKind::Gateway,
+                available: true,
+                private_dns: false,
+                security_groups: Vec::new(),
+                route_tables: vec!["rtb-1".into()],
+                policy: None,
+            },
+        ],
+        route_tables: BTreeMap::from([(
+            "subnet-1".to_owned(),
+            RouteTable {
+                id: "rtb-1".into(),
+                prefix_list_routes: vec![PrefixListRoute {
+                    prefix_list_id: "pl-s3".into(),
+                    gateway_id: "vpce-s3".into(),
+                }],
+            },
+        )]),
+        ingress: vec![IngressRule {
+            group_id: "sg-endpoints".into(),
+            protocol: "tcp".into(),
+            from_port: Some(443),
+            to_port: Some(443),
+            cidrs: vec!["10.0.0.0/16".into()],
+            source_groups: Vec::new(),
+        }],
+        ..NetState::default()
+    }
+}
+
+/// IAM's AccessDenied, worded as IAM words it (e.g. terraform-aws-modules/terraform-aws-eks#2517:
+/// "User: arn:aws:sts::…:assumed-role/…/… is not authorized to perform: iam:GetRole on resource:
+/// role X with an explicit deny in an identity-based policy").
+fn access_denied(target: &Target, action: &'static str, resource: &str, why: &str) -> Error {
+    Error::Aws {
+        operation: action,
+        message: format!(
+            "AccessDenied: User: arn:aws:sts::{}:assumed-role/{}/airf-controller is not \
+             authorized to perform: {action} on resource: {resource} {why}",
+            target.account,
+            names::MEMBER_ROLE
+        ),
+        retryable: false,
+    }
+}
+
+impl State {
+    /// The customer-managed policy, or IAM's NoSuchEntity.
+    fn policy(&self, arn: &str) -> Result<&FakePolicy> {
+        self.policies.get(arn).ok_or_else(|| no_such_policy(arn))
+    }
+
+    /// [`State::policy`], to change.
+    fn policy_mut(&mut self, arn: &str) -> Result<&mut FakePolicy> {
+        self.policies
+            .get_mut(arn)
+            .ok_or_else(|| no_such_policy(arn))
+    }
+}
+
+fn no_such_policy(arn: &str) -> Error {
+    Error::Aws {
+        operation: "iam",
+        message: format!("NoSuchEntity: Policy {arn} does not exist or is not attachable."),
+        retryable: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names::*;
+
+    /// The fake's IAM names are template 4's defaults: a test passing on other names would
+    /// say nothing about the deployed account.
+    #[test]
+    fn names_are_template_4s() {
+        let template = include_str!("../../packaging/cloudformation/src/4-member.yaml");
+        let default_of = |parameter: &str| -> Option<String> {
+            let at = template.find(&format!("\n  {parameter}:\n"))?;
+            let rest = template.get(at..)?;
+            let line = rest
+                .lines()
+                .find(|l| l.trim_start().starts_with("Default:"))?;
+            Some(
+                line.trim_start()
+                    .trim_start_matches("Default:")
+                    .trim()
+                    .to_owned(),
+            )
+        };
+        for (parameter, name) in [
+            ("MemberRoleName", MEMBER_ROLE),
+            ("AcquisitionRoleName", ACQUISITION_ROLE),
+            ("AcquisitionProfileName", ACQUISITION_PROFILE),
+            ("IsolationRoleName", ISOLATION_ROLE),
+            ("IsolationProfileName", ISOLATION_PROFILE),
+            ("ForwarderRoleName", FORWARDER_ROLE),
+            ("RevokedSessionsPolicyName", REVOKE_POLICY),
+        ] {
+            assert_eq!(default_of(parameter).as_deref(), Some(name), "{parameter}");
+        }
     }
 }

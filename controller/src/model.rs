@@ -33,6 +33,11 @@ pub enum Status {
     Contain,
     /// The investigation failed; see `airf:reason`.
     Error,
+    /// Set by a responder: the instance was a false positive, undo its containment.
+    Release,
+    /// Set by `release` when the instance has its groups, profile, protection and load-balancer
+    /// membership back.
+    Released,
 }
 
 impl Status {
@@ -43,6 +48,8 @@ impl Status {
             Status::InProgress => "InProgress",
             Status::Contain => "Contain",
             Status::Error => "Error",
+            Status::Release => "Release",
+            Status::Released => "Released",
         }
     }
 
@@ -53,6 +60,8 @@ impl Status {
             "InProgress" => Some(Status::InProgress),
             "Contain" => Some(Status::Contain),
             "Error" => Some(Status::Error),
+            "Release" => Some(Status::Release),
+            "Released" => Some(Status::Released),
             _ => None,
         }
     }
@@ -66,6 +75,8 @@ pub enum Intent {
     Investigate,
     /// Contain only (the `Contain` tag), as the awslabs AIRF framework does.
     Contain,
+    /// Undo a containment (the `Release` tag): a false positive.
+    Release,
 }
 
 /// One instance in one account and region.
@@ -113,6 +124,23 @@ impl Target {
         }
         Ok(())
     }
+}
+
+/// A tag value every AWS service accepts: letters, digits, spaces and `_ . : / = + - @`, up to
+/// 256 characters; anything else becomes a space, and runs of white space one space.
+pub fn tag_value(text: &str) -> String {
+    let clean: String = text
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || " _.:/=+-@".contains(c) {
+                c
+            } else {
+                ' '
+            }
+        })
+        .collect();
+    let squeezed = clean.split_whitespace().collect::<Vec<_>>().join(" ");
+    squeezed.chars().take(256).collect()
 }
 
 /// The ARN partition of a region.
@@ -357,7 +385,7 @@ mod tests {
         }
 
         #[test]
-        fn status_round_trips(s in "(Analyze|InProgress|Contain|Error|analyze|x)") {
+        fn status_round_trips(s in "(Analyze|InProgress|Contain|Error|Release|Released|analyze|released|x)") {
             if let Some(st) = Status::parse(&s) { prop_assert_eq!(st.as_str(), s.as_str()); }
         }
     }

@@ -116,7 +116,12 @@ fn retried_and_caught_errors_are_ones_the_handler_returns() {
             !retried.contains(&"Airf.Failed") && !retried.contains(&"Airf.BadInput"),
             "state {name} retries a final error"
         );
-        let catch = &state["Catch"][0];
+        // The last catcher takes everything; before it, only a poller's Airf.Pending (its
+        // time-based loop).
+        let catchers = state["Catch"].as_array().cloned().unwrap_or_default();
+        let (catch, pollers) = catchers
+            .split_last()
+            .unwrap_or_else(|| panic!("state {name} has no Catch"));
         let expected = match name.as_str() {
             "Normalize" => "RejectedInput",
             "RecordError" => "Errored",
@@ -128,14 +133,23 @@ fn retried_and_caught_errors_are_ones_the_handler_returns() {
             "state {name} lets an error escape"
         );
         assert_eq!(catch["Next"], expected, "state {name}");
+        for p in pollers {
+            assert_eq!(p["ErrorEquals"], json!(["Airf.Pending"]), "state {name}");
+        }
     }
 }
 
 #[test]
-fn fleets_run_with_bounded_concurrency() {
+fn fleets_run_as_child_executions_with_bounded_concurrency() {
     let asl = definition();
     let map = &asl["States"]["Instances"];
     assert_eq!(map["Type"], "Map");
+    // One child execution per instance, all at once (tests/tests/e2e/workflow.rs checks the
+    // rest), yet a stated bound: Distributed Map's own is 10,000.
+    assert_eq!(
+        map["ItemProcessor"]["ProcessorConfig"]["Mode"],
+        "DISTRIBUTED"
+    );
     let n = map["MaxConcurrency"].as_u64().expect("MaxConcurrency");
-    assert!((1..=40).contains(&n), "MaxConcurrency {n}");
+    assert!((100..=10_000).contains(&n), "MaxConcurrency {n}");
 }

@@ -5,6 +5,7 @@
 //! instance `InProgress` for this case, unless another case holds it.
 
 use crate::cloud::Cloud;
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::event::MAX_TARGETS;
 use crate::model::{
@@ -62,12 +63,21 @@ fn check(input: &WorkflowInput) -> Result<()> {
     Ok(())
 }
 
-/// Turns the execution input into airf's [`WorkflowInput`].
-pub async fn normalize<C: Cloud>(cloud: &C, input: Value) -> Result<WorkflowInput> {
+/// Turns the execution input into airf's [`WorkflowInput`]. Every account it names is checked
+/// against the deployment's members before any call is made in it: the console input needs a
+/// DescribeInstances in the member account (through its role) to number the investigation.
+pub async fn normalize<C: Cloud>(
+    cloud: &C,
+    config: &Config,
+    input: Value,
+) -> Result<WorkflowInput> {
     if input.get("instances").is_some() {
         let parsed: WorkflowInput = serde_json::from_value(input)
             .map_err(|e| Error::bad_input(format!("workflow input: {e}")))?;
         check(&parsed)?;
+        for s in &parsed.instances {
+            config.check_account(&s.target.account)?;
+        }
         return Ok(parsed);
     }
     let console: ConsoleInput = serde_json::from_value(input).map_err(|e| {
@@ -82,6 +92,7 @@ pub async fn normalize<C: Cloud>(cloud: &C, input: Value) -> Result<WorkflowInpu
         region: console.region,
     };
     target.validate().map_err(Error::bad_input)?;
+    config.check_account(&target.account)?;
     let facts = super::instance(cloud, &target).await?;
     let input = WorkflowInput {
         case_id: console.case_id,
@@ -192,9 +203,10 @@ mod tests {
     #[tokio::test]
     async fn console_input_of_the_awslabs_airf_framework_is_accepted() {
         let cloud = FakeCloud::with(facts("i-0123456789abcdef0"));
+        let config = crate::config::test_config();
         let input = json!({"CaseId": "IR-42", "InstanceId": "i-0123456789abcdef0", "Account": "111111111111",
                            "Region": "eu-west-1", "RetainArtefacts": "false"});
-        let n = normalize(&cloud, input).await;
+        let n = normalize(&cloud, &config, input).await;
         let n = n.map_err(|e| e.to_string());
         assert!(
             matches!(&n, Ok(w) if w.case_id == "IR-42" && !w.retain_artefacts && w.trigger == "console"
@@ -203,6 +215,7 @@ mod tests {
         );
         let bad = normalize(
             &cloud,
+            &config,
             json!({"CaseId": "../x", "InstanceId": "i-0123456789abcdef0",
             "Account": "111111111111", "Region": "eu-west-1"}),
         )
@@ -210,6 +223,7 @@ mod tests {
         assert!(matches!(bad, Err(Error::BadInput(_))));
         let unknown = normalize(
             &cloud,
+            &config,
             json!({"CaseId": "a", "InstanceId": "i-0123456789abcdef0",
             "Account": "111111111111", "Region": "eu-west-1", "Extra": 1}),
         )

@@ -1,25 +1,33 @@
 //! `contain`: isolate the instance so that nothing more leaves it and nothing destroys the
-//! evidence, in an order that never makes things worse halfway:
+//! evidence. Network isolation comes before anything that can fail for reasons of its own, so an
+//! instance is never left connected because of a step that is not about the network:
 //!
-//! 1. out of its Auto Scaling group and load-balancer target groups (an unhealthy-looking
-//!    instance would otherwise be terminated by its group, taking memory and disks with it);
-//! 2. termination and stop protection, volumes kept on termination;
-//! 3. network: first a security group that allows everything, so existing connections become
+//! 1. out of its Auto Scaling group. This one stays before isolation: an isolated instance fails
+//!    its load-balancer health checks (within 10 s at the shortest settings) and a group with
+//!    ELB health checks then terminates it, taking memory and disks with it; termination
+//!    protection does not stop a group. If the detach fails, nothing has changed yet;
+//! 2. network: first a security group that allows everything, so existing connections become
 //!    untracked, then the isolation group with no rules, which then drops them;
-//! 4. the deny-all instance profile, and sessions issued to this instance before now revoked
-//!    (the policy [`revoke`] builds);
-//! 5. a snapshot of every volume, tagged with the case;
-//! 6. the tags `SecurityIncidentStatus=Contain` and `airf:contained=<case>`.
+//! 3. out of load-balancer target groups (nothing terminates it once out of its group: this is
+//!    only so that the balancer stops sending it traffic);
+//! 4. termination and stop protection, best effort: EC2 refuses both on Spot instances
+//!    (`UnsupportedOperation`), and a refusal is recorded in the result and the notification,
+//!    not a failure; then volumes kept on termination;
+//! 5. the deny-all instance profile, and sessions issued to this instance before now revoked
+//!    (the permissions boundary [`revoke`] maintains; a role it cannot cover is reported, with
+//!    what the responder must do, and containment goes on);
+//! 6. a snapshot of every volume, tagged with the case;
+//! 7. the tags `SecurityIncidentStatus=Contain` and `airf:contained=<case>`.
 //!
 //! Every step is idempotent, so a retried `contain` finishes the job. If a step fails, the error
 //! names the steps already done, and the workflow's error step reports that the instance is
 //! partly contained.
 
-use crate::cloud::Cloud;
+use crate::cloud::{Cloud, ProtectionKind};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::model::{
-    CASE_TAG, CONTAINED_TAG, InstanceFacts, MANAGED_TAG, STATUS_TAG, Status, Subject,
+    CASE_TAG, CONTAINED_TAG, InstanceFacts, MANAGED_TAG, STATUS_TAG, Status, Subject, Target,
 };
 use crate::notify::notify;
 use serde::{Deserialize, Serialize};
@@ -63,7 +71,8 @@ pub fn plan(facts: &InstanceFacts, config: &Config) -> Result<Plan, String> {
     // Every profile whose role this instance may have had credentials of: the one before airf
     // (recorded by prepare, or by contain itself before the swap), the acquisition profile, and
     // whatever is attached now. The revocation is scoped to this instance, so naming a profile it
-    // never had costs nothing; missing one would leave stolen credentials working.
+    // never had only gives its role airf's boundary, which denies nothing else; missing one
+    // would leave stolen credentials working.
     let mut revoke_profiles: Vec<String> = Vec::new();
     let current = facts.profile.as_ref().map(|p| p.profile_name().to_owned());
     let previous = facts
@@ -113,8 +122,59 @@ pub struct Containment {
     pub isolation_group: String,
     /// Roles whose earlier sessions from this instance are revoked.
     pub revoked_roles: Vec<String>,
+    /// Sessions from this instance issued before this time (RFC 3339) are revoked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_before: Option<String>,
+    /// Roles whose sessions could not be revoked: why, and what the responder must do. Always
+    /// written, empty or not: the workflow's summary reads it by path.
+    #[serde(default)]
+    pub not_revoked: Vec<String>,
     /// Snapshots taken.
     pub snapshots: Vec<String>,
+    /// Protections EC2 applied.
+    #[serde(default)]
+    pub protections_applied: Vec<ProtectionKind>,
+    /// Protections EC2 refused, with its answer (a Spot instance refuses both).
+    #[serde(default)]
+    pub protections_refused: BTreeMap<ProtectionKind, String>,
+}
+
+impl Containment {
+    /// One sentence on the protections, for the notification.
+    pub fn protection_note(&self) -> String {
+        let names = |p: &[ProtectionKind]| {
+            p.iter()
+                .map(|p| p.as_str())
+                .collect::<Vec<_>>()
+                .join(" and ")
+        };
+        let mut note = String::new();
+        if !self.protections_applied.is_empty() {
+            note.push_str(&format!(
+                "Protection on: {}.",
+                names(&self.protections_applied)
+            ));
+        }
+        if !self.protections_refused.is_empty() {
+            let refused: Vec<ProtectionKind> = self.protections_refused.keys().copied().collect();
+            let why: Vec<String> = self
+                .protections_refused
+                .iter()
+                .map(|(p, e)| format!("{}: {e}", p.as_str()))
+                .collect();
+            if !note.is_empty() {
+                note.push(' ');
+            }
+            note.push_str(&format!(
+                "Protection REFUSED by EC2: {} ({}). The network is isolated and the volumes are kept \
+                 and snapshotted, but anyone allowed ec2:TerminateInstances or ec2:StopInstances can still end \
+                 the instance and its memory: restrict those in the account until the case is closed.",
+                names(&refused),
+                why.join("; ")
+            ));
+        }
+        note
+    }
 }
 
 /// Contains the instance.
@@ -135,7 +195,8 @@ pub async fn contain<C: Cloud>(
                 &subject.target,
                 "instance contained",
                 &format!(
-                    "Isolation group {}; instance profile {}; snapshots: {}.\nSteps: {}.",
+                    "{}Isolation group {}; instance profile {}; snapshots: {}.\n{}\nSteps: {}.",
+                    not_revoked_warning(&done.not_revoked),
                     done.isolation_group,
                     config.isolation_profile_name,
                     if done.snapshots.is_empty() {
@@ -143,29 +204,111 @@ pub async fn contain<C: Cloud>(
                     } else {
                         done.snapshots.join(", ")
                     },
+                    done.protection_note(),
                     done.steps.join("; ")
                 ),
             )
             .await?;
             Ok(done)
         }
-        Err(e) => {
-            let so_far = if done.steps.is_empty() {
-                "nothing".to_owned()
-            } else {
-                done.steps.join("; ")
-            };
-            let message = format!("containment incomplete (done: {so_far}): {e}");
-            Err(match e.kind() {
-                crate::error::Kind::Transient => Error::Aws {
-                    operation: "contain",
-                    message,
-                    retryable: true,
-                },
-                _ => Error::failed(message),
-            })
-        }
+        Err(e) => Err(incomplete("contain", "", &done.steps, e)),
     }
+}
+
+/// The notification's first lines when some sessions could not be revoked: the responder must
+/// act, so it comes before everything else.
+fn not_revoked_warning(not_revoked: &[String]) -> String {
+    if not_revoked.is_empty() {
+        return String::new();
+    }
+    let list: Vec<String> = not_revoked.iter().map(|g| format!("- {g}")).collect();
+    format!(
+        "ACTION NEEDED: earlier sessions of these roles are NOT revoked; credentials the \
+         instance had still work until they expire.\n{}\n\n",
+        list.join("\n")
+    )
+}
+
+/// The error of a step that changed some things and not others: "containment incomplete" (which
+/// fail.rs recognises, to say the instance is partly contained) with what was done; still
+/// retryable when the cause was.
+pub(super) fn incomplete(operation: &'static str, what: &str, steps: &[String], e: Error) -> Error {
+    let so_far = if steps.is_empty() {
+        "nothing".to_owned()
+    } else {
+        steps.join("; ")
+    };
+    let message = format!("containment incomplete ({what}done: {so_far}): {e}");
+    match e.kind() {
+        crate::error::Kind::Transient => Error::Aws {
+            operation,
+            message,
+            retryable: true,
+        },
+        _ => Error::failed(message),
+    }
+}
+
+/// Takes the instance out of its Auto Scaling group, if it is in one, so the group neither
+/// replaces nor terminates it; returns the group.
+pub(super) async fn leave_auto_scaling_group<C: Cloud>(
+    cloud: &C,
+    target: &Target,
+    steps: &mut Vec<String>,
+) -> Result<Option<String>> {
+    let Some(group) = cloud.auto_scaling_group(target).await? else {
+        return Ok(None);
+    };
+    cloud.detach_from_auto_scaling_group(target, &group).await?;
+    steps.push(format!("detached from Auto Scaling group {group}"));
+    Ok(Some(group))
+}
+
+/// Deregisters the instance from every target group, so no more requests reach it; returns the
+/// groups' ARNs.
+pub(super) async fn leave_target_groups<C: Cloud>(
+    cloud: &C,
+    target: &Target,
+    steps: &mut Vec<String>,
+) -> Result<Vec<String>> {
+    let mut left = Vec::new();
+    for registration in cloud.target_registrations(target).await? {
+        cloud.deregister(target, &registration).await?;
+        steps.push(format!(
+            "deregistered from {}",
+            registration.target_group_arn
+        ));
+        left.push(registration.target_group_arn);
+    }
+    Ok(left)
+}
+
+/// Puts every interface in the single group `last` through the allow-all `untrack` group first,
+/// so the connections tracked now become untracked and `last`'s rules cut them (a group swap
+/// alone leaves tracked connections open). Nothing to do when every interface is in `last` alone.
+pub(super) async fn swap_groups<C: Cloud>(
+    cloud: &C,
+    target: &Target,
+    facts: &InstanceFacts,
+    untrack: &str,
+    last: &str,
+    steps: &mut Vec<String>,
+) -> Result<()> {
+    if facts.interfaces.iter().all(|i| i.groups == [last]) {
+        return Ok(());
+    }
+    for interface in &facts.interfaces {
+        cloud
+            .set_interface_groups(target, &interface.id, &[untrack.to_owned()])
+            .await?;
+    }
+    steps.push(format!("connections untracked ({untrack})"));
+    for interface in &facts.interfaces {
+        cloud
+            .set_interface_groups(target, &interface.id, &[last.to_owned()])
+            .await?;
+    }
+    Ok(())
 }
 
 async fn run<C: Cloud>(
@@ -179,31 +322,16 @@ async fn run<C: Cloud>(
     let target = &subject.target;
     let facts = super::instance(cloud, target).await?;
     let plan = plan(&facts, config).map_err(Error::failed)?;
-
-    if let Some(group) = cloud.auto_scaling_group(target).await? {
-        cloud.detach_from_auto_scaling_group(target, &group).await?;
+    // What release needs, recorded before anything changes (contain-first recorded it at
+    // isolate already, and a record is never overwritten).
+    if let super::isolate::Recorded::NotRecorded(why) =
+        super::isolate::record_restore_state(cloud, config, case_id, &facts).await?
+    {
         done.steps
-            .push(format!("detached from Auto Scaling group {group}"));
-        done.auto_scaling_group = Some(group);
-    }
-    for registration in cloud.target_registrations(target).await? {
-        cloud.deregister(target, &registration).await?;
-        done.steps.push(format!(
-            "deregistered from {}",
-            registration.target_group_arn
-        ));
-        done.target_groups.push(registration.target_group_arn);
+            .push(format!("state to restore NOT recorded: {why}"));
     }
 
-    cloud.protect(target).await?;
-    done.steps.push("termination and stop protection on".into());
-    if !plan.keep_devices.is_empty() {
-        cloud.keep_volumes(target, &plan.keep_devices).await?;
-        done.steps.push(format!(
-            "DeleteOnTermination=false on {}",
-            plan.keep_devices.join(", ")
-        ));
-    }
+    done.auto_scaling_group = leave_auto_scaling_group(cloud, target, &mut done.steps).await?;
 
     let untrack = cloud
         .ensure_security_group(target, &plan.vpc_id, UNTRACK_GROUP, true)
@@ -216,25 +344,35 @@ async fn run<C: Cloud>(
         done.previous_groups
             .insert(interface.id.clone(), interface.groups.clone());
     }
-    if facts
-        .interfaces
-        .iter()
-        .any(|i| i.groups != [isolation.clone()])
-    {
-        for interface in &plan.interfaces {
-            cloud
-                .set_interface_groups(target, interface, std::slice::from_ref(&untrack))
-                .await?;
-        }
-        done.steps
-            .push(format!("connections untracked ({untrack})"));
-        for interface in &plan.interfaces {
-            cloud
-                .set_interface_groups(target, interface, std::slice::from_ref(&isolation))
-                .await?;
+    swap_groups(cloud, target, &facts, &untrack, &isolation, &mut done.steps).await?;
+    done.steps.push(format!("network isolated ({isolation})"));
+
+    done.target_groups = leave_target_groups(cloud, target, &mut done.steps).await?;
+
+    for protection in ProtectionKind::ALL {
+        match cloud.protect(target, protection).await {
+            Ok(()) => {
+                done.steps
+                    .push(format!("{} protection on", protection.as_str()));
+                done.protections_applied.push(protection);
+            }
+            // Throttling: the workflow retries the whole step, which repeats nothing done.
+            Err(e) if e.kind() == crate::error::Kind::Transient => return Err(e),
+            // Refused (a Spot instance, or a policy): recorded and reported, not fatal.
+            Err(e) => {
+                done.steps
+                    .push(format!("{} protection refused", protection.as_str()));
+                done.protections_refused.insert(protection, e.to_string());
+            }
         }
     }
-    done.steps.push(format!("network isolated ({isolation})"));
+    if !plan.keep_devices.is_empty() {
+        cloud.keep_volumes(target, &plan.keep_devices).await?;
+        done.steps.push(format!(
+            "DeleteOnTermination=false on {}",
+            plan.keep_devices.join(", ")
+        ));
+    }
 
     if !plan.profile_done {
         // Recorded before the swap, so a retry after a failure still knows whose sessions to revoke.
@@ -265,21 +403,19 @@ async fn run<C: Cloud>(
         "instance profile {}",
         config.isolation_profile_name
     ));
-    let (policy_name, policy) = (
-        revoke::policy_name(&target.instance_id),
-        revoke::policy_document(target, now),
-    );
-    for profile in &plan.revoke_profiles {
-        for role in cloud.profile_roles(target, profile).await? {
-            cloud
-                .put_role_policy(target, &role, &policy_name, &policy)
-                .await?;
-            done.steps.push(format!(
-                "sessions of role {role} from this instance before {now} revoked"
-            ));
-            done.revoked_roles.push(role);
-        }
+    let revocation = revoke::revoke(cloud, config, target, &plan.revoke_profiles, now).await?;
+    for role in &revocation.revoked_roles {
+        done.steps.push(format!(
+            "sessions of role {role} from this instance before {} revoked",
+            revocation.before
+        ));
     }
+    for gap in &revocation.not_revoked {
+        done.steps.push(format!("sessions NOT revoked: {gap}"));
+    }
+    done.revoked_before = Some(revocation.before);
+    done.revoked_roles = revocation.revoked_roles;
+    done.not_revoked = revocation.not_revoked;
 
     let tags = BTreeMap::from([
         (CASE_TAG.to_owned(), case_id.to_owned()),
@@ -372,7 +508,7 @@ mod tests {
             profile_arn: "arn:aws:iam::111111111111:instance-profile/WebServer".into(),
         });
         let cloud = crate::fake::FakeCloud::with(f);
-        cloud.lock().fail_on = Some(("PutRolePolicy".into(), true));
+        cloud.lock().fail_on = Some(("PutRolePermissionsBoundary".into(), true));
         let (config, subject) = (test_config(), subject());
         let run = || contain(&cloud, &config, "IR-1", &subject, "2026-11-29T18:00:00Z");
         let first = run().await;
@@ -410,32 +546,223 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn earlier_sessions_are_revoked_with_the_document_revoke_builds() {
-        let mut f = facts("i-0123456789abcdef0");
+    fn web_server(instance: &str) -> crate::fake::FakeCloud {
+        let mut f = facts(instance);
         f.profile = Some(ProfileAssociation {
             association_id: "iip-assoc-1".into(),
             profile_arn: "arn:aws:iam::111111111111:instance-profile/WebServer".into(),
         });
-        let cloud = crate::fake::FakeCloud::with(f);
-        let subject = subject();
-        let now = "2026-11-29T18:00:00Z";
-        contain(&cloud, &test_config(), "IR-1", &subject, now)
+        crate::fake::FakeCloud::with(f)
+    }
+
+    const BOUNDARY: &str = "arn:aws:iam::111111111111:policy/AirfRevokedSessions";
+    const NOW: &str = "2026-11-29T18:00:00Z";
+
+    fn contained(cloud: &crate::fake::FakeCloud) -> bool {
+        let s = cloud.lock();
+        s.instances["i-0123456789abcdef0"]
+            .tags
+            .get("SecurityIncidentStatus")
+            .is_some_and(|t| t == "Contain")
+            && s.snapshots.len() == 1
+    }
+
+    /// Issue 12, finding 1: template 4 denies the member role any change to airf's roles, the
+    /// acquisition role included. Revoking must not need one, and containment must reach its
+    /// snapshots and the Contain tag. (On main, `contain` put an inline policy on
+    /// AirfAcquisitionInstanceRole: AccessDenied, and the step failed after the group swap.)
+    #[tokio::test]
+    async fn containment_completes_although_airf_roles_may_never_change() {
+        let cloud = web_server("i-0123456789abcdef0");
+        let done = contain(&cloud, &test_config(), "IR-1", &subject(), NOW)
             .await
             .unwrap();
-        let expected = revoke::policy_document(&subject.target, now);
-        let name = revoke::policy_name("i-0123456789abcdef0");
-        let sent = cloud.lock().role_policies.clone();
+        assert!(contained(&cloud), "{done:?}");
         assert_eq!(
-            sent,
-            BTreeMap::from([
-                (("WebServerRole".to_owned(), name.clone()), expected.clone()),
-                (
-                    ("AirfAcquisitionInstanceProfileRole".to_owned(), name),
-                    expected
-                ),
-            ]),
-            "every role the instance had, none of the isolation profile's"
+            done.revoked_roles,
+            ["AirfAcquisitionInstanceRole", "WebServerRole"],
+            "the acquisition role through the template's boundary, and the workload's role"
+        );
+        assert!(done.not_revoked.is_empty(), "{:?}", done.not_revoked);
+        let s = cloud.lock();
+        let changed: Vec<&String> = s
+            .calls
+            .iter()
+            .filter(|c| c.starts_with("PutRolePermissionsBoundary"))
+            .collect();
+        assert_eq!(
+            changed,
+            [&format!(
+                "PutRolePermissionsBoundary WebServerRole {BOUNDARY}"
+            )],
+            "only the workload's role is changed"
+        );
+        let document = s.policies[BOUNDARY].default_document().unwrap();
+        let boundary = revoke::boundary::Boundary::parse(document).unwrap();
+        let instance = subject().target.instance_arn();
+        assert!(boundary.covers(1_795_975_200, &instance), "{document}");
+        assert_eq!(done.revoked_before.as_deref(), Some(NOW));
+    }
+
+    /// An older template 4 (the acquisition role without the boundary): IAM refuses the change,
+    /// as the template says; the result says so and containment still completes.
+    #[tokio::test]
+    async fn a_refused_boundary_is_reported_and_containment_goes_on() {
+        let cloud = web_server("i-0123456789abcdef0");
+        cloud.lock().boundaries.clear();
+        let done = contain(&cloud, &test_config(), "IR-1", &subject(), NOW)
+            .await
+            .unwrap();
+        assert!(contained(&cloud));
+        assert_eq!(done.revoked_roles, ["WebServerRole"]);
+        assert!(
+            matches!(done.not_revoked.as_slice(), [gap] if gap.contains("AirfAcquisitionInstanceRole")
+                && gap.contains("with an explicit deny in an identity-based policy")
+                && gap.contains("Revoke active sessions")),
+            "{:?}",
+            done.not_revoked
+        );
+        let published = cloud.lock().published.clone();
+        assert!(
+            published.iter().all(|(_, _, m)| m.contains("ACTION NEEDED")
+                && m.contains("AirfAcquisitionInstanceRole")),
+            "{published:?}"
+        );
+    }
+
+    /// EC2 refuses termination and stop protection on Spot instances (`UnsupportedOperation`):
+    /// the instance is isolated first all the same, contained to the end, and the refusal is in
+    /// the result and the notification.
+    #[tokio::test]
+    async fn a_spot_instance_is_isolated_and_contained_with_its_protection_refused() {
+        let cloud = crate::fake::FakeCloud::with(facts("i-0123456789abcdef0"));
+        cloud.lock().spot.push("i-0123456789abcdef0".into());
+        let done = contain(
+            &cloud,
+            &test_config(),
+            "IR-1",
+            &subject(),
+            "2026-11-29T18:00:00Z",
+        )
+        .await
+        .unwrap();
+        assert!(done.protections_applied.is_empty(), "{done:?}");
+        assert_eq!(
+            done.protections_refused.keys().copied().collect::<Vec<_>>(),
+            [ProtectionKind::Termination, ProtectionKind::Stop]
+        );
+        assert!(
+            done.protections_refused
+                .values()
+                .all(|why| why.contains("UnsupportedOperation") && why.contains("spot")),
+            "{done:?}"
+        );
+        let s = cloud.lock();
+        let position = |prefix: &str| s.calls.iter().position(|c| c.starts_with(prefix));
+        let isolated = s.calls.iter().position(|c| {
+            c.contains("ModifyNetworkInterfaceAttribute") && c.contains("sg-airf-isolation")
+        });
+        assert!(
+            isolated.is_some() && isolated < position("ModifyInstanceAttribute"),
+            "isolation before protection: {:#?}",
+            s.calls
+        );
+        let instance = &s.instances["i-0123456789abcdef0"];
+        assert_eq!(instance.interfaces[0].groups, ["sg-airf-isolation"]);
+        assert_eq!(instance.tag("SecurityIncidentStatus"), Some("Contain"));
+        assert!(
+            s.published
+                .iter()
+                .all(|(_, _, m)| m.contains("Protection REFUSED by EC2: termination and stop")),
+            "{:?}",
+            s.published
+        );
+    }
+
+    /// A throttled protection is retried (the step fails Transient), not recorded as refused.
+    #[tokio::test]
+    async fn a_throttled_protection_is_retried_not_refused() {
+        let cloud = crate::fake::FakeCloud::with(facts("i-0123456789abcdef0"));
+        cloud.lock().fail_on = Some(("ModifyInstanceAttribute".into(), true));
+        let (config, subject) = (test_config(), subject());
+        let run = || contain(&cloud, &config, "IR-1", &subject, "2026-11-29T18:00:00Z");
+        let first = run().await;
+        assert!(
+            matches!(&first, Err(e) if e.kind() == crate::error::Kind::Transient),
+            "{first:?}"
+        );
+        let second = run().await.unwrap();
+        assert_eq!(second.protections_applied, ProtectionKind::ALL);
+        assert!(second.protections_refused.is_empty());
+    }
+
+    /// A role with its own boundary keeps it: replacing it could widen the role.
+    #[tokio::test]
+    async fn a_role_with_its_own_boundary_is_not_widened_and_the_responder_is_told() {
+        let cloud = web_server("i-0123456789abcdef0");
+        let theirs = "arn:aws:iam::111111111111:policy/TeamBoundary";
+        cloud
+            .lock()
+            .boundaries
+            .insert("WebServerRole".into(), theirs.into());
+        let done = contain(&cloud, &test_config(), "IR-1", &subject(), NOW)
+            .await
+            .unwrap();
+        assert!(contained(&cloud));
+        assert_eq!(done.revoked_roles, ["AirfAcquisitionInstanceRole"]);
+        assert!(
+            matches!(done.not_revoked.as_slice(), [gap] if gap.contains(theirs)
+                && gap.contains("Roles > WebServerRole > Revoke sessions")),
+            "{:?}",
+            done.not_revoked
+        );
+        let s = cloud.lock();
+        assert_eq!(s.boundaries["WebServerRole"], theirs);
+        assert!(
+            !s.calls
+                .iter()
+                .any(|c| c.starts_with("PutRolePermissionsBoundary"))
+        );
+        assert!(s.published.iter().all(|(_, _, m)| m.contains(theirs)));
+    }
+
+    /// Finding 1's second half: a revocation per containment, kept only as long as a credential
+    /// can live, in one policy of at most five versions. A hundred containments, one every two
+    /// hours, never fill it, and never hit IAM's limits (the fake enforces them). (A policy per
+    /// instance, as on main, would have filled a role's 10,240 characters after about 30.)
+    #[tokio::test]
+    async fn revocations_stay_bounded_over_many_investigations() {
+        let cloud = web_server("i-0123456789abcdef0");
+        let config = test_config();
+        let start = 1_795_975_200i64;
+        for n in 0..100i64 {
+            let id = format!("i-{:017x}", n + 1);
+            let mut f = facts(&id);
+            f.profile = Some(ProfileAssociation {
+                association_id: format!("iip-assoc-{n}"),
+                profile_arn: "arn:aws:iam::111111111111:instance-profile/WebServer".into(),
+            });
+            let when = start + n * 7200;
+            cloud.lock().instances.insert(id.clone(), f.clone());
+            cloud.lock().clock = when;
+            let now = revoke::boundary::rfc3339(when);
+            let subject = Subject {
+                target: f.target,
+                claim: 1,
+            };
+            let done = contain(&cloud, &config, &format!("IR-{n}"), &subject, &now)
+                .await
+                .unwrap();
+            assert!(done.not_revoked.is_empty(), "{n}: {:?}", done.not_revoked);
+        }
+        let s = cloud.lock();
+        let policy = &s.policies[BOUNDARY];
+        assert!(policy.versions.len() <= 5);
+        let b = revoke::boundary::Boundary::parse(policy.default_document().unwrap()).unwrap();
+        assert_eq!(
+            b.entries().count(),
+            19,
+            "the last 36 h and a quarter, one containment every two hours"
         );
     }
 

@@ -5,7 +5,7 @@ use crate::cloud::Cloud;
 use crate::config::Config;
 use crate::error::Result;
 use crate::event::CaughtError;
-use crate::model::{CASE_TAG, REASON_TAG, STATUS_TAG, Status, Subject};
+use crate::model::{CASE_TAG, REASON_TAG, STATUS_TAG, Status, Subject, tag_value};
 use crate::notify::notify;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -19,21 +19,9 @@ pub struct Failure {
     pub tagged: bool,
 }
 
-/// Tag values allow letters, digits, spaces and `_ . : / = + - @`, up to 256 characters.
+/// The error as a tag value (see [`tag_value`]).
 pub fn tag_reason(error: &CaughtError) -> String {
-    let text = format!("{}: {}", error.error, error.message());
-    let clean: String = text
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || " _.:/=+-@".contains(c) {
-                c
-            } else {
-                ' '
-            }
-        })
-        .collect();
-    let squeezed = clean.split_whitespace().collect::<Vec<_>>().join(" ");
-    squeezed.chars().take(256).collect()
+    tag_value(&format!("{}: {}", error.error, error.message()))
 }
 
 /// Records the failure on the instance and notifies.

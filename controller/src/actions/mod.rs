@@ -4,8 +4,11 @@
 pub mod acquire;
 pub mod claim;
 pub mod contain;
+pub mod egress;
 pub mod fail;
+pub mod isolate;
 pub mod prepare;
+pub mod release;
 pub mod start;
 pub mod verify;
 

@@ -65,6 +65,17 @@ pub async fn prepare<C: Cloud>(
             target.instance_id
         )));
     }
+    if target.region != config.evidence_region
+        && let Some(routes) = cloud.subnet_routes(target).await?
+    {
+        super::egress::check(
+            &routes,
+            &target.instance_id,
+            &target.region,
+            &config.evidence_region,
+        )
+        .map_err(Error::failed)?;
+    }
     let step = decide(facts.profile.as_ref(), &config.acquisition_profile_name);
     let prepared = match &step {
         ProfileStep::Keep => Prepared {
@@ -115,8 +126,12 @@ pub async fn prepare<C: Cloud>(
         target,
         "investigation started",
         &format!(
-            "{profile_note}\nNext: memory and disk acquisition into s3://{}/{}/{case_id}/{}/, then containment.",
-            config.evidence_bucket, config.evidence_prefix, target.instance_id
+            "{profile_note}\nNext: memory and disk acquisition into s3://{}/{}/{case_id}/{}/, then containment.\n\
+             If SSM does not report {} online within a few minutes, its SSM Agent is probably waiting out the 25 to 30 \
+             minutes it backs off after being denied credentials. Fast path: on the instance, restart the agent \
+             (sudo systemctl restart amazon-ssm-agent; snap installs: sudo snap restart amazon-ssm-agent) or reboot it. \
+             airf waits 40 minutes for it, then records an error.",
+            config.evidence_bucket, config.evidence_prefix, target.instance_id, target.instance_id
         ),
     )
     .await?;

@@ -1,9 +1,14 @@
 //! `start`: an incident trigger becomes one workflow execution for the instances it may claim.
 //!
 //! Duplicates start nothing: an instance already `InProgress` (or contained by the controller) is
-//! skipped, and the execution name is derived from the instances and their investigation
-//! counters, so two triggers racing for the same instance compute the same name and Step
-//! Functions lets only one execution have it.
+//! skipped, and the execution name is derived from the instances, their investigation counters
+//! and the triggering event's id, so a redelivered event (EventBridge delivers at least once)
+//! computes the same name and Step Functions starts nothing new: StartExecution returns the
+//! running execution for the same name and input, and refuses a finished one's name with
+//! `ExecutionAlreadyExists` for 90 days. The event id matters because the counter only moves at
+//! `claim`: a run that ended before it (rejected input, a failed first step, a stopped execution)
+//! would otherwise leave its name to the next trigger, which Step Functions would then refuse.
+//! Two different triggers racing for one instance get two executions; `claim` lets one win.
 
 use crate::cloud::{Cloud, Started};
 use crate::config::Config;
@@ -98,11 +103,25 @@ pub fn case_id(trigger: &Trigger, subjects: &[Subject]) -> String {
     id
 }
 
-/// Execution name: `airf-<instance>-<n>` for one instance, a hash of the set for many. At most
+/// Execution name: `airf-<instance>-<n>-<event>` for one instance, `airf-fleet-<hash>` for many,
+/// where `<event>` is a hash of the triggering event's id (its time when it has none). At most
 /// 80 characters of `[A-Za-z0-9_-]`, as Step Functions requires.
-pub fn execution_name(subjects: &[Subject]) -> String {
+pub fn execution_name(subjects: &[Subject], trigger: &Trigger) -> String {
+    let event = trigger
+        .event_id
+        .as_deref()
+        .or(trigger.time.as_deref())
+        .unwrap_or("");
     match subjects {
-        [one] => format!("airf-{}-{}", one.target.instance_id, one.claim),
+        [one] => {
+            let digest = Sha256::digest(event.as_bytes());
+            format!(
+                "airf-{}-{}-{}",
+                one.target.instance_id,
+                one.claim,
+                hex::encode(digest.get(..8).unwrap_or_default())
+            )
+        }
         many => {
             let mut keys: Vec<String> = many
                 .iter()
@@ -114,7 +133,7 @@ pub fn execution_name(subjects: &[Subject]) -> String {
                 })
                 .collect();
             keys.sort();
-            let digest = Sha256::digest(keys.join(",").as_bytes());
+            let digest = Sha256::digest(format!("{}|{event}", keys.join(",")).as_bytes());
             format!(
                 "airf-fleet-{}",
                 hex::encode(digest.get(..12).unwrap_or_default())
@@ -162,7 +181,7 @@ pub async fn start<C: Cloud>(cloud: &C, config: &Config, trigger: &Trigger) -> R
     match cloud
         .start_execution(
             &config.state_machine_arn,
-            &execution_name(&subjects),
+            &execution_name(&subjects, trigger),
             &input_json,
         )
         .await?
@@ -175,7 +194,9 @@ pub async fn start<C: Cloud>(cloud: &C, config: &Config, trigger: &Trigger) -> R
         Started::AlreadyExists => {
             report.skipped.extend(subjects.into_iter().map(|s| Skipped {
                 instance_id: s.target.instance_id,
-                reason: "another trigger started this investigation a moment ago".into(),
+                reason: "this event was handled before (EventBridge redelivers events): its execution \
+                         exists"
+                    .into(),
             }));
         }
     }
@@ -195,6 +216,7 @@ mod tests {
             tag_value: tag,
             targets: vec![],
             time: Some("2026-11-29T17:21:34Z".into()),
+            event_id: Some("4b5c1a2e-0f1d-4e8a-9a37-1d2f3e4a5b6c".into()),
         }
     }
 
@@ -267,6 +289,36 @@ mod tests {
         assert!(decide(Some(&f), &trigger(Intent::Contain, None)).is_err());
     }
 
+    /// A run that ended before `claim` leaves the counter where it was: the next trigger still
+    /// starts a new execution, while a redelivery of the first event starts nothing.
+    #[tokio::test]
+    async fn a_new_trigger_after_a_run_that_never_claimed_starts_a_new_execution() {
+        let cloud = crate::fake::FakeCloud::with(facts("i-0123456789abcdef0"));
+        let config = crate::config::test_config();
+        let mut first = trigger(Intent::Contain, None);
+        first.targets = vec![facts("i-0123456789abcdef0").target];
+        let started = start(&cloud, &config, &first).await.unwrap();
+        let name = started
+            .execution_arn
+            .clone()
+            .and_then(|a| a.strip_prefix("arn:execution:").map(str::to_owned))
+            .unwrap();
+        // It ends before claim (e.g. stopped by hand).
+        cloud.lock().finished.push(name);
+        let again = start(&cloud, &config, &first).await.unwrap();
+        assert!(again.execution_arn.is_none(), "{again:?}");
+        assert!(
+            again.skipped[0].reason.contains("handled before"),
+            "{again:?}"
+        );
+        let mut next = first.clone();
+        next.event_id = Some("a later event".into());
+        next.time = Some("2026-11-29T18:30:00Z".into());
+        let later = start(&cloud, &config, &next).await.unwrap();
+        assert!(later.execution_arn.is_some(), "{later:?}");
+        assert_eq!(cloud.lock().executions.len(), 2);
+    }
+
     #[test]
     fn names_and_case_ids_are_deterministic_and_valid() {
         let sub = |id: &str, n| Subject {
@@ -279,18 +331,37 @@ mod tests {
         };
         let t = trigger(Intent::Investigate, None);
         let one = [sub("i-0123456789abcdef0", 2)];
-        assert_eq!(execution_name(&one), "airf-i-0123456789abcdef0-2");
+        let name = execution_name(&one, &t);
+        assert!(name.starts_with("airf-i-0123456789abcdef0-2-"), "{name}");
+        assert_eq!(name, execution_name(&one, &t.clone()), "a redelivery");
+        let mut next = t.clone();
+        next.event_id = Some("another event".into());
+        assert_ne!(
+            name,
+            execution_name(&one, &next),
+            "a new trigger after a run that never claimed"
+        );
         assert_eq!(case_id(&t, &one), "IR-20261129172134-i-0123456789abcdef0");
         let a = [sub("i-0123456789abcdef0", 1), sub("i-0123456789abcdef1", 1)];
         let b = [sub("i-0123456789abcdef1", 1), sub("i-0123456789abcdef0", 1)];
-        assert_eq!(execution_name(&a), execution_name(&b));
+        assert_eq!(execution_name(&a, &t), execution_name(&b, &t));
+        assert_ne!(execution_name(&a, &t), execution_name(&a, &next));
         assert_ne!(
-            execution_name(&a),
-            execution_name(&[sub("i-0123456789abcdef0", 2), sub("i-0123456789abcdef1", 1)])
+            execution_name(&a, &t),
+            execution_name(
+                &[sub("i-0123456789abcdef0", 2), sub("i-0123456789abcdef1", 1)],
+                &t
+            )
         );
-        for name in [execution_name(&a), execution_name(&one)] {
+        let longest = [sub("i-0123456789abcdef0", u32::MAX)];
+        for name in [
+            execution_name(&a, &t),
+            execution_name(&one, &t),
+            execution_name(&longest, &t),
+        ] {
             assert!(
-                name.len() <= 80 && name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
+                name.len() <= 80 && name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-'),
+                "{name}"
             );
         }
         assert!(crate::model::is_case_id(&case_id(&t, &a)));

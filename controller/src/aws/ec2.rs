@@ -2,15 +2,35 @@
 //! profile) and the changes made to the instance itself. Security groups and snapshots have
 //! their own modules.
 
+pub(super) mod endpoints;
+pub(super) mod route_table;
 pub(super) mod security_group;
 pub(super) mod snapshot;
 
 use super::sts::Member;
 use super::{aws_err, code_of};
+use crate::cloud::ProtectionKind;
 use crate::error::Result;
 use crate::model::{InstanceFacts, InstanceState, Interface, ProfileAssociation, Target, Volume};
 use aws_sdk_ec2::types as ec2t;
 use std::collections::BTreeMap;
+
+/// DescribeInstances of the target alone, any error as AWS sends it. None: EC2 did not list it.
+pub(super) async fn describe_one(m: &Member, target: &Target) -> Result<Option<ec2t::Instance>> {
+    let out = m
+        .ec2
+        .describe_instances()
+        .instance_ids(&target.instance_id)
+        .send()
+        .await
+        .map_err(aws_err("ec2:DescribeInstances"))?;
+    Ok(out
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .find(|i| i.instance_id() == Some(target.instance_id.as_str()))
+        .cloned())
+}
 
 /// DescribeInstances + DescribeIamInstanceProfileAssociations. None: no such instance.
 pub(super) async fn describe_instance(
@@ -173,21 +193,19 @@ pub(super) async fn replace_profile(
     Ok(())
 }
 
-/// ModifyInstanceAttribute, twice: termination and stop protection (one attribute per call).
-pub(super) async fn protect(m: &Member, target: &Target) -> Result<()> {
+/// ModifyInstanceAttribute: one protection on (EC2 takes one attribute per call). On a Spot
+/// instance EC2 answers `UnsupportedOperation`, which the caller records as refused.
+pub(super) async fn protect(m: &Member, target: &Target, protection: ProtectionKind) -> Result<()> {
     let yes = ec2t::AttributeBooleanValue::builder().value(true).build();
-    m.ec2
+    let call = m
+        .ec2
         .modify_instance_attribute()
-        .instance_id(&target.instance_id)
-        .disable_api_termination(yes.clone())
-        .send()
-        .await
-        .map_err(aws_err("ec2:ModifyInstanceAttribute"))?;
-    m.ec2
-        .modify_instance_attribute()
-        .instance_id(&target.instance_id)
-        .disable_api_stop(yes)
-        .send()
+        .instance_id(&target.instance_id);
+    let call = match protection {
+        ProtectionKind::Termination => call.disable_api_termination(yes),
+        ProtectionKind::Stop => call.disable_api_stop(yes),
+    };
+    call.send()
         .await
         .map_err(aws_err("ec2:ModifyInstanceAttribute"))?;
     Ok(())

@@ -1,5 +1,5 @@
 //! Elastic Load Balancing (v2), in the member account: finding and removing the instance's
-//! target-group registrations, so no more requests reach it.
+//! target-group registrations, so no more requests reach it, and putting them back at release.
 
 use super::aws_err;
 use super::sts::Member;
@@ -68,14 +68,33 @@ pub(super) async fn deregister(
     m.elb
         .deregister_targets()
         .target_group_arn(&registration.target_group_arn)
-        .targets(
-            TargetDescription::builder()
-                .id(&target.instance_id)
-                .set_port(registration.port)
-                .build(),
-        )
+        .targets(description(target, registration))
         .send()
         .await
         .map_err(aws_err("elasticloadbalancing:DeregisterTargets"))?;
     Ok(())
+}
+
+/// RegisterTargets: the one registration, as [`deregister`] removed it (release).
+pub(super) async fn register(
+    m: &Member,
+    target: &Target,
+    registration: &TargetRegistration,
+) -> Result<()> {
+    m.elb
+        .register_targets()
+        .target_group_arn(&registration.target_group_arn)
+        .targets(description(target, registration))
+        .send()
+        .await
+        .map_err(aws_err("elasticloadbalancing:RegisterTargets"))?;
+    Ok(())
+}
+
+/// The instance on the registration's port (None: the group's port).
+fn description(target: &Target, registration: &TargetRegistration) -> TargetDescription {
+    TargetDescription::builder()
+        .id(&target.instance_id)
+        .set_port(registration.port)
+        .build()
 }

@@ -7,6 +7,7 @@ mod autoscaling;
 mod ec2;
 mod elbv2;
 mod iam;
+mod restore;
 mod routes;
 mod s3;
 mod sfn;

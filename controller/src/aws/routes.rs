@@ -1,8 +1,14 @@
 //! [`Cloud`] for [`AwsCloud`]: each operation sent to its service's module, on the member role's
 //! clients for the instance's account and region, or on the controller's own.
 
-use super::{AwsCloud, autoscaling, ec2, elbv2, iam, s3, sfn, sns, ssm};
-use crate::cloud::{Cloud, Invocation, Started, TargetRegistration};
+use super::{AwsCloud, autoscaling, ec2, elbv2, iam, restore, s3, sfn, sns, ssm};
+use crate::cloud::{
+    Cloud, Invocation, NewVersion, PolicyVersion, ProtectionKind, Started, SubnetRoutes,
+    TargetRegistration,
+};
+use crate::cloud::{
+    HttpsEgress, IngressRule, InstanceNetwork, Protection, RouteTable, VpcEndpoint,
+};
 use crate::error::Result;
 use crate::model::{InstanceFacts, Target};
 use std::collections::BTreeMap;
@@ -76,8 +82,8 @@ impl Cloud for AwsCloud {
         ec2::security_group::set_interface_groups(&m, interface_id, groups).await
     }
 
-    async fn protect(&self, target: &Target) -> Result<()> {
-        ec2::protect(&*self.member(target).await?, target).await
+    async fn protect(&self, target: &Target, protection: ProtectionKind) -> Result<()> {
+        ec2::protect(&*self.member(target).await?, target, protection).await
     }
 
     async fn keep_volumes(&self, target: &Target, devices: &[String]) -> Result<()> {
@@ -107,15 +113,58 @@ impl Cloud for AwsCloud {
         iam::profile_roles(&*self.member(target).await?, profile_name).await
     }
 
-    async fn put_role_policy(
+    async fn role_boundary(&self, target: &Target, role_name: &str) -> Result<Option<String>> {
+        iam::role_boundary(&*self.member(target).await?, role_name).await
+    }
+
+    async fn put_role_boundary(
         &self,
         target: &Target,
         role_name: &str,
-        policy_name: &str,
-        policy_document: &str,
+        policy_arn: &str,
+    ) -> Result<()> {
+        iam::put_role_boundary(&*self.member(target).await?, role_name, policy_arn).await
+    }
+
+    async fn policy_versions(
+        &self,
+        target: &Target,
+        policy_arn: &str,
+    ) -> Result<Vec<PolicyVersion>> {
+        iam::policy_versions(&*self.member(target).await?, policy_arn).await
+    }
+
+    async fn policy_version_document(
+        &self,
+        target: &Target,
+        policy_arn: &str,
+        version_id: &str,
+    ) -> Result<Option<String>> {
+        let m = self.member(target).await?;
+        iam::policy_version_document(&m, policy_arn, version_id).await
+    }
+
+    async fn create_policy_version(
+        &self,
+        target: &Target,
+        policy_arn: &str,
+        document: &str,
+    ) -> Result<NewVersion> {
+        iam::create_policy_version(&*self.member(target).await?, policy_arn, document).await
+    }
+
+    async fn delete_policy_version(
+        &self,
+        target: &Target,
+        policy_arn: &str,
+        version_id: &str,
     ) -> Result<()> {
         let m = self.member(target).await?;
-        iam::put_role_policy(&m, role_name, policy_name, policy_document).await
+        iam::delete_policy_version(&m, policy_arn, version_id).await
+    }
+
+    async fn subnet_routes(&self, target: &Target) -> Result<Option<SubnetRoutes>> {
+        ec2::route_table::of_instance(&*self.member(target).await?, target).await
     }
 
     async fn auto_scaling_group(&self, target: &Target) -> Result<Option<String>> {
@@ -153,5 +202,80 @@ impl Cloud for AwsCloud {
 
     async fn object_size(&self, bucket: &str, key: &str) -> Result<Option<u64>> {
         s3::object_size(self, bucket, key).await
+    }
+
+    // -------------------------------------- contain-first isolation and release
+    async fn instance_network(&self, target: &Target) -> Result<InstanceNetwork> {
+        ec2::endpoints::instance_network(&*self.member(target).await?, target).await
+    }
+
+    async fn vpc_endpoints(&self, target: &Target, vpc_id: &str) -> Result<Vec<VpcEndpoint>> {
+        ec2::endpoints::vpc_endpoints(&*self.member(target).await?, vpc_id).await
+    }
+
+    async fn subnet_route_table(
+        &self,
+        target: &Target,
+        vpc_id: &str,
+        subnet_id: &str,
+    ) -> Result<Option<RouteTable>> {
+        let m = self.member(target).await?;
+        ec2::endpoints::subnet_route_table(&m, vpc_id, subnet_id).await
+    }
+
+    async fn group_ingress(
+        &self,
+        target: &Target,
+        group_ids: &[String],
+    ) -> Result<Vec<IngressRule>> {
+        ec2::endpoints::group_ingress(&*self.member(target).await?, group_ids).await
+    }
+
+    async fn security_group_id(
+        &self,
+        target: &Target,
+        vpc_id: &str,
+        name: &str,
+    ) -> Result<Option<String>> {
+        ec2::endpoints::security_group_id(&*self.member(target).await?, vpc_id, name).await
+    }
+
+    async fn ensure_https_egress_group(
+        &self,
+        target: &Target,
+        vpc_id: &str,
+        name: &str,
+        egress: &[HttpsEgress],
+    ) -> Result<String> {
+        let m = self.member(target).await?;
+        ec2::endpoints::ensure_https_egress_group(&m, vpc_id, name, egress).await
+    }
+
+    async fn protection(&self, target: &Target) -> Result<Protection> {
+        restore::protection(&*self.member(target).await?, target).await
+    }
+
+    async fn set_protection(&self, target: &Target, protection: Protection) -> Result<()> {
+        restore::set_protection(&*self.member(target).await?, target, protection).await
+    }
+
+    async fn disassociate_profile(&self, target: &Target, association_id: &str) -> Result<()> {
+        restore::disassociate_profile(&*self.member(target).await?, association_id).await
+    }
+
+    async fn untag_instance(&self, target: &Target, keys: &[String]) -> Result<()> {
+        restore::untag_instance(&*self.member(target).await?, target, keys).await
+    }
+
+    async fn attach_to_auto_scaling_group(&self, target: &Target, group: &str) -> Result<()> {
+        restore::attach(&*self.member(target).await?, target, group).await
+    }
+
+    async fn register(&self, target: &Target, registration: &TargetRegistration) -> Result<()> {
+        elbv2::register(&*self.member(target).await?, target, registration).await
+    }
+
+    async fn running_commands(&self, target: &Target) -> Result<Vec<(String, String)>> {
+        restore::running_commands(&*self.member(target).await?, target).await
     }
 }

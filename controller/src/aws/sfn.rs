@@ -4,7 +4,8 @@ use super::{AwsCloud, aws_err, code_of};
 use crate::cloud::Started;
 use crate::error::Result;
 
-/// StartExecution; an execution of the same name is another trigger's, already running.
+/// StartExecution. Step Functions answers the running execution for the same name and input,
+/// and `ExecutionAlreadyExists` for a name taken by an ended execution or another input.
 pub(super) async fn start_execution(
     cloud: &AwsCloud,
     state_machine_arn: &str,

@@ -71,6 +71,23 @@ fn analyze_and_contain_tags_are_triggers() {
 }
 
 #[test]
+fn the_release_tag_is_a_trigger_and_the_controllers_released_echo_is_not() {
+    let parsed = parse(tag_event(Some("Release")));
+    let Ok(Request::Trigger(t)) = parsed else {
+        panic!("Release is a trigger: {parsed:?}");
+    };
+    assert_eq!(t.intent, Intent::Release);
+    assert_eq!(t.tag_value, Some(Status::Release));
+    // `release` writes Released; its tag-change event must start nothing.
+    for v in ["Released", "release"] {
+        assert!(
+            matches!(parse(tag_event(Some(v))), Ok(Request::Ignored(_))),
+            "{v}"
+        );
+    }
+}
+
+#[test]
 fn other_status_values_and_removed_tags_are_ignored_not_errors() {
     for v in [Some("InProgress"), Some("Error"), Some("analyze"), None] {
         assert!(

@@ -17,39 +17,17 @@ pub(in crate::aws) async fn ensure(
     name: &str,
     allow_all: bool,
 ) -> Result<String> {
-    if let Some(group) = find(m, vpc_id, name).await? {
-        enforce_rules(m, &group, allow_all).await?;
-        return group
-            .group_id()
-            .map(str::to_owned)
-            .ok_or_else(|| Error::failed("security group without id"));
-    }
-    let description = if allow_all {
-        "airf: allows all traffic for a moment so existing connections become untracked before isolation"
-    } else {
-        "airf: isolation, no rules: no traffic in or out"
+    let group = match find(m, vpc_id, name).await? {
+        Some(group) => group,
+        None => {
+            let description = if allow_all {
+                "airf: allows all traffic for a moment so existing connections become untracked before isolation"
+            } else {
+                "airf: isolation, no rules: no traffic in or out"
+            };
+            create(m, vpc_id, name, description).await?
+        }
     };
-    let tags = BTreeMap::from([(MANAGED_TAG.to_owned(), "true".to_owned())]);
-    match m
-        .ec2
-        .create_security_group()
-        .group_name(name)
-        .description(description)
-        .vpc_id(vpc_id)
-        .tag_specifications(tag_spec(ec2t::ResourceType::SecurityGroup, &tags))
-        .send()
-        .await
-    {
-        Ok(_) => {}
-        // Created a moment ago by a parallel containment in the same VPC.
-        Err(e) if code_of(&e) == "InvalidGroup.Duplicate" => {}
-        Err(e) => return Err(aws_err("ec2:CreateSecurityGroup")(e)),
-    }
-    let group = find(m, vpc_id, name).await?.ok_or_else(|| Error::Aws {
-        operation: "ec2:DescribeSecurityGroups",
-        message: format!("{name} not visible yet"),
-        retryable: true,
-    })?;
     enforce_rules(m, &group, allow_all).await?;
     group
         .group_id()
@@ -73,7 +51,12 @@ pub(in crate::aws) async fn set_interface_groups(
     Ok(())
 }
 
-async fn find(m: &Member, vpc_id: &str, name: &str) -> Result<Option<ec2t::SecurityGroup>> {
+/// DescribeSecurityGroups: the group `name` in `vpc_id`, if it exists.
+pub(super) async fn find(
+    m: &Member,
+    vpc_id: &str,
+    name: &str,
+) -> Result<Option<ec2t::SecurityGroup>> {
     let out = m
         .ec2
         .describe_security_groups()
@@ -83,6 +66,37 @@ async fn find(m: &Member, vpc_id: &str, name: &str) -> Result<Option<ec2t::Secur
         .await
         .map_err(aws_err("ec2:DescribeSecurityGroups"))?;
     Ok(out.security_groups().first().cloned())
+}
+
+/// CreateSecurityGroup (tagged `airf:managed=true`), then the group as EC2 describes it: with
+/// the rules EC2 gives a new group.
+pub(super) async fn create(
+    m: &Member,
+    vpc_id: &str,
+    name: &str,
+    description: &str,
+) -> Result<ec2t::SecurityGroup> {
+    let tags = BTreeMap::from([(MANAGED_TAG.to_owned(), "true".to_owned())]);
+    match m
+        .ec2
+        .create_security_group()
+        .group_name(name)
+        .description(description)
+        .vpc_id(vpc_id)
+        .tag_specifications(tag_spec(ec2t::ResourceType::SecurityGroup, &tags))
+        .send()
+        .await
+    {
+        Ok(_) => {}
+        // Created a moment ago by a parallel containment or isolation in the same VPC.
+        Err(e) if code_of(&e) == "InvalidGroup.Duplicate" => {}
+        Err(e) => return Err(aws_err("ec2:CreateSecurityGroup")(e)),
+    }
+    find(m, vpc_id, name).await?.ok_or_else(|| Error::Aws {
+        operation: "ec2:DescribeSecurityGroups",
+        message: format!("{name} not visible yet"),
+        retryable: true,
+    })
 }
 
 /// Makes the group's rules exactly "all traffic" (untrack) or none (isolation).
@@ -109,24 +123,41 @@ async fn enforce_rules(m: &Member, group: &ec2t::SecurityGroup, allow_all: bool)
         }
         return Ok(());
     }
-    if !group.ip_permissions_egress().is_empty() {
-        m.ec2
-            .revoke_security_group_egress()
-            .group_id(id)
-            .set_ip_permissions(Some(group.ip_permissions_egress().to_vec()))
-            .send()
-            .await
-            .map_err(aws_err("ec2:RevokeSecurityGroupEgress"))?;
+    revoke_egress(m, id, group.ip_permissions_egress().to_vec()).await?;
+    revoke_ingress(m, group).await
+}
+
+/// RevokeSecurityGroupEgress of these outbound rules of the group (none: no call).
+pub(super) async fn revoke_egress(
+    m: &Member,
+    group_id: &str,
+    rules: Vec<ec2t::IpPermission>,
+) -> Result<()> {
+    if rules.is_empty() {
+        return Ok(());
     }
-    if !group.ip_permissions().is_empty() {
-        m.ec2
-            .revoke_security_group_ingress()
-            .group_id(id)
-            .set_ip_permissions(Some(group.ip_permissions().to_vec()))
-            .send()
-            .await
-            .map_err(aws_err("ec2:RevokeSecurityGroupIngress"))?;
+    m.ec2
+        .revoke_security_group_egress()
+        .group_id(group_id)
+        .set_ip_permissions(Some(rules))
+        .send()
+        .await
+        .map_err(aws_err("ec2:RevokeSecurityGroupEgress"))?;
+    Ok(())
+}
+
+/// RevokeSecurityGroupIngress of every inbound rule the group has (none: no call).
+pub(super) async fn revoke_ingress(m: &Member, group: &ec2t::SecurityGroup) -> Result<()> {
+    if group.ip_permissions().is_empty() {
+        return Ok(());
     }
+    m.ec2
+        .revoke_security_group_ingress()
+        .group_id(group.group_id().unwrap_or_default())
+        .set_ip_permissions(Some(group.ip_permissions().to_vec()))
+        .send()
+        .await
+        .map_err(aws_err("ec2:RevokeSecurityGroupIngress"))?;
     Ok(())
 }
 

@@ -54,6 +54,9 @@ fn task() -> impl Strategy<Value = Value> {
         Just("verify"),
         Just("contain"),
         Just("fail"),
+        Just("isolation_plan"),
+        Just("isolate"),
+        Just("release"),
     ];
     (action, case_id(), target(), 1..1000u32).prop_map(|(action, case_id, t, claim)| {
         let mut task = json!({"action": action, "case_id": case_id, "subject": subject(&t, claim)});
@@ -89,9 +92,12 @@ fn tag_event_of(t: &Target, status: &str) -> Value {
     })
 }
 
-/// A `SecurityIncidentStatus` change to Analyze or Contain on one instance.
+/// A `SecurityIncidentStatus` change to Analyze, Contain or Release on one instance.
 fn tag_event() -> impl Strategy<Value = (Value, Target)> {
-    (target(), prop_oneof![Just("Analyze"), Just("Contain")])
+    (
+        target(),
+        prop_oneof![Just("Analyze"), Just("Contain"), Just("Release")],
+    )
         .prop_map(|(t, status)| (tag_event_of(&t, status), t))
 }
 
