@@ -12,7 +12,7 @@ profile=${AIRF_PROFILE:-dist}
 . packaging/musl-toolchain.sh
 cargo build --quiet --locked -p airf-controller --bin bootstrap --target "$target" --profile "$profile" >&2
 
-built=target/$target/$profile/bootstrap
+built=$target_dir/$target/$profile/bootstrap
 mkdir -p dist
 strip -o dist/bootstrap.tmp "$built"
 chmod 755 dist/bootstrap.tmp

@@ -3,7 +3,8 @@
 # busybox guests included.
 #
 # usage: packaging/build-static.sh [--profile release|dist] [--features LIST]
-# output: target/x86_64-unknown-linux-musl/<profile>/airf-agent-static, a stripped copy of cargo's
+# output: $CARGO_TARGET_DIR (default target)/x86_64-unknown-linux-musl/<profile>/airf-agent-static,
+#         a stripped copy of cargo's
 #         binary (path also printed on stdout; the unstripped one carries line tables, ~150 MB)
 #
 # Installs what it needs when missing: the rustup musl target, and musl-tools (musl-gcc) through
@@ -23,10 +24,10 @@ done
 . packaging/musl-toolchain.sh
 cargo build --quiet --locked -p airf-agent --bin airf-agent --target "$target" --profile "$profile" "${features[@]}" >&2
 
-built=target/$target/$profile/airf-agent
+built=$target_dir/$target/$profile/airf-agent
 out=$built-static
 strip -o "$out.tmp" "$built" && mv -f "$out.tmp" "$out"
 if readelf -l "$out" | grep -q 'program interpreter'; then
   echo "build-static.sh: $out needs a dynamic loader; it must be static" >&2; exit 1
 fi
-echo "$PWD/$out"
+echo "$out"

@@ -1,7 +1,10 @@
 # shellcheck shell=bash
 # Sourced by the static builds: the musl target, musl-gcc for C dependencies (aws-lc), and a
-# fully static link. Sets $target.
+# fully static link. Sets $target, and $target_dir: where cargo builds (CARGO_TARGET_DIR,
+# absolute or relative to the repository root, else ./target), as an absolute path.
 target=x86_64-unknown-linux-musl
+target_dir=${CARGO_TARGET_DIR:-target}
+case $target_dir in /*) ;; *) target_dir=$PWD/$target_dir ;; esac
 if ! rustup target list --installed | grep -qx "$target"; then
   rustup target add "$target" >&2
 fi

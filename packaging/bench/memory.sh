@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 mem=${1:-1G}
 
-agent=$(packaging/release.sh | head -n 1)
+agent=$(packaging/release.sh | sed -n 1p)
 eval "$(tests/vm/prepare.sh | grep -E '^AIRF_VM_[A-Z_]+=')"
 lime=${AIRF_VM_LIME_KO:-/opt/airf-cache/vm/current/lime.ko}
 

@@ -8,9 +8,16 @@
 #   3. checkov:  no failed check in any template (suppressions live in the templates, each with
 #                its reason; checkov without a platform key reports no severities, so every
 #                unsuppressed failure counts)
-#   4. IAM:      the roles grant what the controller and agent code call, nothing broader
-#                (iam_check.py against controller/src and agent/src)
-#   5. tests:    iam_check.py's own tests (fixture controller, negative cases)
+#   4. IAM:      no wildcard grants, commented "*" resources, write-only evidence, reasoned
+#                suppressions (iam_check.py). Whether the roles allow the calls the code makes
+#                is evaluated on the recorded calls of the end-to-end tests (tests/iam/).
+#   5. deploy:   checks/deploy_rules.py: the AWS rules that apply when the stacks are created or
+#                used (Config delivery permissions, key and bucket policies for every evidence
+#                reader, Object Lock settings, the acquisition role, SSM limits), for one concrete
+#                deployment
+#   6. tests:    the checks' own tests (iam_check.py's negative cases, each deploy rule failing
+#                on its defect), the SSM documents' tests, and tests/iam's (renderer,
+#                authorization table)
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 AIRF_CACHE=${AIRF_CACHE:-/opt/airf-cache}
@@ -65,13 +72,19 @@ then
 fi
 result checkov $status
 
-step "IAM policies against the code (iam_check.py)"
+step "IAM policies: nothing broader than needed (iam_check.py)"
 python3 "$here/iam_check.py"
 result iam $?
 
-step "iam_check.py's tests"
-python3 -m unittest discover -s tests/cloudformation
-result iam-tests $?
+step "deploy-time rules (checks/deploy_rules.py)"
+python3 "$here/checks/deploy_rules.py"
+result deploy-rules $?
+
+step "the checks' tests (tests/cloudformation, tests/iam)"
+status=0
+python3 -m unittest discover -s tests/cloudformation || status=1
+python3 -m unittest discover -s tests/iam -t tests/iam || status=1
+result tests $status
 
 for t in "${templates[@]}"; do
   size=$(wc -c < "$t")

@@ -19,6 +19,10 @@ the GENERATED header). Two directives, each alone on its line:
         object or a string (the SSM documents in 4-member.yaml: as YAML they would take a quarter
         more bytes, and the template would not fit the 51,200 bytes of an inline template body).
         The text is read back and must parse to the file's JSON.
+    <indent>Key: "@include-json-pinned <path from the repository root>"
+        As -text, for an SSM document deployed to member accounts: its ArtifactBucket and
+        EndpointUrl parameters allow only the template's ArtifactBucket and "" (PINNED_PARAMETERS),
+        given as !Sub text.
     <indent># @generate <name>
         The YAML that the function GENERATORS[name] returns, at that indent (the analysis
         subnets of 2-analysis.yaml).
@@ -43,7 +47,33 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 SRC = HERE / "src"
 
-INCLUDE = re.compile(r'^(?P<indent> *)(?P<key>[A-Za-z0-9]+): "@include-json(?P<text>-text)? (?P<path>[^"]+)"\s*$')
+INCLUDE = re.compile(
+    r'^(?P<indent> *)(?P<key>[A-Za-z0-9]+): "@include-json(?P<text>-text|-pinned)? (?P<path>[^"]+)"\s*$'
+)
+
+# The SSM document parameters that a member account's documents pin (-pinned): whoever may run
+# the documents (the controller) must not be able to point them at another artifact bucket (its
+# own binary, with its own hash) or another S3 endpoint (the evidence sent to its own server).
+# IAM cannot stop either: the download and the upload's destination are the document's.
+PINNED_PARAMETERS = {
+    "ArtifactBucket": ["${ArtifactBucket}"],
+    "EndpointUrl": [""],
+}
+
+
+def pinned(rel: str, document: dict) -> dict:
+    """`document` with PINNED_PARAMETERS as allowedValues (CloudFormation fills in the
+    ${ArtifactBucket} of the template's parameter)."""
+    out = json.loads(json.dumps(document))
+    if "${" in json.dumps(document):
+        raise GenerateError(f"{rel}: contains '${{', which !Sub would read as a reference")
+    for name, values in PINNED_PARAMETERS.items():
+        spec = (out.get("parameters") or {}).get(name)
+        if spec is None:
+            raise GenerateError(f"{rel}: no parameter {name} to pin")
+        spec.pop("allowedPattern", None)
+        spec["allowedValues"] = values
+    return out
 GENERATE = re.compile(r"^(?P<indent> *)# @generate (?P<name>[a-z0-9-]+)\s*$")
 
 # ------------------------------------------------------------------ analysis subnets
@@ -176,10 +206,13 @@ def render(src: Path, generated: dict[str, str]) -> tuple[str, dict[str, object]
         if m := INCLUDE.match(line):
             indent, key, rel = m["indent"], m["key"], m["path"]
             data = _load_include(rel, generated)
+            if m["text"] == "-pinned":
+                data = pinned(rel, data)
             included[rel] = data
             if m["text"]:
                 # A literal block: JSON needs no YAML escaping there.
-                out.append(f"{indent}{key}: |-")
+                tag = " !Sub" if m["text"] == "-pinned" else ""
+                out.append(f"{indent}{key}:{tag} |-")
                 out.append(f"{indent}  {json.dumps(data, separators=(',', ':'), ensure_ascii=False)}")
             else:
                 body = yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=100, allow_unicode=True)

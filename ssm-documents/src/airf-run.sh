@@ -14,6 +14,11 @@
 set -u
 set -f
 umask 077
+# The instance profile's credentials, never the SSM Agent's file (README: DHMC).
+unset AWS_PROFILE
+AWS_SHARED_CREDENTIALS_FILE=/dev/null
+AWS_CONFIG_FILE=/dev/null
+export AWS_SHARED_CREDENTIALS_FILE AWS_CONFIG_FILE
 DL=/dev/shm/airf-dl
 AGENT_SHA='{{ AgentSha256 }}'
 BUCKET='{{ EvidenceBucket }}'
