@@ -21,12 +21,18 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 # One optimized build serves every test: the shipped static binary (packaging/release.sh) runs
 # on this host as well as in the VM guests, so no separate host release build is made.
 log "building the shipped agent (packaging/release.sh: static, dist profile)"
-AIRF_STATIC_AGENT=$(packaging/release.sh | head -n 1)
+AIRF_STATIC_AGENT=$(packaging/release.sh | sed -n 1p)
 export AIRF_STATIC_AGENT AIRF_AGENT_BIN=$AIRF_STATIC_AGENT
 log "unit, property and end-to-end tests"
+# Every emulator keeps its test's recorded AWS calls here (tests/src/iam_calls.rs).
+iam_calls=${CARGO_TARGET_DIR:-target}/iam-calls
+rm -rf "$iam_calls"
 cargo test --workspace --quiet -- --test-threads=2
 if [ -x tests/vm/run-tests.sh ]; then
   log "real-kernel tests in a VM"
   tests/vm/run-tests.sh
 fi
+# After the VM suite: its workflow runs are the ones that reach verify with real evidence.
+log "IAM: every AWS call the end-to-end tests made, against the templates' policies (table: $iam_calls/calls.md)"
+python3 tests/iam/evaluate.py --unused --table "$iam_calls/calls.md" "$iam_calls"/*.jsonl
 log "all checks passed"

@@ -6,6 +6,8 @@ document gets, and which parameters it takes.
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 import textwrap
 import unittest
@@ -113,6 +115,67 @@ class Document(unittest.TestCase):
         s["documents"]["disk"]["downloads"] = ["DownloadLime"]
         with self.assertRaisesRegex(DocumentError, "no download step named DownloadLime"):
             document(s, SCRIPT, "disk")
+
+
+def generated() -> dict[str, dict]:
+    """The documents as generate.py builds them, by file name."""
+    return {path.name: json.loads(text) for path, text in ssm_documents.build(REPO).items()}
+
+
+class ExecutionTimeout(unittest.TestCase):
+    """SSM refuses a timeoutSeconds above 172800 (48 h); the parameter's pattern stops there."""
+
+    def test_the_pattern_admits_100_to_172800_exactly(self):
+        docs = generated()
+        self.assertEqual(len(docs), 3)
+        for name, doc in docs.items():
+            param = doc["parameters"]["ExecutionTimeout"]
+            pattern = param["allowedPattern"]
+            with self.subTest(document=name):
+                for value in ("100", "999", "3600", "21600", "99999", "100000", "169999", "170000", "171999", "172000", "172799", "172800", param["default"]):
+                    self.assertRegex(value, pattern)
+                for value in ("", "0", "99", "0100", "172801", "172810", "172900", "173000", "180000", "199999", "999999", "1000000", "-1", "1e5", "3600 "):
+                    self.assertNotRegex(value, pattern)
+
+    def test_every_value_up_to_the_maximum_and_none_above(self):
+        import re
+
+        pattern = re.compile(generated()["airf-acquire-disk.json"]["parameters"]["ExecutionTimeout"]["allowedPattern"])
+        accepted = [v for v in range(0, 1_000_001) if pattern.search(str(v))]
+        self.assertEqual((accepted[0], accepted[-1], len(accepted)), (100, 172800, 172800 - 100 + 1))
+
+
+class Credentials(unittest.TestCase):
+    """With Default Host Management the SSM Agent exports its own credentials file to the shell
+    step (amazon-ssm-agent agent/plugins/runscript/runscript.go, setShareCredsEnvironment);
+    airf-agent must not pick it up before the instance profile (IMDS)."""
+
+    def prologue_env(self, doc: dict) -> dict[str, str]:
+        lines = doc["mainSteps"][-1]["inputs"]["runCommand"]
+        # everything before the first line that touches the machine (DL=..., then traps and
+        # mounts): the variables every later line, the agent included, inherits
+        end = next(i for i, line in enumerate(lines) if line.startswith("DL="))
+        script = "\n".join(lines[:end] + ["env"]) + "\n"
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "AWS_SHARED_CREDENTIALS_FILE": "/var/lib/amazon/ssm/credentials",
+            "AWS_PROFILE": "default",
+            "AWS_ACCESS_KEY_ID": "from-the-environment",
+        }
+        out = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, check=True).stdout
+        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+    def test_the_agents_credentials_file_is_hidden_before_anything_runs(self):
+        for name, doc in generated().items():
+            with self.subTest(document=name):
+                env = self.prologue_env(doc)
+                self.assertEqual(env.get("AWS_SHARED_CREDENTIALS_FILE"), "/dev/null")
+                self.assertEqual(env.get("AWS_CONFIG_FILE"), "/dev/null")
+                self.assertNotIn("AWS_PROFILE", env)
+                # explicit environment credentials (the tests' S3 server) still count
+                self.assertEqual(env.get("AWS_ACCESS_KEY_ID"), "from-the-environment")
+                later = doc["mainSteps"][-1]["inputs"]["runCommand"]
+                self.assertFalse([line for line in later if "AWS_SHARED_CREDENTIALS_FILE=" in line and "/dev/null" not in line])
 
 
 class Committed(unittest.TestCase):

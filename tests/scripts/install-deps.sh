@@ -55,11 +55,12 @@ install_python_tools() {
 
 install_node_tools() {
   # npm: asl-validator validates the Step Functions workflow; aws-local-stepfunctions interprets
-  # it in the controller's end-to-end tests (tests/workflow/run-local.cjs).
-  NODE_PACKAGES=(asl-validator@4.0.0 aws-local-stepfunctions@3.0.0)
+  # it in the controller's end-to-end tests (tests/workflow/run-local.cjs); iam-simulate
+  # evaluates the recorded AWS calls against the templates' policies (tests/iam/simulate.cjs).
+  NODE_PACKAGES=(asl-validator@4.0.0 aws-local-stepfunctions@3.0.0 @cloud-copilot/iam-simulate@0.1.173)
   node_ok=1
   for pkg in "${NODE_PACKAGES[@]}"; do
-    name=${pkg%@*}; version=${pkg##*@}
+    name=${pkg%@*}; version=${pkg##*@}   # %@* keeps a scope's leading @
     grep -q "\"version\": \"$version\"" "$AIRF_CACHE/node/node_modules/$name/package.json" 2>/dev/null || node_ok=0
   done
   if [ "$node_ok" = 0 ]; then

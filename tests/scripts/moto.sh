@@ -21,7 +21,8 @@ start)
   mkdir -p "$dir"; dir=$(cd "$dir" && pwd)
   port=$(free_port)
   mkdir -p "$dir/ssm-output"
-  AIRF_SSM_OUTPUT_DIR="$dir/ssm-output" setsid python3 "$here/moto_aws.py" "$port" </dev/null >"$dir/server.log" 2>&1 &
+  # Every call made with an assumed role is recorded there (tests/iam/record.py).
+  AIRF_SSM_OUTPUT_DIR="$dir/ssm-output" AIRF_IAM_CALL_LOG="$dir/iam-calls.jsonl" setsid python3 "$here/moto_aws.py" "$port" </dev/null >"$dir/server.log" 2>&1 &
   echo $! >"$dir/pid"
   wait_port "$port" 60 || { tail -20 "$dir/server.log" >&2; die "moto_server did not start"; }
   cat >"$dir/env" <<ENV
@@ -33,6 +34,7 @@ export AWS_DEFAULT_REGION=us-east-1
 export AWS_EC2_METADATA_DISABLED=true
 export AIRF_TEST_BUCKET=$BUCKET
 export AIRF_SSM_OUTPUT_DIR=$dir/ssm-output
+export AIRF_IAM_CALL_LOG=$dir/iam-calls.jsonl
 ENV
   python3 - "$port" "$BUCKET" <<'PY'
 import sys, urllib.request

@@ -4,14 +4,18 @@
 moto does not implement DescribeInstanceInformation, and its GetCommandInvocation always answers
 Success with empty output. Here:
 - DescribeInstanceInformation lists moto's EC2 instances that have an instance profile
-  associated (the SSM Agent needs a role), Online while running.
+  associated (the SSM Agent needs a role), Online while running; an instance whose
+  $AIRF_SSM_OUTPUT_DIR/unregistered/<instance-id> exists is left out, as AWS leaves out an
+  instance whose agent has not registered (the test's simulated clock writes and removes it).
 - GetCommandInvocation answers from $AIRF_SSM_OUTPUT_DIR/<command-id>.json
   ({"status": "Success", "stdout": "...", "stderr": "..."}), written by the test that plays the
-  instance's side; InProgress until that file exists.
+  instance's side; InProgress until that file exists (moto_faults.py, which also answers single
+  steps and cuts the output as SSM does).
+With $AIRF_IAM_CALL_LOG set, every call made with an assumed role's credentials is appended to
+that file (tests/iam/record.py), for tests/iam/evaluate.py to evaluate against the templates.
 
 usage: moto_aws.py PORT
 """
-import json
 import os
 import signal
 import sys
@@ -19,10 +23,11 @@ import threading
 
 from moto.core.responses import ActionResult
 from moto.ec2.models import ec2_backends
-from moto.server import ThreadedMotoServer
+from moto.server import DomainDispatcherApplication, ThreadedMotoServer, create_backend_app
 from moto.ssm.responses import SimpleSystemManagerResponse
 
 OUTPUT_DIR = os.environ.get("AIRF_SSM_OUTPUT_DIR", "")
+CALL_LOG = os.environ.get("AIRF_IAM_CALL_LOG", "")
 
 
 def describe_instance_information(self):
@@ -35,6 +40,8 @@ def describe_instance_information(self):
             continue
         if inst.id not in backend.iam_instance_profile_associations:
             continue
+        if OUTPUT_DIR and os.path.exists(os.path.join(OUTPUT_DIR, "unregistered", inst.id)):
+            continue
         found.append({
             "InstanceId": inst.id,
             "PingStatus": "Online" if inst.state == "running" else "ConnectionLost",
@@ -44,33 +51,28 @@ def describe_instance_information(self):
     return ActionResult({"InstanceInformationList": found})
 
 
-def get_command_invocation(self):
-    command_id = self._get_param("CommandId")
-    instance_id = self._get_param("InstanceId")
-    plugin = self._get_param("PluginName")
-    # Unknown command ids fail as in moto (and AWS).
-    self.ssm_backend.get_command_by_id(command_id)
-    answer = {"status": "InProgress", "stdout": "", "stderr": ""}
-    path = os.path.join(OUTPUT_DIR, f"{command_id}.json")
-    if OUTPUT_DIR and os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            answer.update(json.load(f))
-    return ActionResult({
-        "CommandId": command_id,
-        "InstanceId": instance_id,
-        "PluginName": plugin,
-        "Status": answer["status"],
-        "StatusDetails": answer["status"],
-        "StandardOutputContent": answer["stdout"],
-        "StandardErrorContent": answer["stderr"],
-    })
-
-
 SimpleSystemManagerResponse.describe_instance_information = describe_instance_information
-SimpleSystemManagerResponse.get_command_invocation = get_command_invocation
+import moto_faults  # noqa: E402,F401  AWS's refusals and limits that moto lacks (after the above: it wraps them)
+
+
+class RecordingMotoServer(ThreadedMotoServer):
+    """moto's threaded server with tests/iam/record.py around its application."""
+
+    def _server_entry(self) -> None:
+        from werkzeug.serving import make_server  # noqa: PLC0415 - moto's own server library
+
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "iam"))
+        from record import Recorder  # noqa: PLC0415
+
+        app = Recorder(DomainDispatcherApplication(create_backend_app), CALL_LOG)
+        self._server = make_server(self._ip_address, self._port, app, True)
+        self._server_ready_event.set()
+        self._server.serve_forever()
+
 
 if __name__ == "__main__":
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=int(sys.argv[1]), verbose=False)
+    server_class = RecordingMotoServer if CALL_LOG else ThreadedMotoServer
+    server = server_class(ip_address="127.0.0.1", port=int(sys.argv[1]), verbose=False)
     server.start()
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -1,6 +1,11 @@
 //! The controller's AWS world in moto (started by tests/scripts/moto.sh through moto_aws.py):
 //! IAM roles and instance profiles, SNS topics read back through SQS, the repository's state
 //! machine, and instances with volumes; the controller's handler runs against it.
+//!
+//! Roles, instance profiles, buckets and the controller's environment are those the
+//! CloudFormation templates deploy ([`Deployment`]), and the controller calls AWS with a session
+//! of its own role, as the Lambda does, so that moto records each call with the role that made
+//! it ([`CallLog`]): [`Emulator::check_iam`] evaluates them against the templates' policies.
 
 use airf_controller::aws::AwsCloud;
 use airf_controller::{Config, handle};
@@ -11,6 +16,7 @@ use aws_sdk_ec2::types as ec2t;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
+use crate::iam_calls::{CallLog, Deployment, assume_role, kept_logs_dir};
 use crate::{S3Server, ServerKind, repo_root};
 
 /// moto's account: every resource and ARN the emulator makes is in it.
@@ -48,6 +54,10 @@ pub struct Emulator {
     pub vpc: String,
     pub subnet: String,
     pub az: String,
+    /// What the templates deploy: the names the emulator created.
+    pub deployment: Deployment,
+    /// The calls moto served to the controller's (and the instances') roles.
+    pub calls: CallLog,
 }
 
 /// The repository's workflow definition with the controller's Lambda ARN filled in.
@@ -99,6 +109,10 @@ fn role_policy() -> String {
     .to_string()
 }
 
+/// The suspect's own role and profile: the account's, not airf's (no template names them).
+pub const SUSPECT_ROLE: &str = "WebServerRole";
+pub const SUSPECT_PROFILE: &str = "WebServer";
+
 impl Emulator {
     /// Starts moto and creates roles, profiles, topics (with SQS subscribers) and the state
     /// machine.
@@ -118,26 +132,40 @@ impl Emulator {
         let sns = aws_sdk_sns::Client::new(&sdk);
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let sfn = aws_sdk_sfn::Client::new(&sdk);
+        let deployment = Deployment::load()?;
         let (state_machine, incident, chat, vpc, subnet, az) = rt.block_on(async {
-            for (role, profile) in [
-                ("AirfControllerAccess", None),
-                (
-                    "AirfAcquisitionRole",
-                    Some("AirfAcquisitionInstanceProfile"),
-                ),
-                ("AirfIsolatedRole", Some("AirfIsolatedInstanceProfile")),
-                ("WebServerRole", Some("WebServer")),
-            ] {
-                iam.create_role()
-                    .role_name(role)
-                    .assume_role_policy_document(role_policy())
+            // Managed policies first: a role's boundary must exist.
+            for policy in &deployment.managed_policies {
+                iam.create_policy()
+                    .policy_name(&policy.name)
+                    .policy_document(&policy.document)
                     .send()
                     .await?;
-                if let Some(profile) = profile {
-                    iam.create_instance_profile()
-                        .instance_profile_name(profile)
-                        .send()
-                        .await?;
+            }
+            let airf_roles = deployment
+                .roles
+                .iter()
+                .map(|r| (r.name.as_str(), r.trust.clone(), r.boundary.clone()));
+            let suspect = std::iter::once((SUSPECT_ROLE, role_policy(), None));
+            for (role, trust, boundary) in airf_roles.chain(suspect) {
+                iam.create_role()
+                    .role_name(role)
+                    .assume_role_policy_document(trust)
+                    .set_permissions_boundary(boundary)
+                    .send()
+                    .await?;
+            }
+            let airf_profiles = deployment
+                .profiles
+                .iter()
+                .map(|p| (p.name.as_str(), p.roles.clone()));
+            let suspect = std::iter::once((SUSPECT_PROFILE, vec![SUSPECT_ROLE.to_owned()]));
+            for (profile, roles) in airf_profiles.chain(suspect) {
+                iam.create_instance_profile()
+                    .instance_profile_name(profile)
+                    .send()
+                    .await?;
+                for role in roles {
                     iam.add_role_to_instance_profile()
                         .instance_profile_name(profile)
                         .role_name(role)
@@ -175,20 +203,49 @@ impl Emulator {
             let az = first.availability_zone().context("az")?.to_owned();
             anyhow::Ok((state_machine, incident, chat, vpc, subnet, az))
         })?;
-        let vars: BTreeMap<&str, String> = BTreeMap::from([
-            ("AIRF_STATE_MACHINE_ARN", state_machine.clone()),
-            ("AIRF_INCIDENT_TOPIC_ARN", incident.0),
-            ("AIRF_CHAT_TOPIC_ARN", chat.0),
-            ("AIRF_EVIDENCE_BUCKET", server.bucket.clone()),
-            ("AIRF_EVIDENCE_REGION", REGION.to_owned()),
-            ("AIRF_ARTIFACT_BUCKET", "artifacts".to_owned()),
-            ("AIRF_AGENT_VERSION", "0.1.0".to_owned()),
-            ("AIRF_AGENT_SHA256", "ab".repeat(32)),
-            ("AIRF_MEMBER_ACCOUNTS", member_accounts.to_owned()),
-        ]);
+        // The evidence and artifact buckets template 1 names, also for clients of the server's
+        // environment (AIRF_TEST_BUCKET); the server's own bucket stays unused.
+        let mut server = server;
+        for bucket in [&deployment.evidence_bucket, &deployment.artifact_bucket] {
+            server.aws(&["s3api", "create-bucket", "--bucket", bucket])?;
+        }
+        server.bucket = deployment.evidence_bucket.clone();
+        for (k, v) in &mut server.env {
+            if k == "AIRF_TEST_BUCKET" {
+                v.clone_from(&deployment.evidence_bucket);
+            }
+        }
+        // The controller's environment as template 3 gives it to the Lambda; the ARNs of what
+        // the emulator made stand for those of the stack.
+        let mut vars = deployment.controller_env.clone();
+        vars.insert("AIRF_STATE_MACHINE_ARN".into(), state_machine.clone());
+        vars.insert("AIRF_INCIDENT_TOPIC_ARN".into(), incident.0);
+        vars.insert("AIRF_CHAT_TOPIC_ARN".into(), chat.0);
+        vars.insert("AIRF_MEMBER_ACCOUNTS".into(), member_accounts.to_owned());
         let config = Config::from_lookup(|k| vars.get(k).cloned())?;
-        let cloud =
-            AwsCloud::from_config(sdk.clone(), config.member_role_name.clone(), REGION, true);
+        // The Lambda runs with a session of its role, named after the function.
+        let controller_role = format!("arn:aws:iam::{ACCOUNT}:role/{}", deployment.controller_role);
+        let session = rt.block_on(assume_role(&sdk, &controller_role, "airf-controller"))?;
+        let controller_sdk = sdk
+            .to_builder()
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(session),
+            )
+            .build();
+        let cloud = AwsCloud::from_config(
+            controller_sdk,
+            config.member_role_name.clone(),
+            REGION,
+            true,
+        );
+        let calls = CallLog {
+            path: server
+                .env
+                .iter()
+                .find(|(k, _)| k == "AIRF_IAM_CALL_LOG")
+                .map(|(_, v)| v.into())
+                .context("tests/scripts/moto.sh set no AIRF_IAM_CALL_LOG")?,
+        };
         Ok(Emulator {
             autoscaling: aws_sdk_autoscaling::Client::new(&sdk),
             elb: aws_sdk_elasticloadbalancingv2::Client::new(&sdk),
@@ -205,11 +262,41 @@ impl Emulator {
             vpc,
             subnet,
             az,
+            deployment,
+            calls,
         })
+    }
+
+    /// Evaluates every call recorded so far against the templates' policies: an error names
+    /// each call they deny and the statement that denies it.
+    pub fn check_iam(&self) -> Result<String> {
+        self.calls.check()
+    }
+
+    /// Credentials of the acquisition role as the instance `instance_id` holds them (EC2 names
+    /// an instance role's session after the instance), for the agent to run with.
+    pub fn acquisition_credentials(&self, instance_id: &str) -> Result<Credentials> {
+        let role = format!(
+            "arn:aws:iam::{ACCOUNT}:role/{}",
+            self.deployment.acquisition_role
+        );
+        let sdk = self.rt.block_on(
+            aws_config::defaults(BehaviorVersion::latest())
+                .endpoint_url(self.server.endpoint()?)
+                .region(Region::new(REGION))
+                .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
+                .load(),
+        );
+        self.rt.block_on(assume_role(&sdk, &role, instance_id))
     }
 
     /// A running web server: profile WebServer, the default group, a root and a data volume.
     pub fn instance(&self, tags: &[(&str, &str)]) -> Result<String> {
+        self.launch(tags, false)
+    }
+
+    /// [`Emulator::instance`], or a Spot instance (RunInstances with InstanceMarketOptions).
+    pub(crate) fn launch(&self, tags: &[(&str, &str)], spot: bool) -> Result<String> {
         self.rt.block_on(async {
             let ami = self.ami().await?;
             let mut spec =
@@ -225,20 +312,25 @@ impl Emulator {
                 .min_count(1)
                 .max_count(1)
                 .subnet_id(&self.subnet)
+                .set_instance_market_options(spot.then(|| {
+                    ec2t::InstanceMarketOptionsRequest::builder()
+                        .market_type(ec2t::MarketType::Spot)
+                        .build()
+                }))
                 .iam_instance_profile(
                     ec2t::IamInstanceProfileSpecification::builder()
-                        .name("WebServer")
+                        .name(SUSPECT_PROFILE)
                         .build(),
                 )
                 .tag_specifications(spec.build())
                 .send()
                 .await?;
-            let id = run
-                .instances()
-                .first()
-                .and_then(|i| i.instance_id())
-                .context("instance id")?
-                .to_owned();
+            let instance = run.instances().first().context("no instance")?;
+            anyhow::ensure!(
+                !spot || instance.instance_lifecycle() == Some(&ec2t::InstanceLifecycleType::Spot),
+                "moto did not launch a Spot instance: {instance:?}"
+            );
+            let id = instance.instance_id().context("instance id")?.to_owned();
             self.attach_data_volume(&id).await?;
             Ok(id)
         })
@@ -246,13 +338,7 @@ impl Emulator {
 
     /// An image id to launch.
     pub async fn ami(&self) -> Result<String> {
-        let images = self.ec2.describe_images().send().await?;
-        Ok(images
-            .images()
-            .first()
-            .and_then(|i| i.image_id())
-            .context("moto has no image")?
-            .to_owned())
+        image(&self.ec2).await
     }
 
     /// Snapshots tagged with the case: (snapshot id, volume id).
@@ -321,6 +407,16 @@ impl Emulator {
                 .tags(ec2t::Tag::builder().key(key).value(value).build())
                 .send(),
         )?;
+        Ok(())
+    }
+
+    /// Fails, showing its tags, unless the instance's SecurityIncidentStatus is `status`.
+    pub fn ensure_status(&self, id: &str, status: &str) -> Result<()> {
+        let tags = self.tags(id)?;
+        anyhow::ensure!(
+            tags.get("SecurityIncidentStatus").map(String::as_str) == Some(status),
+            "{tags:?}"
+        );
         Ok(())
     }
 
@@ -486,17 +582,80 @@ impl Emulator {
         stdout: &str,
         stderr: &str,
     ) -> Result<()> {
-        let dir = self
-            .server
+        self.write_answer(&format!("{command_id}.json"), status, stdout, stderr)
+    }
+
+    /// Writes one answer file where moto_aws.py and moto_faults.py read them.
+    pub(crate) fn write_answer(
+        &self,
+        file: &str,
+        status: &str,
+        stdout: &str,
+        stderr: &str,
+    ) -> Result<()> {
+        let answer = json!({"status": status, "stdout": stdout, "stderr": stderr});
+        std::fs::write(
+            format!("{}/{file}", self.answers_dir()?),
+            answer.to_string(),
+        )?;
+        Ok(())
+    }
+
+    /// The directory moto_aws.py and moto_faults.py read the tests' answers from.
+    pub(crate) fn answers_dir(&self) -> Result<String> {
+        self.server
             .env
             .iter()
             .find(|(k, _)| k == "AIRF_SSM_OUTPUT_DIR")
             .map(|(_, v)| v.clone())
-            .context("no AIRF_SSM_OUTPUT_DIR")?;
-        let answer = json!({"status": status, "stdout": stdout, "stderr": stderr});
-        std::fs::write(format!("{dir}/{command_id}.json"), answer.to_string())?;
-        Ok(())
+            .context("no AIRF_SSM_OUTPUT_DIR")
     }
+}
+
+impl Drop for Emulator {
+    /// Keeps the call log under the test's name for tests/run.sh's evaluation of every test's
+    /// calls and its table (the server's directory goes with it).
+    fn drop(&mut self) {
+        let name = std::thread::current()
+            .name()
+            .unwrap_or("unnamed")
+            .to_owned();
+        if let Err(e) = self.calls.keep(&kept_logs_dir(), &name) {
+            eprintln!("emulator: the IAM call log of {name} was not kept: {e:#}");
+        }
+    }
+}
+
+/// An image id moto has, in the client's region.
+pub(crate) async fn image(ec2: &aws_sdk_ec2::Client) -> Result<String> {
+    let images = ec2.describe_images().send().await?;
+    Ok(images
+        .images()
+        .first()
+        .and_then(|i| i.image_id())
+        .context("moto has no image")?
+        .to_owned())
+}
+
+/// The VPC's main route table (the one serving every subnet without its own).
+pub async fn main_route_table(ec2: &aws_sdk_ec2::Client, vpc: &str) -> Result<String> {
+    let tables = ec2
+        .describe_route_tables()
+        .filters(ec2t::Filter::builder().name("vpc-id").values(vpc).build())
+        .filters(
+            ec2t::Filter::builder()
+                .name("association.main")
+                .values("true")
+                .build(),
+        )
+        .send()
+        .await?;
+    Ok(tables
+        .route_tables()
+        .first()
+        .and_then(|t| t.route_table_id())
+        .context("no main route table")?
+        .to_owned())
 }
 
 /// A workflow step's payload as the state machine's Task state builds it:

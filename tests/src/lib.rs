@@ -6,16 +6,25 @@
 //! fixes it (usually `tests/scripts/install-deps.sh`), never skips.
 //!
 //! Beside the servers, loop devices and agent runs here: [`emulator`] (the controller's AWS
-//! world in moto), [`workflow_runner`] (the workflow run by an ASL interpreter),
+//! world in moto), [`workflow_runner`] (the workflow run by an ASL interpreter, on simulated
+//! time), [`asl`] (time budgets and history sizes computed from the workflow definition),
+//! [`ssm_agent`] (whether the emulated SSM sees an instance's agent registered),
+//! [`guest_evidence`] (real evidence from a guest for a workflow run),
 //! [`ssm_run_command`] (SSM Run Command played on this machine), [`vm`] (a QEMU guest),
 //! [`slow_link`] (a throttling proxy) and [`s3api_listing`] (the AWS CLI's listings, read
 //! strictly). `tests/README.md` says which suite uses what.
 
+pub mod asl;
 pub mod emulator;
+pub mod emulator_faults;
+pub mod guest_evidence;
+pub mod iam_calls;
 pub mod s3api_listing;
 pub mod slow_link;
+pub mod ssm_agent;
 pub mod ssm_run_command;
 pub mod vm;
+pub mod web_server;
 pub mod workflow_runner;
 
 use std::path::{Path, PathBuf};

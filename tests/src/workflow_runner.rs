@@ -2,7 +2,11 @@
 //! (aws-local-stepfunctions, driven by `tests/workflow/run-local.cjs`) executes it, and every
 //! Task state is handed over HTTP on 127.0.0.1 to the controller's handler running against
 //! the [`Emulator`]. moto's Step Functions runs no Lambda functions, so this is what exercises
-//! the definition's JSONPath, Choice, Retry, Catch and Map with the real handler.
+//! the definition's JSONPath, Choice, Wait, Retry, Catch and Map with the real handler.
+//!
+//! Time is simulated: each instance's clock is the sum of the Wait states' `Seconds` it went
+//! through (Retry intervals count as 0, FULL jitter at its worst), and each Task call sees it,
+//! so a test can make the world change after so many simulated minutes ([`World::before_task`]).
 
 use std::io::{BufRead, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -13,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context, Result, anyhow};
 use serde_json::{Value, json};
 
-use crate::emulator::{Emulator, workflow_definition};
+use crate::emulator::{ACCOUNT, Emulator, REGION, workflow_definition};
 use crate::repo_root;
 
 /// What a workflow run did.
@@ -24,6 +28,83 @@ pub struct WorkflowRun {
     pub outcome: Value,
     /// The `action` of every Task invocation, in order.
     pub actions: Vec<String>,
+    /// Every Task invocation, in the order the handler answered them.
+    pub calls: Vec<TaskCall>,
+}
+
+impl WorkflowRun {
+    /// Fails, showing the outcome, unless the workflow SUCCEEDED.
+    pub fn ensure_succeeded(&self) -> Result<()> {
+        anyhow::ensure!(
+            self.outcome.get("status") == Some(&json!("SUCCEEDED")),
+            "{}",
+            self.outcome
+        );
+        Ok(())
+    }
+
+    /// Fails, showing the outcome, unless the workflow FAILED with `error` (`Airf.Failed`, ...).
+    pub fn ensure_failed(&self, error: &str) -> Result<()> {
+        anyhow::ensure!(
+            self.outcome.get("status") == Some(&json!("FAILED"))
+                && self.outcome.get("error") == Some(&json!(error)),
+            "{}",
+            self.outcome
+        );
+        Ok(())
+    }
+
+    /// Fails, showing them, unless the Task states invoked were exactly these actions.
+    pub fn ensure_actions(&self, actions: &[&str]) -> Result<()> {
+        anyhow::ensure!(self.actions == actions, "{:?}", self.actions);
+        Ok(())
+    }
+}
+
+/// The original framework's console input: investigate (acquire, then contain) one instance of
+/// the emulator's account and region.
+pub fn legacy_input(case_id: &str, instance_id: &str) -> Value {
+    json!({
+        "CaseId": case_id,
+        "InstanceId": instance_id,
+        "Account": ACCOUNT,
+        "Region": REGION,
+        "RetainArtefacts": true
+    })
+}
+
+/// One Task invocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskCall {
+    /// The payload's `action`.
+    pub action: String,
+    /// The payload's `subject.instance_id`, or "" (normalize has none).
+    pub instance_id: String,
+    /// The instance's simulated clock when the Task ran: seconds of Wait states before it.
+    pub simulated_seconds: u64,
+    /// `None` when the handler answered, else the error type (`Airf.Pending`, ...).
+    pub error: Option<String>,
+}
+
+/// The world around the workflow that a test plays.
+pub trait World: Sync {
+    /// Called before each Task reaches the handler, with its instance's simulated clock; an
+    /// error fails that Task (`Test.World`).
+    fn before_task(&self, _action: &str, _payload: &Value, _simulated_seconds: u64) -> Result<()> {
+        Ok(())
+    }
+    /// The instance's side of a command, after each `acquire` and before the workflow polls
+    /// it; an error fails that Task (`Test.InstanceSide`).
+    fn instance_side(&self, kind: &str, command_id: &str) -> Result<()>;
+}
+
+/// A [`World`] that only plays the instance's side of commands.
+struct InstanceSide<F>(F);
+
+impl<F: Fn(&str, &str) -> Result<()> + Sync> World for InstanceSide<F> {
+    fn instance_side(&self, kind: &str, command_id: &str) -> Result<()> {
+        (self.0)(kind, command_id)
+    }
 }
 
 impl Emulator {
@@ -35,6 +116,30 @@ impl Emulator {
         input: &Value,
         instance_side: impl Fn(&str, &str) -> Result<()> + Sync,
     ) -> Result<WorkflowRun> {
+        self.run_workflow_in(input, &InstanceSide(instance_side))
+    }
+
+    /// Runs the console's contain-only workflow on these instances (of the emulator's account
+    /// and region, claim 1) to its end; an acquisition fails it.
+    pub fn run_containment(&self, case_id: &str, instance_ids: &[&str]) -> Result<WorkflowRun> {
+        let instances: Vec<Value> = instance_ids
+            .iter()
+            .map(|id| json!({"instance_id": id, "account": ACCOUNT, "region": REGION, "claim": 1}))
+            .collect();
+        let input = json!({
+            "case_id": case_id,
+            "intent": "contain",
+            "trigger": "console",
+            "retain_artefacts": true,
+            "instances": instances
+        });
+        self.run_workflow(&input, |kind, _| {
+            anyhow::bail!("containment only, yet {kind} was acquired")
+        })
+    }
+
+    /// Runs the workflow with `input` to its end in the `world` the test plays.
+    pub fn run_workflow_in(&self, input: &Value, world: &impl World) -> Result<WorkflowRun> {
         let work = tempfile::tempdir()?;
         let definition_path = work.path().join("definition.json");
         let input_path = work.path().join("input.json");
@@ -43,13 +148,13 @@ impl Emulator {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let port = listener.local_addr()?.port();
         let done = AtomicBool::new(false);
-        let actions = Mutex::new(Vec::new());
+        let calls = Mutex::new(Vec::new());
         let output = std::thread::scope(|scope| {
             scope.spawn(|| {
                 let tasks = TaskServer {
                     emulator: self,
-                    actions: &actions,
-                    instance_side: &instance_side,
+                    calls: &calls,
+                    world,
                 };
                 tasks.serve(&listener, &done);
             });
@@ -74,21 +179,27 @@ impl Emulator {
                 String::from_utf8_lossy(&output.stderr)
             )
         })?;
-        let actions = actions
+        let calls = calls
             .into_inner()
-            .map_err(|_| anyhow!("the Task server panicked while recording an action"))?;
-        Ok(WorkflowRun { outcome, actions })
+            .map_err(|_| anyhow!("the Task server panicked while recording a call"))?;
+        let actions = calls.iter().map(|c| c.action.clone()).collect();
+        Ok(WorkflowRun {
+            outcome,
+            actions,
+            calls,
+        })
     }
 }
 
-/// Answers the interpreter's Task invocations, one HTTP request each.
-struct TaskServer<'a, F> {
+/// Answers the interpreter's Task invocations, one HTTP request each, one at a time: the order
+/// of [`WorkflowRun::calls`] is the order the handler ran them.
+struct TaskServer<'a, W> {
     emulator: &'a Emulator,
-    actions: &'a Mutex<Vec<String>>,
-    instance_side: &'a F,
+    calls: &'a Mutex<Vec<TaskCall>>,
+    world: &'a W,
 }
 
-impl<F: Fn(&str, &str) -> Result<()>> TaskServer<'_, F> {
+impl<W: World> TaskServer<'_, W> {
     /// Serves until `done` is set.
     fn serve(&self, listener: &TcpListener, done: &AtomicBool) {
         for stream in listener.incoming() {
@@ -96,10 +207,10 @@ impl<F: Fn(&str, &str) -> Result<()>> TaskServer<'_, F> {
                 break;
             }
             let Ok(mut stream) = stream else { continue };
-            let answer = match read_body(&mut stream)
-                .and_then(|body| Ok(serde_json::from_slice::<Value>(&body)?))
+            let answer = match read_request(&mut stream)
+                .and_then(|(clock, body)| Ok((clock, serde_json::from_slice::<Value>(&body)?)))
             {
-                Ok(payload) => self.task(&payload),
+                Ok((clock, payload)) => self.task(&payload, clock),
                 Err(e) => harness_error(&e.to_string()),
             };
             let body = answer.to_string();
@@ -113,17 +224,31 @@ impl<F: Fn(&str, &str) -> Result<()>> TaskServer<'_, F> {
         }
     }
 
-    /// One Task state, answered in the shape run-local.cjs expects: `{"result": ...}`, or
-    /// `{"errorType": ..., "errorMessage": ...}` as Lambda reports a function's error.
-    fn task(&self, payload: &Value) -> Value {
-        let action = payload
-            .get("action")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned();
-        match self.actions.lock() {
-            Ok(mut actions) => actions.push(action.clone()),
-            Err(_) => return harness_error("the list of actions is poisoned"),
+    /// One Task state, answered in the shape run-local.cjs expects, and recorded.
+    fn task(&self, payload: &Value, simulated_seconds: u64) -> Value {
+        let answer = self.answer(payload, simulated_seconds);
+        let call = TaskCall {
+            action: text(payload, "/action"),
+            instance_id: text(payload, "/subject/instance_id"),
+            simulated_seconds,
+            error: answer
+                .get("errorType")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        };
+        match self.calls.lock() {
+            Ok(mut calls) => calls.push(call),
+            Err(_) => return harness_error("the list of calls is poisoned"),
+        }
+        answer
+    }
+
+    /// `{"result": ...}`, or `{"errorType": ..., "errorMessage": ...}` as Lambda reports a
+    /// function's error.
+    fn answer(&self, payload: &Value, simulated_seconds: u64) -> Value {
+        let action = text(payload, "/action");
+        if let Err(e) = self.world.before_task(&action, payload, simulated_seconds) {
+            return json!({"errorType": "Test.World", "errorMessage": e.to_string()});
         }
         let result = match self.emulator.invoke(payload.clone()) {
             Ok(result) => result,
@@ -139,7 +264,7 @@ impl<F: Fn(&str, &str) -> Result<()>> TaskServer<'_, F> {
                     "acquire without a kind or a command id: {payload} answered {result}"
                 ));
             };
-            if let Err(e) = (self.instance_side)(kind, command_id) {
+            if let Err(e) = self.world.instance_side(kind, command_id) {
                 return json!({"errorType": "Test.InstanceSide", "errorMessage": e.to_string()});
             }
         }
@@ -147,15 +272,26 @@ impl<F: Fn(&str, &str) -> Result<()>> TaskServer<'_, F> {
     }
 }
 
+/// The string at `pointer` in `payload`, or "".
+fn text(payload: &Value, pointer: &str) -> String {
+    payload
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned()
+}
+
 /// A failure of this harness, reported to the workflow as a Task error.
 fn harness_error(message: &str) -> Value {
     json!({"errorType": "Test.Harness", "errorMessage": message})
 }
 
-/// Reads one HTTP/1.1 request's body (Content-Length framed).
-fn read_body(stream: &mut TcpStream) -> Result<Vec<u8>> {
+/// Reads one HTTP/1.1 request (Content-Length framed): the instance's simulated clock that
+/// run-local.cjs sends in X-Airf-Simulated-Seconds, and the body.
+fn read_request(stream: &mut TcpStream) -> Result<(u64, Vec<u8>)> {
     let mut reader = std::io::BufReader::new(stream);
     let mut length = 0usize;
+    let mut clock = None;
     let mut line = String::new();
     reader.read_line(&mut line)?;
     loop {
@@ -164,13 +300,16 @@ fn read_body(stream: &mut TcpStream) -> Result<Vec<u8>> {
         if line.trim().is_empty() {
             break;
         }
-        if let Some((k, v)) = line.split_once(':')
-            && k.eq_ignore_ascii_case("content-length")
-        {
-            length = v.trim().parse()?;
+        if let Some((k, v)) = line.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                length = v.trim().parse()?;
+            } else if k.eq_ignore_ascii_case("x-airf-simulated-seconds") {
+                clock = Some(v.trim().parse()?);
+            }
         }
     }
+    let clock = clock.context("run-local.cjs sent no X-Airf-Simulated-Seconds")?;
     let mut body = vec![0u8; length];
     reader.read_exact(&mut body)?;
-    Ok(body)
+    Ok((clock, body))
 }

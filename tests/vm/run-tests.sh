@@ -3,7 +3,8 @@
 # in a QEMU guest, against Garage on the host. Called by tests/run.sh; runnable on its own.
 #
 # Prepares what it needs (the VM cache, the static agent, the host agent, Volatility 3), then
-# runs the ignored suites of tests/tests/e2e (memory_vm, controller_vm).
+# runs the ignored suites of tests/tests/e2e (memory_vm, controller_vm, and the VM cases of
+# workflow and isolation).
 # Missing prerequisites fail; nothing is skipped.
 # Takes about 10 minutes on 2 cores (TCG).
 set -euo pipefail
@@ -18,7 +19,7 @@ export AIRF_LIME_KO=${AIRF_VM_LIME_KO:-/opt/airf-cache/vm/current/lime.ko}
 # for the guest and for `verify` on the host alike (the static binary runs on both).
 if [ -z "${AIRF_STATIC_AGENT:-}" ]; then
   log "the release binary for the guest (packaging/release.sh: what ships is what is tested)"
-  AIRF_STATIC_AGENT=$(packaging/release.sh | head -n 1)
+  AIRF_STATIC_AGENT=$(packaging/release.sh | sed -n 1p)
 fi
 export AIRF_STATIC_AGENT AIRF_AGENT_BIN=${AIRF_AGENT_BIN:-$AIRF_STATIC_AGENT}
 

@@ -7,6 +7,12 @@ use serde::{Deserialize, Serialize};
 use crate::stored::{AbortReport, StoredObject};
 use crate::value::{Extra, Value};
 
+/// The name of the copy of the [`RunReport`] the agent stores in its evidence folder in S3
+/// (`<evidence_folder>/result.json`) when it stored evidence there. SSM keeps only the first
+/// 24,000 characters of a command's stdout, and a run over many sources can print more: the
+/// controller then reads this copy.
+pub const RESULT_OBJECT: &str = "result.json";
+
 /// Overall or per-source outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

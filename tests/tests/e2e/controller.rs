@@ -8,6 +8,7 @@
 
 use airf_e2e::agent_bin;
 use airf_e2e::emulator::{ACCOUNT, Emulator, NOW, REGION, sdk, step, urlencoding_decode};
+use airf_e2e::workflow_runner::legacy_input;
 use anyhow::{Context, Result, bail, ensure};
 use aws_sdk_ec2::types as ec2t;
 use serde_json::{Value, json};
@@ -26,7 +27,7 @@ fn analyze_tag_is_claimed_prepared_and_a_failed_memory_acquisition_ends_in_error
         .to_owned();
     let execs = emu.executions()?;
     ensure!(
-        execs.len() == 1 && execs[0].0 == format!("airf-{id}-1"),
+        execs.len() == 1 && execs[0].0.starts_with(&format!("airf-{id}-1-")),
         "executions: {execs:?}"
     );
     // A redelivered event (EventBridge is at-least-once) starts nothing new.
@@ -185,118 +186,8 @@ fn analyze_tag_is_claimed_prepared_and_a_failed_memory_acquisition_ends_in_error
 fn contain_tag_isolates_the_instance_and_its_own_echo_changes_nothing() -> Result<()> {
     let emu = Emulator::start("")?;
     // The suspect is in an Auto Scaling group and behind a load balancer.
-    let id = emu.rt.block_on(async {
-        let ami = emu.ami().await?;
-        emu.ec2
-            .create_launch_template()
-            .launch_template_name("web")
-            .launch_template_data(
-                ec2t::RequestLaunchTemplateData::builder()
-                    .image_id(ami)
-                    .instance_type(ec2t::InstanceType::T3Micro)
-                    .iam_instance_profile(
-                        ec2t::LaunchTemplateIamInstanceProfileSpecificationRequest::builder()
-                            .name("WebServer")
-                            .build(),
-                    )
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "CreateLaunchTemplate: {}",
-                    aws_sdk_ec2::error::DisplayErrorContext(e)
-                )
-            })?;
-        emu.autoscaling
-            .create_auto_scaling_group()
-            .auto_scaling_group_name("web-asg")
-            .launch_template(
-                aws_sdk_autoscaling::types::LaunchTemplateSpecification::builder()
-                    .launch_template_name("web")
-                    .build(),
-            )
-            .min_size(1)
-            .max_size(2)
-            .desired_capacity(1)
-            .vpc_zone_identifier(&emu.subnet)
-            .send()
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "CreateAutoScalingGroup: {}",
-                    aws_sdk_ec2::error::DisplayErrorContext(e)
-                )
-            })?;
-        let groups = emu
-            .autoscaling
-            .describe_auto_scaling_groups()
-            .auto_scaling_group_names("web-asg")
-            .send()
-            .await?;
-        let id = groups
-            .auto_scaling_groups()
-            .first()
-            .and_then(|g| g.instances().first())
-            .and_then(|i| i.instance_id())
-            .context("the group launched no instance")?
-            .to_owned();
-        emu.attach_data_volume(&id).await?;
-        let tg = emu
-            .elb
-            .create_target_group()
-            .name("web")
-            .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http)
-            .port(80)
-            .vpc_id(&emu.vpc)
-            .send()
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "CreateTargetGroup: {}",
-                    aws_sdk_ec2::error::DisplayErrorContext(e)
-                )
-            })?;
-        let tg_arn = tg
-            .target_groups()
-            .first()
-            .and_then(|t| t.target_group_arn())
-            .context("tg")?
-            .to_owned();
-        emu.elb
-            .register_targets()
-            .target_group_arn(&tg_arn)
-            .targets(
-                aws_sdk_elasticloadbalancingv2::types::TargetDescription::builder()
-                    .id(&id)
-                    .port(80)
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "RegisterTargets: {}",
-                    aws_sdk_ec2::error::DisplayErrorContext(e)
-                )
-            })?;
-        anyhow::Ok(id)
-    })?;
-    // AWS associates the launch template's profile; moto does not for group-launched instances.
-    if emu.profile(&id)?.is_none() {
-        sdk(emu.rt.block_on(
-            emu.ec2
-                .associate_iam_instance_profile()
-                .instance_id(&id)
-                .iam_instance_profile(
-                    ec2t::IamInstanceProfileSpecification::builder()
-                        .name("WebServer")
-                        .build(),
-                )
-                .send(),
-        ))?;
-    }
+    let (id, _) = emu.auto_scaled_web_server()?;
+    emu.rt.block_on(emu.attach_data_volume(&id))?;
     emu.tag(&id, "SecurityIncidentStatus", "Contain")?;
 
     let started = emu.ok(emu.tag_event(&id, "Contain"))?;
@@ -356,18 +247,63 @@ fn contain_tag_isolates_the_instance_and_its_own_echo_changes_nothing() -> Resul
     );
 
     ensure!(emu.profile(&id)?.as_deref() == Some("AirfIsolatedInstanceProfile"));
-    let revoke = sdk(emu.rt.block_on(
+    // Earlier sessions revoked through the account's boundary: set on the workload's role (it
+    // had none), already on the acquisition role (template 4), and the instance denied in the
+    // boundary's default version; the real IAM calls went through moto.
+    ensure!(
+        done["not_revoked"] == json!([]) && done["revoked_before"] == json!(NOW),
+        "{done}"
+    );
+    let boundary = format!("arn:aws:iam::{ACCOUNT}:policy/AirfRevokedSessions");
+    let acquisition = sdk(emu.rt.block_on(
         emu.iam
-            .get_role_policy()
-            .role_name("WebServerRole")
-            .policy_name(format!("airf-revoke-{id}"))
+            .get_instance_profile()
+            .instance_profile_name(&emu.config.acquisition_profile_name)
             .send(),
     ))?;
-    let doc = urlencoding_decode(revoke.policy_document());
+    let acquisition_role = acquisition
+        .instance_profile()
+        .and_then(|p| p.roles().first())
+        .map(|r| r.role_name().to_owned())
+        .context("no acquisition role")?;
+    for role in ["WebServerRole", acquisition_role.as_str()] {
+        let got = sdk(emu.rt.block_on(emu.iam.get_role().role_name(role).send()))?;
+        ensure!(
+            got.role()
+                .and_then(|r| r.permissions_boundary())
+                .and_then(|b| b.permissions_boundary_arn())
+                == Some(boundary.as_str()),
+            "{role}: {got:?}"
+        );
+    }
+    let versions = sdk(emu
+        .rt
+        .block_on(emu.iam.list_policy_versions().policy_arn(&boundary).send()))?;
+    let default = versions
+        .versions()
+        .iter()
+        .find(|v| v.is_default_version())
+        .and_then(|v| v.version_id())
+        .context("no default version")?
+        .to_owned();
+    ensure!(default == "v2", "one new version: {versions:?}");
+    let version = sdk(emu.rt.block_on(
+        emu.iam
+            .get_policy_version()
+            .policy_arn(&boundary)
+            .version_id(&default)
+            .send(),
+    ))?;
+    let doc = urlencoding_decode(
+        version
+            .policy_version()
+            .and_then(|v| v.document())
+            .context("no document")?,
+    );
     ensure!(
         doc.contains("aws:TokenIssueTime")
             && doc.contains(NOW)
-            && doc.contains(&format!("instance/{id}")),
+            && doc.contains(&format!("arn:aws:ec2:{REGION}:{ACCOUNT}:instance/{id}")),
         "{doc}"
     );
 
@@ -551,36 +487,22 @@ fn workflow_started_by_hand_ends_in_error_when_memory_cannot_be_taken() -> Resul
     let emu = Emulator::start("")?;
     let id = emu.instance(&[("Name", "web-1")])?;
     // The original framework's console input.
-    let input = json!({
-        "CaseId": "IR-2026-0042",
-        "InstanceId": id,
-        "Account": ACCOUNT,
-        "Region": REGION,
-        "RetainArtefacts": true
-    });
+    let input = legacy_input("IR-2026-0042", &id);
     let run = emu.run_workflow(&input, |kind, command_id| {
         ensure!(kind == "memory", "{kind} acquisition after memory failed");
         failing_memory_run(&emu, "IR-2026-0042", command_id)
     })?;
-    ensure!(
-        run.outcome["status"] == json!("FAILED") && run.outcome["error"] == json!("Airf.Failed"),
-        "{}",
-        run.outcome
-    );
-    ensure!(
-        run.actions
-            == [
-                "normalize",
-                "claim",
-                "prepare",
-                "managed",
-                "acquire",
-                "acquire_status",
-                "fail"
-            ],
-        "{:?}",
-        run.actions
-    );
+    run.ensure_failed("Airf.Failed")?;
+    run.ensure_actions(&[
+        "normalize",
+        "claim",
+        "isolation_plan",
+        "prepare",
+        "managed",
+        "acquire",
+        "acquire_status",
+        "fail",
+    ])?;
     let tags = emu.tags(&id)?;
     ensure!(
         tags.get("SecurityIncidentStatus").map(String::as_str) == Some("Error"),
@@ -624,23 +546,8 @@ fn workflow_contains_a_fleet_and_skips_the_instance_another_case_holds() -> Resu
         ("SecurityIncidentStatus", "InProgress"),
         ("airf:case", "IR-OTHER"),
     ])?;
-    let subject =
-        |id: &str| json!({"instance_id": id, "account": ACCOUNT, "region": REGION, "claim": 1});
-    let input = json!({
-        "case_id": "IR-FLEET",
-        "intent": "contain",
-        "trigger": "console",
-        "retain_artefacts": true,
-        "instances": [subject(&free), subject(&held)]
-    });
-    let run = emu.run_workflow(&input, |kind, _| {
-        bail!("containment only, yet {kind} was acquired")
-    })?;
-    ensure!(
-        run.outcome["status"] == json!("SUCCEEDED"),
-        "{}",
-        run.outcome
-    );
+    let run = emu.run_containment("IR-FLEET", &[&free, &held])?;
+    run.ensure_succeeded()?;
     let statuses: Vec<&str> = run.outcome["output"]["instances"]
         .as_array()
         .into_iter()
@@ -686,11 +593,7 @@ fn workflow_rejects_an_input_it_does_not_know_and_changes_nothing() -> Result<()
     let run = emu.run_workflow(&json!({"InstanceId": id, "Case": "x"}), |_, _| {
         bail!("nothing may be acquired")
     })?;
-    ensure!(
-        run.outcome["status"] == json!("FAILED") && run.outcome["error"] == json!("Airf.BadInput"),
-        "{}",
-        run.outcome
-    );
+    run.ensure_failed("Airf.BadInput")?;
     ensure!(run.actions == ["normalize"], "{:?}", run.actions);
     ensure!(emu.tags(&id)? == before && emu.messages()?.is_empty());
     Ok(())

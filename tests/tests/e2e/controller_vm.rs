@@ -8,7 +8,7 @@
 //! Boots a VM, so `#[ignore]`d in a plain `cargo test`; tests/vm/run-tests.sh runs it.
 
 use airf_e2e::emulator::{Emulator, step};
-use airf_e2e::vm::guest;
+use airf_e2e::guest_evidence::GuestEvidence;
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
 
@@ -22,77 +22,32 @@ fn analyze_tag_runs_the_workflow_to_containment_with_verified_evidence() -> Resu
     let input = emu.only_execution_input()?;
     let case = input["case_id"].as_str().context("case")?.to_owned();
 
-    // The instance: a real kernel with a 16 MiB disk, named like the EC2 instance (the agent
-    // files evidence under the instance id, from IMDS on EC2, else the hostname). It runs what
+    // The instance: a real kernel with a 16 MiB disk, named like the EC2 instance. It runs what
     // the two documents run; its results answer the commands when the workflow sends them.
-    let work = tempfile::tempdir()?;
-    let img = work.path().join("disk.img");
-    let data: Vec<u8> = (0..16u32 << 20).map(|i| (i / 512 % 251) as u8).collect();
-    std::fs::write(&img, &data)?;
-    let to = r#"--to "s3://$AIRF_TEST_BUCKET/evidence" --no-progress --json"#;
-    let script = format!(
-        "hostname {id}; \
-         airf-agent memory --source kcore --case {case} {to} >/tmp/m.json; echo MEMRC=$? >&2; \
-         airf-agent disk /dev/vda --case {case} {to} >/tmp/d.json; echo DISKRC=$? >&2; \
-         echo ==MEMORY==; cat /tmp/m.json; echo ==DISK==; cat /tmp/d.json"
-    );
-    let run = guest(
-        Some(&emu.server),
-        &["--disk", &format!("{},ro", img.display())],
-        &script,
-    )?;
-    ensure!(
-        run.stderr.contains("MEMRC=0") && run.stderr.contains("DISKRC=0"),
-        "guest agent failed:\n{}\n{}",
-        run.stdout,
-        run.stderr
-    );
-    let (memory_json, disk_json) = run
-        .stdout
-        .split_once("==MEMORY==")
-        .and_then(|(_, rest)| rest.split_once("==DISK=="))
-        .context("guest output without markers")?;
-    let memory: Value = serde_json::from_str(memory_json)
-        .with_context(|| format!("memory result: {memory_json}"))?;
-    let disk: Value =
-        serde_json::from_str(disk_json).with_context(|| format!("disk result: {disk_json}"))?;
+    let evidence = GuestEvidence::acquire(&emu, &id, &case)?;
 
     let commands = std::sync::Mutex::new(Vec::new());
     let workflow = emu.run_workflow(&input, |kind, command_id| {
-        let result = match kind {
-            "memory" => &memory,
-            "disk" => &disk,
-            other => bail!("unknown acquisition {other}"),
-        };
         commands
             .lock()
             .unwrap()
             .push((kind.to_owned(), command_id.to_owned()));
-        // The documents print the agent's result compacted onto one line.
-        emu.answer_command(command_id, "Success", &result.to_string(), "")
+        evidence.answer(&emu, kind, command_id)
     })?;
-    ensure!(
-        workflow.outcome["status"] == json!("SUCCEEDED"),
-        "{}",
-        workflow.outcome
-    );
-    ensure!(
-        workflow.actions
-            == [
-                "normalize",
-                "claim",
-                "prepare",
-                "managed",
-                "acquire",
-                "acquire_status",
-                "acquire",
-                "acquire_status",
-                "verify",
-                "contain"
-            ],
-        "{:?}",
-        workflow.actions
-    );
+    workflow.ensure_succeeded()?;
+    workflow.ensure_actions(&[
+        "normalize",
+        "claim",
+        "isolation_plan",
+        "prepare",
+        "managed",
+        "acquire",
+        "acquire_status",
+        "acquire",
+        "acquire_status",
+        "verify",
+        "contain",
+    ])?;
     let result = &workflow.outcome["output"]["instances"][0];
     ensure!(result["status"] == json!("contained"), "{result}");
     ensure!(
@@ -101,11 +56,7 @@ fn analyze_tag_runs_the_workflow_to_containment_with_verified_evidence() -> Resu
             .is_some_and(|s| s.len() == 2),
         "{result}"
     );
-    let tags = emu.tags(&id)?;
-    ensure!(
-        tags.get("SecurityIncidentStatus").map(String::as_str) == Some("Contain"),
-        "{tags:?}"
-    );
+    emu.ensure_status(&id, "Contain")?;
 
     // What verify checked, asked again: both artifacts, the disk's hash that of the image file.
     let subject = input["instances"][0].clone();
@@ -115,9 +66,9 @@ fn analyze_tag_runs_the_workflow_to_containment_with_verified_evidence() -> Resu
         .into_iter()
         .map(|(kind, command_id)| {
             let report = if kind == "memory" {
-                memory.clone()
+                evidence.memory.clone()
             } else {
-                disk.clone()
+                evidence.disk.clone()
             };
             json!({
                 "kind": kind,
@@ -152,11 +103,11 @@ fn analyze_tag_runs_the_workflow_to_containment_with_verified_evidence() -> Resu
         .find(|a| a["kind"] == json!("disk"))
         .context("no disk artifact")?;
     ensure!(
-        disk_artifact["raw_size"] == json!(data.len()),
+        disk_artifact["raw_size"] == json!(evidence.disk_bytes.len()),
         "{disk_artifact}"
     );
     ensure!(
-        disk_artifact["raw_sha256"] == json!(airf_e2e::sha256(&data)),
+        disk_artifact["raw_sha256"] == json!(airf_e2e::sha256(&evidence.disk_bytes)),
         "the disk's hash is not the image file's"
     );
 
@@ -165,7 +116,7 @@ fn analyze_tag_runs_the_workflow_to_containment_with_verified_evidence() -> Resu
         .iter()
         .map(|r| {
             let mut r = r.clone();
-            r["report"] = disk.clone();
+            r["report"] = evidence.disk.clone();
             r
         })
         .collect();

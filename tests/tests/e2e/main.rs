@@ -6,12 +6,16 @@
 //! by `tests/vm/run-tests.sh`, which boots the VM they need.
 
 mod controller;
+mod controller_faults;
 mod controller_vm;
 mod disk;
 mod failures;
+mod iam;
 mod imds;
+mod isolation;
 mod memory_vm;
 mod read_errors;
 mod release;
 mod ssm_documents;
 mod tls;
+mod workflow;

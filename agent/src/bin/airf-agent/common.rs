@@ -182,17 +182,20 @@ impl<'a> Session<'a> {
     /// Fails before anything was stored: the cause on stderr, a failed result, its exit code.
     pub fn fail(&self, msg: String) -> i32 {
         eprintln!("airf-agent: error: {msg}");
-        self.finish("", Vec::new(), vec![msg], None)
+        self.finish(None, Vec::new(), vec![msg], None)
     }
 
-    /// Prints the result of all sources and returns the exit code.
+    /// Prints the result of all sources and returns the exit code. With an S3 evidence set in
+    /// which a manifest was stored, the result is also stored there as
+    /// [`airf_evidence::report::RESULT_OBJECT`]: SSM truncates stdout at 24,000 characters.
     pub fn finish(
         &self,
-        folder: &str,
+        set: Option<&EvidenceSet>,
         sources: Vec<SourceReport>,
         errors: Vec<String>,
         signal: Option<&AtomicI32>,
     ) -> i32 {
+        let folder = set.map_or("", |s| s.folder.as_str());
         let sig = signal.map(|s| s.load(Ordering::SeqCst)).filter(|&s| s != 0);
         let report = run_report(
             self.command,
@@ -203,8 +206,36 @@ impl<'a> Session<'a> {
             self.clock.elapsed().as_secs_f64(),
             sig,
         );
+        if let Some(set) = set {
+            store_result(set, &report);
+        }
         emit(&report, &human_summary(&report), self.json, self.to_stdout);
         report.exit_code
+    }
+}
+
+/// Stores the result next to the evidence it describes, when evidence was stored in S3 (a run
+/// that stored nothing leaves nothing behind). Best effort: stdout still carries the result.
+fn store_result(set: &EvidenceSet, report: &airf_agent::report::RunReport) {
+    if !matches!(set.spec(), DestSpec::S3 { .. })
+        || !report.sources.iter().any(|s| s.manifest.is_some())
+    {
+        return;
+    }
+    let stored = serde_json::to_vec(report)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| {
+            set.put_file(
+                airf_evidence::report::RESULT_OBJECT,
+                bytes,
+                "application/json",
+            )
+            .map_err(|e| e.to_string())
+        });
+    if let Err(e) = stored {
+        eprintln!(
+            "airf-agent: the result was not stored next to the evidence ({e}); it is on stdout only"
+        );
     }
 }
 

@@ -57,5 +57,5 @@ pub fn run(args: DiskArgs) -> i32 {
         say_outcome(&r);
         reports.push(r);
     }
-    session.finish(&set.folder, reports, Vec::new(), Some(&started.signal))
+    session.finish(Some(&set), reports, Vec::new(), Some(&started.signal))
 }

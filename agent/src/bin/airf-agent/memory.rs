@@ -89,5 +89,5 @@ pub fn run(args: MemoryArgs) -> i32 {
     let settings = session.acquire_settings(started.frame_size);
     let r = memory::acquire_memory(prepared, &set, &host, &settings, &started.control);
     say_outcome(&r);
-    session.finish(&set.folder, vec![r], Vec::new(), Some(&started.signal))
+    session.finish(Some(&set), vec![r], Vec::new(), Some(&started.signal))
 }

@@ -1,0 +1,160 @@
+"""Tests of tests/iam/authz.py (the authorization each recorded call needs) and of the S3
+operation naming in tests/iam/record.py: resources per the Service Authorization Reference,
+condition keys, implied checks, and properties over generated requests (seeded).
+
+    python3 -m unittest discover -s tests/iam -t tests/iam -v
+"""
+
+from __future__ import annotations
+
+import random
+import string
+import unittest
+
+import authz
+from record import s3_operation
+
+ACCOUNT, REGION = "123456789012", "us-east-1"
+DEP = authz.Deployment(
+    bucket_keys={"ev": f"arn:aws:kms:{REGION}:444455556666:key/k"},
+    topic_keys={f"arn:aws:sns:{REGION}:{ACCOUNT}:t": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/s"},
+)
+
+
+def record(service: str, operation: str, params=None, world=None, **extra) -> dict:
+    return {"service": service, "operation": operation, "region": REGION, "account": ACCOUNT,
+            "params": params or {}, "world": world or {}, **extra}
+
+
+def arn(kind: str, rid: str) -> str:
+    return f"arn:aws:ec2:{REGION}:{ACCOUNT}:{kind}/{rid}"
+
+
+class Mappings(unittest.TestCase):
+    def test_an_unknown_call_is_an_error_naming_it(self):
+        with self.assertRaisesRegex(authz.MappingError, "no authorization mapping for ec2:RunInstances: add it"):
+            authz.checks_for(record("ec2", "RunInstances"), DEP)
+
+    def test_modify_network_interface_authorizes_on_the_interface_and_each_group(self):
+        world = {"eni-0a": {"tags": {}}, "sg-01": {"tags": {"airf:managed": "true"}}, "sg-02": {"tags": {}}}
+        checks = authz.checks_for(record("ec2", "ModifyNetworkInterfaceAttribute", {
+            "NetworkInterfaceId": "eni-0a", "SecurityGroupId.1": "sg-01", "SecurityGroupId.2": "sg-02"}, world), DEP)
+        self.assertEqual([c.resource for c in checks],
+                         [arn("network-interface", "eni-0a"), arn("security-group", "sg-01"), arn("security-group", "sg-02")])
+        self.assertEqual(checks[1].context, {"aws:ResourceTag/airf:managed": "true"})
+
+    def test_create_snapshot_authorizes_on_volume_and_snapshot_and_tagging_on_create(self):
+        checks = authz.checks_for(record("ec2", "CreateSnapshot", {
+            "VolumeId": "vol-01", "TagSpecification.1.ResourceType": "snapshot",
+            "TagSpecification.1.Tag.1.Key": "airf:case", "TagSpecification.1.Tag.1.Value": "IR-1"},
+            {"vol-01": {"tags": {"Name": "data"}}}, created=["snap-0f"]), DEP)
+        snap = f"arn:aws:ec2:{REGION}::snapshot/snap-0f"
+        self.assertEqual([(c.action, c.resource) for c in checks], [
+            ("ec2:CreateSnapshot", snap), ("ec2:CreateSnapshot", arn("volume", "vol-01")), ("ec2:CreateTags", snap)])
+        self.assertEqual(checks[0].context["aws:RequestTag/airf:case"], "IR-1")
+        self.assertEqual(checks[1].context, {"aws:ResourceTag/Name": "data"})
+        self.assertEqual(checks[2].context["ec2:CreateAction"], "CreateSnapshot")
+
+    def test_create_security_group_authorizes_on_vpc_and_group(self):
+        checks = authz.checks_for(record("ec2", "CreateSecurityGroup", {
+            "VpcId": "vpc-01", "GroupName": "airf-isolation"}, {"vpc-01": {"tags": {}}}, created=["sg-09"]), DEP)
+        self.assertEqual([c.resource for c in checks], [arn("security-group", "sg-09"), arn("vpc", "vpc-01")])
+
+    def test_send_command_authorizes_on_document_and_instance_with_ssm_resource_tags(self):
+        checks = authz.checks_for(record("ssm", "SendCommand", {
+            "DocumentName": "airf-acquire-memory", "InstanceIds": ["i-0123456789abcdef0"]},
+            {"i-0123456789abcdef0": {"tags": {"SecurityIncidentStatus": "Analyze"}}}), DEP)
+        self.assertEqual(checks[0].resource, f"arn:aws:ssm:{REGION}:{ACCOUNT}:document/airf-acquire-memory")
+        self.assertEqual(checks[1].context["ssm:resourceTag/SecurityIncidentStatus"], "Analyze")
+        self.assertEqual(checks[1].context["aws:ResourceTag/SecurityIncidentStatus"], "Analyze")
+        aws_doc = authz.checks_for(record("ssm", "SendCommand", {"DocumentName": "AWS-RunShellScript"}), DEP)
+        self.assertEqual(aws_doc[0].resource, f"arn:aws:ssm:{REGION}::document/AWS-RunShellScript")
+
+    def test_associating_a_profile_passes_its_role_to_ec2(self):
+        world = {"i-01234567": {"tags": {"SecurityIncidentStatus": "Contain"}},
+                 "instance-profile:P": {"path": "/", "roles": [f"arn:aws:iam::{ACCOUNT}:role/R"]}}
+        checks = authz.checks_for(record("ec2", "AssociateIamInstanceProfile", {
+            "InstanceId": "i-01234567", "IamInstanceProfile.Name": "P"}, world), DEP)
+        self.assertEqual((checks[1].action, checks[1].resource), ("iam:PassRole", f"arn:aws:iam::{ACCOUNT}:role/R"))
+        self.assertEqual(checks[1].context, {"iam:PassedToService": "ec2.amazonaws.com"})
+        with self.assertRaisesRegex(authz.MappingError, "no instance profile Q"):
+            authz.checks_for(record("ec2", "AssociateIamInstanceProfile", {
+                "InstanceId": "i-01234567", "IamInstanceProfile.Name": "Q"}, world), DEP)
+
+    def test_a_resource_the_recorder_did_not_see_is_an_error(self):
+        with self.assertRaisesRegex(authz.MappingError, "saw no resource i-0badbadbad"):
+            authz.checks_for(record("ec2", "ModifyInstanceAttribute", {"InstanceId": "i-0badbadbad"}), DEP)
+
+    def test_permissions_boundary_and_role_path(self):
+        checks = authz.checks_for(record("iam", "PutRolePermissionsBoundary", {
+            "RoleName": "web", "PermissionsBoundary": "arn:aws:iam::123456789012:policy/b"},
+            {"role:web": {"path": "/app/"}}), DEP)
+        self.assertEqual(checks[0].resource, f"arn:aws:iam::{ACCOUNT}:role/app/web")
+        self.assertEqual(checks[0].context, {"iam:PermissionsBoundary": "arn:aws:iam::123456789012:policy/b"})
+
+    def test_s3_uploads_and_the_kms_calls_s3_makes_as_the_caller(self):
+        s3 = {"method": "POST", "bucket": "ev", "key": "evidence/c/x", "query": {"uploadId": "u"}, "headers": {}}
+        checks = authz.checks_for(record("s3", "CompleteMultipartUpload", s3=s3), DEP)
+        self.assertEqual([c.action for c in checks], ["s3:PutObject", "kms:Decrypt"])
+        self.assertEqual(checks[0].context["s3:ObjectCreationOperation"], "true")
+        self.assertEqual(checks[1].resource, DEP.bucket_keys["ev"])
+        self.assertEqual(checks[1].context["kms:ViaService"], f"s3.{REGION}.amazonaws.com")
+        self.assertEqual(checks[1].context["kms:EncryptionContext:aws:s3:arn"], "arn:aws:s3:::ev/evidence/c/x")
+        plain = dict(s3, bucket="other", headers={"x-amz-server-side-encryption": "AES256"})
+        self.assertEqual([c.action for c in authz.checks_for(record("s3", "CompleteMultipartUpload", s3=plain), DEP)],
+                         ["s3:PutObject"])
+        listing = {"method": "GET", "bucket": "ev", "key": "", "query": {"list-type": "2", "prefix": "agent/"}}
+        self.assertEqual(authz.checks_for(record("s3", "ListObjectsV2", s3=listing), DEP)[0].context,
+                         {"s3:prefix": "agent/"})
+
+    def test_publish_to_an_encrypted_topic_needs_its_key_through_sns(self):
+        checks = authz.checks_for(record("sns", "Publish", {"TopicArn": f"arn:aws:sns:{REGION}:{ACCOUNT}:t"}), DEP)
+        self.assertEqual([c.action for c in checks], ["sns:Publish", "kms:GenerateDataKey", "kms:Decrypt"])
+        self.assertEqual(checks[1].context["kms:ViaService"], f"sns.{REGION}.amazonaws.com")
+
+
+class Properties(unittest.TestCase):
+    def test_create_tags_carries_every_key_and_value_and_each_resource_its_own_tags(self):
+        rng = random.Random(11)
+        alphabet = string.ascii_letters + ":-_"
+        for _ in range(300):
+            tags = {"".join(rng.choice(alphabet) for _ in range(rng.randint(1, 12))): str(rng.random())
+                    for _ in range(rng.randint(1, 5))}
+            ids = [f"{rng.choice(['i', 'sg', 'snap'])}-{rng.getrandbits(40):010x}" for _ in range(rng.randint(1, 4))]
+            world = {i: {"tags": {f"t{rng.randint(0, 3)}": "v"}} for i in ids}
+            params = {}
+            for n, (k, v) in enumerate(tags.items(), 1):
+                params[f"Tag.{n}.Key"], params[f"Tag.{n}.Value"] = k, v
+            order = list(range(1, len(ids) + 1))
+            rng.shuffle(order)  # query parameters arrive in any order
+            for n in order:
+                params[f"ResourceId.{n}"] = ids[n - 1]
+            checks = authz.checks_for(record("ec2", "CreateTags", params, world), DEP)
+            self.assertEqual(len(checks), len(ids))
+            for rid, check in zip(ids, checks, strict=True):
+                self.assertTrue(check.resource.endswith("/" + rid), (rid, check.resource))
+                self.assertEqual(check.context["aws:TagKeys"], sorted(tags))
+                for k, v in tags.items():
+                    self.assertEqual(check.context[f"aws:RequestTag/{k}"], v)
+                for k, v in world[rid]["tags"].items():
+                    self.assertEqual(check.context[f"aws:ResourceTag/{k}"], v)
+
+    def test_s3_operation_names_every_object_request_as_s3_does(self):
+        rng = random.Random(12)
+        expected = {
+            ("PUT", ()): "PutObject", ("PUT", ("partNumber", "uploadId")): "UploadPart",
+            ("POST", ("uploads",)): "CreateMultipartUpload", ("POST", ("uploadId",)): "CompleteMultipartUpload",
+            ("DELETE", ("uploadId",)): "AbortMultipartUpload", ("DELETE", ()): "DeleteObject",
+            ("GET", ()): "GetObject", ("GET", ("uploadId",)): "ListParts", ("HEAD", ()): "HeadObject",
+        }
+        for _ in range(300):
+            (method, query), op = rng.choice(list(expected.items()))
+            key = "/".join("".join(rng.choice(string.ascii_lowercase) for _ in range(5)) for _ in range(rng.randint(1, 4)))
+            self.assertEqual(s3_operation(method, key, {q: "1" for q in query}, {}), op)
+        self.assertEqual(s3_operation("HEAD", "", {}, {}), "HeadBucket")
+        self.assertEqual(s3_operation("GET", "", {"list-type": "2"}, {}), "ListObjectsV2")
+        self.assertEqual(s3_operation("PUT", "k", {}, {"x-amz-copy-source": "b/k"}), "CopyObject")
+
+
+if __name__ == "__main__":
+    unittest.main()
