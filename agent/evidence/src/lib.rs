@@ -5,6 +5,8 @@
 //!   host ([`host`]), the source ([`disk`], [`memory`], [`ram`], [`content`]), the stored objects
 //!   ([`stored`]) and the unreadable ranges ([`unreadable`]);
 //! - [`report`]: the JSON result the agent prints at the end of every command;
+//! - [`custody`]: the controller's countersignature of a verified manifest and the per-case
+//!   custody log;
 //! - [`EvidenceKind`]: memory or disk, the same word in manifests, reports and the workflow.
 //!
 //! Forward compatibility: a reader accepts what a newer agent of the same major
@@ -18,6 +20,7 @@
 //! [`manifest::Manifest::decode`] for how a manifest is read.
 
 pub mod content;
+pub mod custody;
 pub mod disk;
 pub mod host;
 pub mod kind;
