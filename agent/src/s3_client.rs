@@ -63,7 +63,9 @@ pub async fn build(opts: &S3Options) -> Client {
 /// write-only on purpose (packaging/cloudformation), so reading evidence back (`verify`) takes
 /// other credentials, never a wider acquisition role.
 fn access_hint(op: &str) -> &'static str {
-    if op.starts_with("GetObject") || op.starts_with("HeadObject") {
+    if op.starts_with("ListObjectsV2") || op.starts_with("ListMultipartUploads") {
+        "; after a lost response the agent lists its own key to learn what S3 kept: the acquisition role needs s3:ListBucket (with an s3:prefix condition on the evidence prefix) and s3:ListBucketMultipartUploads on the bucket, as the templates grant; it never needs to read an object"
+    } else if op.starts_with("GetObject") || op.starts_with("HeadObject") {
         "; reading evidence needs s3:GetObject on it (and kms:Decrypt for SSE-KMS objects): run verify with an analyst's credentials, as the acquisition role is write-only by design"
     } else {
         "; the credentials in use (instance role, profile or environment) need s3:PutObject and s3:AbortMultipartUpload on that prefix (and kms:GenerateDataKey and kms:Decrypt for --sse-kms-key-id)"
