@@ -841,6 +841,42 @@ mod tests {
         assert!(err.contains("never overwritten"), "{err}");
     }
 
+    /// The only guarantee against replacing evidence that does not depend on the names:
+    /// S3 (and moto) refuse a conditional write to an existing key. Garage ignores the header,
+    /// so there the unique run folders are the guarantee.
+    #[test]
+    fn every_write_is_conditional() -> Result<(), SinkError> {
+        let rt = rt();
+        let create = created("u8");
+        let part = mock!(Client::upload_part)
+            .then_output(|| UploadPartOutput::builder().e_tag(part_etag()).build());
+        let complete = mock!(Client::complete_multipart_upload)
+            .match_requests(|r| r.if_none_match() == Some("*"))
+            .then_output(|| CompleteMultipartUploadOutput::builder().build());
+        let put = mock!(Client::put_object)
+            .match_requests(|r| r.if_none_match() == Some("*"))
+            .then_output(|| aws_sdk_s3::operation::put_object::PutObjectOutput::builder().build());
+        let client = mock_client!(
+            aws_sdk_s3,
+            RuleMode::MatchAny,
+            [&create, &part, &complete, &put]
+        );
+        let mut sink = S3Sink::create(client.clone(), rt.handle().clone(), target())?;
+        sink.write(b"x")?;
+        sink.finish()?;
+        put_small(
+            &client,
+            rt.handle(),
+            "b",
+            "k",
+            b"{}".to_vec(),
+            "application/json",
+            None,
+        )?;
+        assert_eq!((complete.num_calls(), put.num_calls()), (1, 1));
+        Ok(())
+    }
+
     #[test]
     fn part_buffers_stay_within_the_budget() {
         assert_eq!(part_buffers(8 << 20, 4), 4);
