@@ -55,7 +55,7 @@ pub struct SignedObject {
 }
 
 /// What the controller signs about one verified manifest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Statement {
     /// [`STATEMENT_TYPE`].
     #[serde(rename = "type")]
@@ -82,7 +82,7 @@ pub struct Statement {
 }
 
 /// The stored countersignature: the statement's exact bytes and the signature over them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Countersignature {
     /// The [`Statement`] as JSON text: the signed bytes are this string's UTF-8 bytes.
     pub statement: String,
@@ -115,7 +115,7 @@ pub enum CustodyAction {
 }
 
 /// One entry of a case's custody log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CustodyEntry {
     /// Position in the chain, from 1.
     pub seq: u64,
@@ -174,7 +174,13 @@ mod tests {
         for seq in [1, 42, 9_999_999_999] {
             assert_eq!(custody_entry_seq(&custody_entry_name(seq)), Some(seq));
         }
-        for bad in ["7.json", "00000000x7.json", "0000000007", "../0000007.json", ""] {
+        for bad in [
+            "7.json",
+            "00000000x7.json",
+            "0000000007",
+            "../0000007.json",
+            "",
+        ] {
             assert_eq!(custody_entry_seq(bad), None, "{bad}");
         }
     }
