@@ -170,7 +170,11 @@ fn openssl_sign(dir: &Path, private: &Path, statement: &str) -> Result<String> {
             .arg(&sig)
             .arg(&msg),
     )?;
-    let b64 = run_ok(Command::new("openssl").args(["base64", "-A", "-in"]).arg(&sig))?;
+    let b64 = run_ok(
+        Command::new("openssl")
+            .args(["base64", "-A", "-in"])
+            .arg(&sig),
+    )?;
     Ok(String::from_utf8(b64.stdout)?)
 }
 
@@ -200,7 +204,12 @@ fn location_format_and_countersignature_in_garage() -> Result<()> {
 
     // An analyst's `aws s3 sync` copy verifies; moved out of its folders it needs --relocated.
     let local = tmp.path().join("sync");
-    server.aws(&["s3", "sync", &uri(&server, "ev/"), &local.display().to_string()])?;
+    server.aws(&[
+        "s3",
+        "sync",
+        &uri(&server, "ev/"),
+        &local.display().to_string(),
+    ])?;
     let synced = local.join(b.manifest.trim_start_matches("ev/"));
     let run = run_agent(
         Command::new(agent_bin()?)
