@@ -31,7 +31,11 @@ fn acquire(server: &S3Server, dir: &Path, case: &str, seed: u32) -> Result<Store
             x ^= x << 13;
             x ^= x >> 17;
             x ^= x << 5;
-            if (i / 4096) % 2 == 0 { 0 } else { x as u8 }
+            if (i / 4096).is_multiple_of(2) {
+                0
+            } else {
+                x as u8
+            }
         })
         .collect();
     std::fs::write(&file, data)?;
@@ -70,24 +74,40 @@ fn uri(server: &S3Server, key: &str) -> String {
     format!("s3://{}/{key}", server.bucket)
 }
 
-/// The names of the failed checks.
-fn failed(run: &airf_e2e::AgentRun) -> Vec<String> {
-    run.json["checks"]
-        .as_array()
-        .map(|cs| {
-            cs.iter()
-                .filter(|c| c["ok"] == json!(false))
-                .filter_map(|c| c["check"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
+/// The names of the failed checks; an error when the result has no readable checks list, so
+/// that a crash never reads as "nothing failed".
+fn failed(run: &airf_e2e::AgentRun) -> Result<Vec<String>> {
+    let checks = run
+        .json
+        .get("checks")
+        .and_then(Value::as_array)
+        .with_context(|| format!("no checks in the result: {run:?}"))?;
+    let mut out = Vec::new();
+    for c in checks {
+        let name = c
+            .get("check")
+            .and_then(Value::as_str)
+            .with_context(|| format!("a check without a name: {c}"))?;
+        match c.get("ok").and_then(Value::as_bool) {
+            Some(true) => {}
+            Some(false) => out.push(name.to_owned()),
+            None => anyhow::bail!("a check without ok: {c}"),
+        }
+    }
+    Ok(out)
 }
 
 fn check<'a>(run: &'a airf_e2e::AgentRun, name: &str) -> Option<&'a Value> {
-    run.json["checks"]
+    run.json
+        .get("checks")?
         .as_array()?
         .iter()
-        .find(|c| c["check"] == json!(name))
+        .find(|c| c.get("check") == Some(&json!(name)))
+}
+
+fn field<'a>(v: &'a Value, pointer: &str) -> Result<&'a Value> {
+    v.pointer(pointer)
+        .with_context(|| format!("no {pointer} in the manifest"))
 }
 
 fn put_bytes(server: &S3Server, dir: &Path, key: &str, bytes: &[u8]) -> Result<()> {
@@ -106,13 +126,14 @@ fn statement(server: &S3Server, manifest_key: &str, key_id: &str) -> Result<Stri
         .context("a manifest key without a host folder")?;
     Ok(json!({
         "type": "airf-countersignature/1",
-        "case": m["case"],
+        "case": field(&m, "/case")?,
         "host": host,
         "manifest": {"bucket": server.bucket, "key": manifest_key,
                      "sha256": sha256(&bytes), "size": bytes.len()},
-        "image": {"bucket": m["image"]["bucket"], "key": m["image"]["key"],
-                  "sha256": m["compressed"]["sha256"], "size": m["compressed"]["size"]},
-        "raw_sha256": m["raw"]["sha256"],
+        "image": {"bucket": field(&m, "/image/bucket")?, "key": field(&m, "/image/key")?,
+                  "sha256": field(&m, "/compressed/sha256")?,
+                  "size": field(&m, "/compressed/size")?},
+        "raw_sha256": field(&m, "/raw/sha256")?,
         "verified_at": "2026-12-02T06:00:00Z",
         "execution_arn": "arn:aws:states:us-east-1:111122223333:execution:airf:e2e",
         "key_id": key_id,
@@ -232,7 +253,7 @@ fn location_format_and_countersignature_in_garage() -> Result<()> {
             .arg("--json"),
     )?;
     ensure!(
-        run.code == 4 && failed(&run).iter().all(|f| f.starts_with("location")),
+        run.code == 4 && failed(&run)?.iter().all(|f| f.starts_with("location")),
         "moved copy: {run:?}"
     );
     ensure!(run.stderr.contains("--relocated"), "{}", run.stderr);
@@ -274,7 +295,7 @@ fn location_format_and_countersignature_in_garage() -> Result<()> {
     // Another key: NOT INTACT, even when the signature is not required.
     let run = verify(&server, &a_uri, &["--public-key", &other_public])?;
     ensure!(
-        run.code == 4 && failed(&run) == ["signature"],
+        run.code == 4 && failed(&run)? == ["signature"],
         "other key: {run:?}"
     );
     // No key: reported, not checked.
@@ -306,7 +327,7 @@ fn location_format_and_countersignature_in_garage() -> Result<()> {
         &["--require-signature", "--public-key", &public],
     )?;
     ensure!(
-        run.code == 4 && failed(&run) == ["statement: manifest sha256"],
+        run.code == 4 && failed(&run)? == ["statement: manifest sha256"],
         "rewritten manifest: {run:?}"
     );
     put_bytes(&server, tmp.path(), &a.manifest, &original)?;
@@ -319,7 +340,7 @@ fn location_format_and_countersignature_in_garage() -> Result<()> {
         &["--require-signature", "--public-key", &public],
     )?;
     ensure!(
-        run.code == 4 && failed(&run) == ["signature"] && run.stderr.contains("missing"),
+        run.code == 4 && failed(&run)? == ["signature"] && run.stderr.contains("missing"),
         "missing signature: {run:?}"
     );
 
@@ -343,7 +364,7 @@ fn location_format_and_countersignature_in_garage() -> Result<()> {
     put_bytes(&server, tmp.path(), &a.manifest, &serde_json::to_vec(&m)?)?;
     let run = verify(&server, &a_uri, &[])?;
     ensure!(run.code == 4, "single-frame rewrite passed: {run:?}");
-    let failures = failed(&run);
+    let failures = failed(&run)?;
     ensure!(
         failures.contains(&"seek table".to_owned())
             && !failures
@@ -359,7 +380,7 @@ fn location_format_and_countersignature_in_garage() -> Result<()> {
         server.put(to, &p)?;
     }
     let run = verify(&server, &a_uri, &[])?;
-    let failures = failed(&run);
+    let failures = failed(&run)?;
     ensure!(
         run.code == 4
             && failures.contains(&"location: image key".to_owned())
@@ -441,7 +462,7 @@ fn countersignature_by_a_kms_key_in_moto() -> Result<()> {
         &["--require-signature", "--public-key-kms", &other],
     )?;
     ensure!(
-        run.code == 4 && failed(&run) == ["signature"],
+        run.code == 4 && failed(&run)? == ["signature"],
         "other KMS key: {run:?}"
     );
     let run = verify(
