@@ -23,8 +23,9 @@ pub struct S3Options {
     pub max_attempts: u32,
 }
 
-/// Builds a client from the default chain plus `opts`.
-pub async fn build(opts: &S3Options) -> Client {
+/// The shared AWS configuration from the default chain plus `opts`: retries, timeouts, TLS
+/// trust, region and endpoint, the same for every service client the agent builds.
+pub async fn sdk_config(opts: &S3Options) -> aws_config::SdkConfig {
     // The standard AWS_MAX_ATTEMPTS wins over our default, as in every AWS tool.
     let attempts = std::env::var("AWS_MAX_ATTEMPTS")
         .ok()
@@ -45,7 +46,12 @@ pub async fn build(opts: &S3Options) -> Client {
     if let Some(url) = &opts.endpoint_url {
         loader = loader.endpoint_url(url);
     }
-    let shared = loader.load().await;
+    loader.load().await
+}
+
+/// Builds a client from the default chain plus `opts`.
+pub async fn build(opts: &S3Options) -> Client {
+    let shared = sdk_config(opts).await;
     let custom_endpoint = shared.endpoint_url().is_some();
     let mut config = aws_sdk_s3::config::Builder::from(&shared)
         .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
