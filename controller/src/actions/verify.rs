@@ -468,6 +468,165 @@ mod tests {
         assert_eq!(v.raw_sha256, m.raw.sha256);
     }
 
+    const EXECUTION: &str =
+        "arn:aws:states:us-east-1:222222222222:execution:airf-investigation/Instance:0f3c2b1a";
+
+    /// The evidence of one instance as the agent stores it: a memory and a disk manifest and
+    /// their images in the fake bucket, and the results the acquisition steps return.
+    fn stored_evidence(cloud: &crate::fake::FakeCloud, config: &Config) -> Vec<AcquisitionResult> {
+        let bucket = &config.evidence_bucket;
+        let mut results = Vec::new();
+        for (kind, name) in [("memory", "mem"), ("disk", "nvme1n1")] {
+            let folder = "evidence/IR-7/i-0123456789abcdef0/20261202T060000Z-r1";
+            let image = vec![7u8; 5];
+            let mut json: serde_json::Value = serde_json::from_slice(FUTURE).unwrap();
+            json["kind"] = kind.into();
+            json["image"] = serde_json::json!({"location": format!("s3://{bucket}/{folder}/{name}.raw.zst"),
+                "bucket": bucket, "key": format!("{folder}/{name}.raw.zst")});
+            let manifest = serde_json::to_vec_pretty(&json).unwrap();
+            let key = format!("{folder}/{name}.manifest.json");
+            let mut objects = cloud.lock();
+            objects.objects.insert((bucket.clone(), key.clone()), manifest);
+            objects
+                .objects
+                .insert((bucket.clone(), format!("{folder}/{name}.raw.zst")), image);
+            drop(objects);
+            let mut source = reported(&parse_manifest(FUTURE).unwrap());
+            source.manifest = Some(
+                serde_json::from_value(serde_json::json!({
+                    "location": format!("s3://{bucket}/{key}"), "bucket": bucket, "key": key}))
+                .unwrap(),
+            );
+            results.push(AcquisitionResult {
+                kind: serde_json::from_value(kind.into()).unwrap(),
+                command_id: format!("c-{name}"),
+                ssm_status: "Success".into(),
+                report: serde_json::from_value(serde_json::json!({
+                    "command": kind, "status": "complete", "exit_code": 0, "case": "IR-7",
+                    "evidence_folder": format!("s3://{bucket}/{folder}/"),
+                    "sources": [source], "errors": [], "duration_seconds": 1.0}))
+                .unwrap(),
+            });
+        }
+        results
+    }
+
+    /// After the checks: each manifest countersigned beside it with If-None-Match, over a
+    /// statement naming the stored manifest's SHA-256 and the execution; the custody log has
+    /// acquired, read, verified and signed for each, chained.
+    #[test]
+    fn verified_manifests_are_countersigned_and_logged() {
+        use crate::fake::{CONTROLLER_SESSION, FakeCloud, subject};
+        use airf_evidence::custody::{Countersignature, CustodyEntry, Statement};
+        let cloud = FakeCloud::default();
+        let config = crate::config::test_config();
+        let results = stored_evidence(&cloud, &config);
+        let out = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+            .block_on(verify(
+                &cloud,
+                &config,
+                "IR-7",
+                &subject("i-0123456789abcdef0"),
+                &results,
+                EXECUTION,
+                "2026-12-02T06:10:00Z",
+            ))
+            .unwrap();
+        assert_eq!(out.artifacts.len(), 2);
+        assert_eq!(out.custody.signatures.len(), 2);
+        assert_eq!(out.custody.entries.len(), 8);
+        assert_eq!(
+            out.custody.log,
+            format!("s3://{}/evidence/IR-7/custody/", config.evidence_bucket)
+        );
+        let s = cloud.lock();
+        for signed in &out.custody.signatures {
+            let key = signed.signature.strip_prefix(&format!("s3://{}/", config.evidence_bucket)).unwrap();
+            assert!(key.ends_with(".manifest.sig.json"), "{key}");
+            assert!(
+                s.calls.iter().any(|c| c.starts_with(&format!(
+                    "PutObject s3://{}/{key} if-none-match=*",
+                    config.evidence_bucket
+                ))),
+                "{:?}",
+                s.calls
+            );
+            let stored: Countersignature =
+                serde_json::from_slice(&s.objects[&(config.evidence_bucket.clone(), key.to_owned())])
+                    .unwrap();
+            let statement: Statement = serde_json::from_str(&stored.statement).unwrap();
+            let manifest_key = key.replace(".sig.json", ".json");
+            let manifest = &s.objects[&(config.evidence_bucket.clone(), manifest_key.clone())];
+            assert_eq!(statement.manifest.sha256, crate::custody::sha256_hex(manifest));
+            assert_eq!(statement.manifest.key, manifest_key);
+            assert_eq!(statement.manifest.version_id.as_deref(), Some(crate::fake::FAKE_VERSION));
+            assert_eq!(statement.execution_arn, EXECUTION);
+            assert_eq!(statement.key_id, config.signing_key_arn);
+            assert_eq!(statement.image.sha256, "1".repeat(64));
+            assert_eq!(statement.host, "i-0123456789abcdef0");
+            assert!(s.signed.iter().any(|(_, m)| m == stored.statement.as_bytes()));
+        }
+        let mut previous: Option<&Vec<u8>> = None;
+        let mut actions = Vec::new();
+        for (n, uri) in out.custody.entries.iter().enumerate() {
+            let key = uri.strip_prefix(&format!("s3://{}/", config.evidence_bucket)).unwrap();
+            let bytes = &s.objects[&(config.evidence_bucket.clone(), key.to_owned())];
+            let e: CustodyEntry = serde_json::from_slice(bytes).unwrap();
+            assert_eq!(e.seq, n as u64 + 1);
+            assert_eq!(
+                e.prev_sha256,
+                previous.map(|p| crate::custody::sha256_hex(p)).unwrap_or_default()
+            );
+            assert_eq!(e.execution_arn.as_deref(), Some(EXECUTION));
+            actions.push((e.action.clone(), e.actor.clone()));
+            previous = Some(bytes);
+        }
+        use airf_evidence::custody::CustodyAction::*;
+        let instance = "arn:aws:ec2:eu-west-1:111111111111:instance/i-0123456789abcdef0";
+        let expected: Vec<_> = [Acquired, Read, Verified, Signed]
+            .into_iter()
+            .map(|a| {
+                let actor = if a == Acquired { instance } else { CONTROLLER_SESSION };
+                (a, actor.to_owned())
+            })
+            .collect();
+        assert_eq!(actions, [expected.clone(), expected].concat());
+    }
+
+    /// A check that fails signs nothing and writes no custody entry.
+    #[test]
+    fn nothing_is_signed_when_a_check_fails() {
+        use crate::fake::{FakeCloud, subject};
+        let cloud = FakeCloud::default();
+        let config = crate::config::test_config();
+        let results = stored_evidence(&cloud, &config);
+        cloud
+            .lock()
+            .objects
+            .retain(|(_, k), _| !k.ends_with("nvme1n1.raw.zst"));
+        let err = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+            .block_on(verify(
+                &cloud,
+                &config,
+                "IR-7",
+                &subject("i-0123456789abcdef0"),
+                &results,
+                EXECUTION,
+                "2026-12-02T06:10:00Z",
+            ))
+            .unwrap_err();
+        assert!(err.to_string().contains("is missing"), "{err}");
+        let s = cloud.lock();
+        assert!(s.signed.is_empty());
+        assert!(!s.calls.iter().any(|c| c.starts_with("PutObject")), "{:?}", s.calls);
+    }
+
     #[test]
     fn a_newer_major_version_is_refused_naming_both_versions() {
         let e = parse_manifest(br#"{"schema_version":2}"#)
