@@ -142,7 +142,10 @@ pub async fn countersign<C: Cloud>(
         manifest: s3_uri(bucket, &statement.manifest.key),
         existing,
     };
-    match cloud.put_new_object(bucket, &key, &body, kms_key_id).await? {
+    match cloud
+        .put_new_object(bucket, &key, &body, kms_key_id)
+        .await?
+    {
         PutNew::Created => Ok(done(false)),
         PutNew::Conflict => Err(Error::Aws {
             operation: "s3:PutObject",

@@ -124,7 +124,10 @@ async fn create_key(kms: &aws_sdk_kms::Client, key: &crate::iam_calls::DeployedK
         )
         .send()
         .await?;
-    let arn = made.key_metadata().and_then(|m| m.arn()).unwrap_or_default();
+    let arn = made
+        .key_metadata()
+        .and_then(|m| m.arn())
+        .unwrap_or_default();
     anyhow::ensure!(
         arn == key.arn,
         "moto made the signing key {arn}, not {} (tests/scripts/moto_aws.py)",

@@ -155,7 +155,10 @@ impl Deployment {
             key_spec: string(key, "key_spec")?,
             key_usage: string(key, "key_usage")?,
             description: string(key, "description")?,
-            policy: key.get("policy").context("a key without policy")?.to_string(),
+            policy: key
+                .get("policy")
+                .context("a key without policy")?
+                .to_string(),
         };
         Ok(Deployment {
             signing_key,

@@ -225,7 +225,11 @@ mod tests {
     fn document_case_pattern() -> regex::Regex {
         let docs = concat!(env!("CARGO_MANIFEST_DIR"), "/../ssm-documents");
         let mut patterns = std::collections::BTreeSet::new();
-        for doc in ["airf-acquire-memory", "airf-acquire-disk", "airf-acquire-all"] {
+        for doc in [
+            "airf-acquire-memory",
+            "airf-acquire-disk",
+            "airf-acquire-all",
+        ] {
             let text = std::fs::read_to_string(format!("{docs}/{doc}.json")).unwrap();
             let json: serde_json::Value = serde_json::from_str(&text).unwrap();
             patterns.insert(

@@ -194,8 +194,17 @@ pub async fn verify<C: Cloud>(
     now: &str,
 ) -> Result<VerifyOutcome> {
     let passed = check_all(cloud, config, case_id, subject, results).await?;
-    let custody = record_custody(cloud, config, case_id, subject, results, &passed, execution_arn, now)
-        .await?;
+    let custody = record_custody(
+        cloud,
+        config,
+        case_id,
+        subject,
+        results,
+        &passed,
+        execution_arn,
+        now,
+    )
+    .await?;
     Ok(VerifyOutcome {
         artifacts: passed.into_iter().map(|p| p.verified).collect(),
         custody,
@@ -486,7 +495,9 @@ mod tests {
             let manifest = serde_json::to_vec_pretty(&json).unwrap();
             let key = format!("{folder}/{name}.manifest.json");
             let mut objects = cloud.lock();
-            objects.objects.insert((bucket.clone(), key.clone()), manifest);
+            objects
+                .objects
+                .insert((bucket.clone(), key.clone()), manifest);
             objects
                 .objects
                 .insert((bucket.clone(), format!("{folder}/{name}.raw.zst")), image);
@@ -544,7 +555,10 @@ mod tests {
         );
         let s = cloud.lock();
         for signed in &out.custody.signatures {
-            let key = signed.signature.strip_prefix(&format!("s3://{}/", config.evidence_bucket)).unwrap();
+            let key = signed
+                .signature
+                .strip_prefix(&format!("s3://{}/", config.evidence_bucket))
+                .unwrap();
             assert!(key.ends_with(".manifest.sig.json"), "{key}");
             assert!(
                 s.calls.iter().any(|c| c.starts_with(&format!(
@@ -554,31 +568,46 @@ mod tests {
                 "{:?}",
                 s.calls
             );
-            let stored: Countersignature =
-                serde_json::from_slice(&s.objects[&(config.evidence_bucket.clone(), key.to_owned())])
-                    .unwrap();
+            let stored: Countersignature = serde_json::from_slice(
+                &s.objects[&(config.evidence_bucket.clone(), key.to_owned())],
+            )
+            .unwrap();
             let statement: Statement = serde_json::from_str(&stored.statement).unwrap();
             let manifest_key = key.replace(".sig.json", ".json");
             let manifest = &s.objects[&(config.evidence_bucket.clone(), manifest_key.clone())];
-            assert_eq!(statement.manifest.sha256, crate::custody::sha256_hex(manifest));
+            assert_eq!(
+                statement.manifest.sha256,
+                crate::custody::sha256_hex(manifest)
+            );
             assert_eq!(statement.manifest.key, manifest_key);
-            assert_eq!(statement.manifest.version_id.as_deref(), Some(crate::fake::FAKE_VERSION));
+            assert_eq!(
+                statement.manifest.version_id.as_deref(),
+                Some(crate::fake::FAKE_VERSION)
+            );
             assert_eq!(statement.execution_arn, EXECUTION);
             assert_eq!(statement.key_id, config.signing_key_arn);
             assert_eq!(statement.image.sha256, "1".repeat(64));
             assert_eq!(statement.host, "i-0123456789abcdef0");
-            assert!(s.signed.iter().any(|(_, m)| m == stored.statement.as_bytes()));
+            assert!(
+                s.signed
+                    .iter()
+                    .any(|(_, m)| m == stored.statement.as_bytes())
+            );
         }
         let mut previous: Option<&Vec<u8>> = None;
         let mut actions = Vec::new();
         for (n, uri) in out.custody.entries.iter().enumerate() {
-            let key = uri.strip_prefix(&format!("s3://{}/", config.evidence_bucket)).unwrap();
+            let key = uri
+                .strip_prefix(&format!("s3://{}/", config.evidence_bucket))
+                .unwrap();
             let bytes = &s.objects[&(config.evidence_bucket.clone(), key.to_owned())];
             let e: CustodyEntry = serde_json::from_slice(bytes).unwrap();
             assert_eq!(e.seq, n as u64 + 1);
             assert_eq!(
                 e.prev_sha256,
-                previous.map(|p| crate::custody::sha256_hex(p)).unwrap_or_default()
+                previous
+                    .map(|p| crate::custody::sha256_hex(p))
+                    .unwrap_or_default()
             );
             assert_eq!(e.execution_arn.as_deref(), Some(EXECUTION));
             actions.push((e.action.clone(), e.actor.clone()));
@@ -589,7 +618,11 @@ mod tests {
         let expected: Vec<_> = [Acquired, Read, Verified, Signed]
             .into_iter()
             .map(|a| {
-                let actor = if a == Acquired { instance } else { CONTROLLER_SESSION };
+                let actor = if a == Acquired {
+                    instance
+                } else {
+                    CONTROLLER_SESSION
+                };
                 (a, actor.to_owned())
             })
             .collect();
@@ -624,7 +657,11 @@ mod tests {
         assert!(err.to_string().contains("is missing"), "{err}");
         let s = cloud.lock();
         assert!(s.signed.is_empty());
-        assert!(!s.calls.iter().any(|c| c.starts_with("PutObject")), "{:?}", s.calls);
+        assert!(
+            !s.calls.iter().any(|c| c.starts_with("PutObject")),
+            "{:?}",
+            s.calls
+        );
     }
 
     #[test]

@@ -20,7 +20,9 @@ fn draft(action: CustodyAction, n: usize) -> Draft {
         actor: "arn:aws:sts::222222222222:assumed-role/airf-controller/airf-controller".into(),
         at: "2026-12-02T06:00:00Z".into(),
         execution_arn: Some(EXECUTION.into()),
-        objects: vec![format!("s3://{BUCKET}/evidence/IR-1/i-1/r/{n}.manifest.json")],
+        objects: vec![format!(
+            "s3://{BUCKET}/evidence/IR-1/i-1/r/{n}.manifest.json"
+        )],
         detail: String::new(),
     }
 }
@@ -71,8 +73,11 @@ fn entries_chain_each_to_the_hash_of_the_previous_ones_bytes() {
     let chain = entries(&cloud);
     assert_eq!(chain.len(), 5);
     assert_chained(&chain);
-    assert!(chain.iter().all(|(e, _)| e.case == "IR-1"
-        && e.execution_arn.as_deref() == Some(EXECUTION)));
+    assert!(
+        chain
+            .iter()
+            .all(|(e, _)| e.case == "IR-1" && e.execution_arn.as_deref() == Some(EXECUTION))
+    );
     // Every write was conditional and named the evidence key.
     let puts: Vec<String> = cloud
         .lock()
@@ -136,10 +141,10 @@ fn a_lost_race_for_a_number_retries_with_the_next_one() {
 fn a_log_that_always_loses_fails_as_transient_after_a_bounded_number_of_attempts() {
     let cloud = FakeCloud::default();
     for seq in 1..=u64::from(MAX_APPEND_ATTEMPTS) {
-        cloud
-            .lock()
-            .racing_puts
-            .push_back((format!("{PREFIX}{}", custody_entry_name(seq)), b"{}".to_vec()));
+        cloud.lock().racing_puts.push_back((
+            format!("{PREFIX}{}", custody_entry_name(seq)),
+            b"{}".to_vec(),
+        ));
     }
     let err = run(async {
         CustodyLog::new(&cloud, BUCKET, PREFIX, "IR-1", "")
@@ -204,10 +209,26 @@ fn a_countersignature_is_stored_once_beside_its_manifest() {
     let again = run(countersign(&cloud, &s, "kms-key")).unwrap();
     assert!(again.existing);
     // A different manifest at the same key is refused, and the stored signature stays.
-    let before = cloud.lock().objects.get(&(BUCKET.into(), key.into())).cloned();
-    let err = run(countersign(&cloud, &a_statement(&"dd".repeat(32)), "kms-key")).unwrap_err();
+    let before = cloud
+        .lock()
+        .objects
+        .get(&(BUCKET.into(), key.into()))
+        .cloned();
+    let err = run(countersign(
+        &cloud,
+        &a_statement(&"dd".repeat(32)),
+        "kms-key",
+    ))
+    .unwrap_err();
     assert!(err.to_string().contains("never replaced"), "{err}");
-    assert_eq!(cloud.lock().objects.get(&(BUCKET.into(), key.into())).cloned(), before);
+    assert_eq!(
+        cloud
+            .lock()
+            .objects
+            .get(&(BUCKET.into(), key.into()))
+            .cloned(),
+        before
+    );
 }
 
 #[test]

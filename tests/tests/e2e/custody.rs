@@ -35,18 +35,25 @@ fn acquire_as(emu: &Emulator, id: &str, file: &Path) -> Result<Value> {
     let kms = emu.config.kms_key_id.clone();
     let mut cmd = Command::new("unshare");
     // The agent names the evidence folder after the host: off EC2, its hostname.
-    cmd.args(["--uts", "sh", "-c", r#"hostname "$1" && shift && exec "$@""#, "sh", id])
-        .arg(agent_bin()?)
-        .arg("disk")
-        .arg(file)
-        .arg(format!(
-            "--to=s3://{}/{}/",
-            emu.config.evidence_bucket, emu.config.evidence_prefix
-        ))
-        .arg(format!("--case={CASE}"))
-        .arg(format!("--region={REGION}"))
-        .arg(format!("--endpoint-url={}", emu.server.endpoint()?))
-        .args(["--no-progress", "--json"]);
+    cmd.args([
+        "--uts",
+        "sh",
+        "-c",
+        r#"hostname "$1" && shift && exec "$@""#,
+        "sh",
+        id,
+    ])
+    .arg(agent_bin()?)
+    .arg("disk")
+    .arg(file)
+    .arg(format!(
+        "--to=s3://{}/{}/",
+        emu.config.evidence_bucket, emu.config.evidence_prefix
+    ))
+    .arg(format!("--case={CASE}"))
+    .arg(format!("--region={REGION}"))
+    .arg(format!("--endpoint-url={}", emu.server.endpoint()?))
+    .args(["--no-progress", "--json"]);
     if !kms.is_empty() {
         cmd.arg(format!("--sse-kms-key-id={kms}"));
     }
@@ -86,7 +93,10 @@ struct Instance<'a> {
 impl World for Instance<'_> {
     fn before_task(&self, action: &str, payload: &Value, _: u64) -> Result<()> {
         if action == "verify" {
-            *self.verify.lock().map_err(|_| anyhow::anyhow!("poisoned"))? = Some(payload.clone());
+            *self
+                .verify
+                .lock()
+                .map_err(|_| anyhow::anyhow!("poisoned"))? = Some(payload.clone());
         }
         Ok(())
     }
@@ -133,8 +143,16 @@ fn verified_manifests_are_countersigned_and_the_custody_log_chains() -> Result<(
     let id = emu.instance(&[("Name", "web-1")])?;
     let work = tempfile::tempdir()?;
     let (mem, disk) = (work.path().join("mem.img"), work.path().join("disk.img"));
-    std::fs::write(&mem, (0..1u32 << 20).map(|i| (i % 251) as u8).collect::<Vec<_>>())?;
-    std::fs::write(&disk, (0..2u32 << 20).map(|i| (i / 512 % 241) as u8).collect::<Vec<_>>())?;
+    std::fs::write(
+        &mem,
+        (0..1u32 << 20).map(|i| (i % 251) as u8).collect::<Vec<_>>(),
+    )?;
+    std::fs::write(
+        &disk,
+        (0..2u32 << 20)
+            .map(|i| (i / 512 % 241) as u8)
+            .collect::<Vec<_>>(),
+    )?;
     let memory = acquire_as(&emu, &id, &mem)?;
     let disk = acquire_as(&emu, &id, &disk)?;
     // Relabel the memory manifest (see the module comment).
@@ -172,10 +190,7 @@ fn verified_manifests_are_countersigned_and_the_custody_log_chains() -> Result<(
 
     // The summary names the log and what was added to it.
     let entry = &run.outcome["output"]["instances"][0];
-    let log = format!(
-        "{}/{CASE}/custody/",
-        emu.config.evidence_prefix
-    );
+    let log = format!("{}/{CASE}/custody/", emu.config.evidence_prefix);
     ensure!(
         entry["custody"]
             == json!({"log": format!("s3://{}/{log}", emu.config.evidence_bucket),
@@ -191,7 +206,11 @@ fn verified_manifests_are_countersigned_and_the_custody_log_chains() -> Result<(
             .key_id(&emu.config.signing_key_arn)
             .send(),
     ))?;
-    let spki = public.public_key().context("no public key")?.as_ref().to_vec();
+    let spki = public
+        .public_key()
+        .context("no public key")?
+        .as_ref()
+        .to_vec();
     for result in [&instance.memory, &instance.disk] {
         let key = manifest_key(result)?;
         let sig_key = key.replace(".manifest.json", ".manifest.sig.json");
