@@ -219,6 +219,48 @@ pub enum NewVersion {
     LimitExceeded(String),
 }
 
+// ------------------------------------------------ evidence custody: data (actions/verify.rs and
+// custody.rs; the calls are in the controller's own account, beside StartExecution and Publish)
+
+/// An object read back from the evidence bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+    /// Its version id, when the bucket is versioned.
+    pub version_id: Option<String>,
+}
+
+/// What HeadObject tells of an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectHead {
+    /// Stored size in bytes.
+    pub size: u64,
+    /// Its version id, when the bucket is versioned.
+    pub version_id: Option<String>,
+}
+
+/// The outcome of a PutObject with `If-None-Match: *`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutNew {
+    /// Stored: the key had no object.
+    Created,
+    /// `412 PreconditionFailed`: an object already has the key; nothing was written.
+    Exists,
+    /// `409 ConditionalRequestConflict`: another conditional write to the key was in flight;
+    /// nothing was written, and the key may or may not hold an object now.
+    Conflict,
+}
+
+/// A KMS signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KmsSignature {
+    /// The key that signed, as KMS names it (key ARN).
+    pub key_id: String,
+    /// DER-encoded ECDSA signature.
+    pub der: Vec<u8>,
+}
+
 /// Operations in the instance's (member) account and region, through the assumed role; and in the
 /// controller's own account. Each method is one AWS API call or a short fixed sequence of them.
 #[allow(async_fn_in_trait)]
@@ -346,9 +388,30 @@ pub trait Cloud {
     /// SNS Publish in the controller's account.
     async fn publish(&self, topic_arn: &str, subject: &str, message: &str) -> Result<()>;
     /// GetObject from the evidence bucket; None: no such key.
-    async fn get_object(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>>;
-    /// HeadObject: the object's size; None: no such key.
-    async fn object_size(&self, bucket: &str, key: &str) -> Result<Option<u64>>;
+    async fn get_object(&self, bucket: &str, key: &str) -> Result<Option<StoredObject>>;
+    /// HeadObject: the object's size and version; None: no such key.
+    async fn head_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectHead>>;
+    /// PutObject with `If-None-Match: *` to the evidence bucket (SSE-KMS with `kms_key_id` when
+    /// it is not empty): an object is never replaced.
+    async fn put_new_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: &[u8],
+        kms_key_id: &str,
+    ) -> Result<PutNew>;
+    /// ListObjectsV2 (every page): the keys under `prefix`, after `start_after` when given, in
+    /// S3's (UTF-8 byte) order.
+    async fn list_keys(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+    ) -> Result<Vec<String>>;
+    /// kms:Sign with `ECDSA_SHA_256` over `message` (MessageType RAW: KMS hashes it).
+    async fn sign(&self, key_id: &str, message: &[u8]) -> Result<KmsSignature>;
+    /// sts:GetCallerIdentity: the controller's own principal ARN.
+    async fn caller_arn(&self) -> Result<String>;
 
     // -------------------------------------- contain-first isolation and release (isolate.rs,
     // release.rs); in the instance's account and region.

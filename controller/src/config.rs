@@ -34,6 +34,8 @@ pub struct Config {
     pub agent_sha256: String,
     /// SSE-KMS key for evidence; empty: bucket default.
     pub kms_key_id: String,
+    /// Asymmetric KMS key (ECC_NIST_P256, SIGN_VERIFY) that countersigns verified manifests.
+    pub signing_key_arn: String,
     /// SSM document for memory.
     pub memory_document: String,
     /// SSM document for disks.
@@ -80,6 +82,7 @@ impl Config {
             agent_version: required("AIRF_AGENT_VERSION")?,
             agent_sha256: required("AIRF_AGENT_SHA256")?,
             kms_key_id: optional("AIRF_KMS_KEY_ID", ""),
+            signing_key_arn: required("AIRF_SIGNING_KEY_ARN")?,
             memory_document: optional("AIRF_MEMORY_DOCUMENT", "airf-acquire-memory"),
             disk_document: optional("AIRF_DISK_DOCUMENT", "airf-acquire-disk"),
             agent_endpoint_url: optional("AIRF_AGENT_ENDPOINT_URL", ""),
@@ -110,6 +113,13 @@ impl Config {
                 config.revoke_policy_name
             )));
         }
+        if !is_kms_key_arn(&config.signing_key_arn) {
+            return Err(Error::Config(format!(
+                "AIRF_SIGNING_KEY_ARN: {:?} is not a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>; \
+                 template 3's SigningKeyArn output)",
+                config.signing_key_arn
+            )));
+        }
         if config.agent_sha256.len() != 64
             || !config.agent_sha256.bytes().all(|b| b.is_ascii_hexdigit())
         {
@@ -137,6 +147,23 @@ impl Config {
     }
 }
 
+/// `arn:<partition>:kms:<region>:<account>:key/<id>`: a key, not an alias (the statement names
+/// the key that signed, and a verifier fetches that key's public half).
+fn is_kms_key_arn(s: &str) -> bool {
+    let parts: Vec<&str> = s.splitn(6, ':').collect();
+    let [arn, partition, service, region, account, resource] = parts.as_slice() else {
+        return false;
+    };
+    *arn == "arn"
+        && partition.starts_with("aws")
+        && *service == "kms"
+        && crate::model::is_region(region)
+        && crate::model::is_account_id(account)
+        && resource.strip_prefix("key/").is_some_and(|id| {
+            !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
 #[cfg(test)]
 pub(crate) fn test_config() -> Config {
     let vars = [
@@ -157,6 +184,10 @@ pub(crate) fn test_config() -> Config {
         ("AIRF_ARTIFACT_BUCKET", "forensics-artifacts"),
         ("AIRF_AGENT_VERSION", "0.1.0"),
         (
+            "AIRF_SIGNING_KEY_ARN",
+            "arn:aws:kms:us-east-1:111111111111:key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
+        ),
+        (
             "AIRF_AGENT_SHA256",
             "9f2c000000000000000000000000000000000000000000000000000000000000",
         ),
@@ -172,6 +203,36 @@ pub(crate) fn test_config() -> Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const KEY: &str = "arn:aws:kms:us-east-1:111111111111:key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
+
+    #[test]
+    fn the_signing_key_must_be_a_key_arn() {
+        assert!(is_kms_key_arn(KEY));
+        assert!(is_kms_key_arn(
+            "arn:aws-us-gov:kms:us-gov-west-1:111111111111:key/mrk-1234abcd"
+        ));
+        for bad in [
+            "",
+            "alias/airf-signing",
+            "arn:aws:kms:us-east-1:111111111111:alias/airf-signing",
+            "arn:aws:kms:us-east-1:1111:key/abc",
+            "arn:aws:s3:us-east-1:111111111111:key/abc",
+            "arn:aws:kms:us-east-1:111111111111:key/",
+            "arn:aws:kms:us-east-1:111111111111:key/a/b",
+        ] {
+            assert!(!is_kms_key_arn(bad), "{bad}");
+        }
+        let err = Config::from_lookup(|n| match n {
+            "AIRF_SIGNING_KEY_ARN" => Some("alias/airf-signing".into()),
+            "AIRF_AGENT_SHA256" => Some("ab".repeat(32)),
+            "AIRF_MEMBER_ACCOUNTS" => None,
+            _ => Some("x".into()),
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("AIRF_SIGNING_KEY_ARN"), "{err}");
+    }
 
     #[test]
     fn missing_required_variable_is_named() {
@@ -210,6 +271,7 @@ mod tests {
             "AIRF_REVOKE_POLICY_NAME" => Some("x/../Admin".into()),
             "AIRF_MEMBER_ACCOUNTS" => None,
             "AIRF_AGENT_SHA256" => Some("ab".repeat(32)),
+            "AIRF_SIGNING_KEY_ARN" => Some(KEY.into()),
             _ => Some("x".into()),
         })
         .unwrap_err()
@@ -221,6 +283,7 @@ mod tests {
     fn bad_agent_hash_is_refused() {
         let err = Config::from_lookup(|n| match n {
             "AIRF_AGENT_SHA256" => Some("abc".into()),
+            "AIRF_SIGNING_KEY_ARN" => Some(KEY.into()),
             "AIRF_MEMBER_ACCOUNTS" => None,
             _ => Some("x".into()),
         })

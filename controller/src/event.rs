@@ -137,6 +137,9 @@ pub enum Task {
         subject: Subject,
         /// The acquisition results.
         results: Vec<AcquisitionResult>,
+        /// The Step Functions execution (`$$.Execution.Id`), named in the countersignatures and
+        /// the custody log.
+        execution_arn: String,
     },
     /// Isolates the instance.
     Contain {
@@ -449,10 +452,42 @@ fn check_subject(case_id: &str, subject: &Subject) -> Result<(), Rejected> {
 }
 
 fn check_task(task: &Task) -> Result<(), Rejected> {
+    if let Task::Verify { execution_arn, .. } = task
+        && !is_execution_arn(execution_arn)
+    {
+        return reject(format!(
+            "execution_arn {execution_arn:?} is not a Step Functions execution ARN \
+             (the workflow passes $$.Execution.Id)"
+        ));
+    }
     match task.subject() {
         Some((case_id, subject)) => check_subject(case_id, subject),
         None => Ok(()),
     }
+}
+
+/// `arn:<partition>:states:<region>:<account>:execution:<state machine>[/<map run>]:<name>`
+/// (a Distributed Map's child executions have the `/` part), in the characters Step Functions
+/// allows in names: it goes into signed statements and custody entries verbatim.
+pub fn is_execution_arn(s: &str) -> bool {
+    let parts: Vec<&str> = s.splitn(7, ':').collect();
+    let [arn, partition, service, region, account, kind, rest] = parts.as_slice() else {
+        return false;
+    };
+    *arn == "arn"
+        && partition.starts_with("aws")
+        && *service == "states"
+        && crate::model::is_region(region)
+        && crate::model::is_account_id(account)
+        && *kind == "execution"
+        && s.len() <= 2048
+        && rest.split(':').count() == 2
+        && rest.split(':').all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'/' | b'.'))
+        })
 }
 
 #[cfg(test)]

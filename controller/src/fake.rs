@@ -8,6 +8,7 @@ use crate::cloud::{
 use crate::cloud::{
     HttpsEgress, IngressRule, InstanceNetwork, Protection, RouteTable, VpcEndpoint,
 };
+use crate::cloud::{KmsSignature, ObjectHead, PutNew, StoredObject};
 use crate::error::{Error, Result};
 use crate::model::{InstanceFacts, InstanceState, Interface, ProfileAssociation, Target, Volume};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -31,6 +32,13 @@ pub mod names {
     /// RevokedSessionsPolicyName.
     pub const REVOKE_POLICY: &str = "AirfRevokedSessions";
 }
+
+/// The version id every fake S3 object has.
+pub const FAKE_VERSION: &str = "v-fake-1";
+
+/// The controller's own principal, as GetCallerIdentity names the Lambda's session.
+pub const CONTROLLER_SESSION: &str =
+    "arn:aws:sts::222222222222:assumed-role/airf-controller/airf-controller";
 
 /// The revocation boundary's document as template 4 creates it.
 pub const BOUNDARY_V1: &str =
@@ -202,6 +210,11 @@ pub struct State {
     pub ssm_online: bool,
     /// S3 objects.
     pub objects: BTreeMap<(String, String), Vec<u8>>,
+    /// Writers racing the controller: when a conditional PutObject names the first key here,
+    /// these bytes are stored there first (another writer won), once each.
+    pub racing_puts: VecDeque<(String, Vec<u8>)>,
+    /// Messages signed: (key id, message).
+    pub signed: Vec<(String, Vec<u8>)>,
     /// Snapshots: (volume, snapshot).
     pub snapshots: Vec<(String, String)>,
     /// Instances with both protections on, set by a test (`protect` records each flag in
@@ -730,19 +743,84 @@ impl Cloud for FakeCloud {
             .push((topic_arn.into(), subject.into(), message.into()));
         Ok(())
     }
-    async fn get_object(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>> {
+    async fn get_object(&self, bucket: &str, key: &str) -> Result<Option<StoredObject>> {
         Ok(self
             .lock()
             .objects
             .get(&(bucket.to_owned(), key.to_owned()))
-            .cloned())
+            .map(|bytes| StoredObject {
+                bytes: bytes.clone(),
+                version_id: Some(FAKE_VERSION.into()),
+            }))
     }
-    async fn object_size(&self, bucket: &str, key: &str) -> Result<Option<u64>> {
+    async fn head_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectHead>> {
         Ok(self
             .lock()
             .objects
             .get(&(bucket.to_owned(), key.to_owned()))
-            .map(|o| o.len() as u64))
+            .map(|o| ObjectHead {
+                size: o.len() as u64,
+                version_id: Some(FAKE_VERSION.into()),
+            }))
+    }
+    async fn put_new_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: &[u8],
+        kms_key_id: &str,
+    ) -> Result<PutNew> {
+        self.call(format!(
+            "PutObject s3://{bucket}/{key} if-none-match=* sse-kms={kms_key_id}"
+        ))?;
+        let mut s = self.lock();
+        if s.racing_puts.front().is_some_and(|(k, _)| k == key)
+            && let Some((k, bytes)) = s.racing_puts.pop_front()
+        {
+            s.objects.insert((bucket.to_owned(), k), bytes);
+        }
+        let slot = (bucket.to_owned(), key.to_owned());
+        if s.objects.contains_key(&slot) {
+            return Ok(PutNew::Exists);
+        }
+        s.objects.insert(slot, body.to_vec());
+        Ok(PutNew::Created)
+    }
+    async fn list_keys(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+    ) -> Result<Vec<String>> {
+        self.call(format!(
+            "ListObjectsV2 s3://{bucket}/{prefix} after {}",
+            start_after.unwrap_or("-")
+        ))?;
+        Ok(self
+            .lock()
+            .objects
+            .keys()
+            .filter(|(b, k)| {
+                b == bucket && k.starts_with(prefix) && start_after.is_none_or(|a| k.as_str() > a)
+            })
+            .map(|(_, k)| k.clone())
+            .collect())
+    }
+    async fn sign(&self, key_id: &str, message: &[u8]) -> Result<KmsSignature> {
+        use sha2::{Digest, Sha256};
+        self.call(format!("Sign {key_id}"))?;
+        self.lock().signed.push((key_id.into(), message.to_vec()));
+        // Not ECDSA: a stand-in that differs for every key and message.
+        let mut h = Sha256::new();
+        h.update(key_id.as_bytes());
+        h.update(message);
+        Ok(KmsSignature {
+            key_id: key_id.into(),
+            der: h.finalize().to_vec(),
+        })
+    }
+    async fn caller_arn(&self) -> Result<String> {
+        Ok(CONTROLLER_SESSION.into())
     }
     // ---------------------------------- contain-first isolation and release (NetState below)
     async fn instance_network(&self, target: &Target) -> Result<InstanceNetwork> {

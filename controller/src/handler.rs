@@ -63,7 +63,19 @@ async fn run_task<C: Cloud>(cloud: &C, config: &Config, task: Task, now: &str) -
             case_id,
             subject,
             results,
-        } => to_value(verify::verify(cloud, config, &case_id, &subject, &results).await?),
+            execution_arn,
+        } => to_value(
+            verify::verify(
+                cloud,
+                config,
+                &case_id,
+                &subject,
+                &results,
+                &execution_arn,
+                now,
+            )
+            .await?,
+        ),
         Task::Contain { case_id, subject } => {
             to_value(contain::contain(cloud, config, &case_id, &subject, now).await?)
         }

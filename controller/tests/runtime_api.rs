@@ -122,7 +122,11 @@ fn bootstrap(port: u16, with_config: bool) -> Command {
         .env("AIRF_EVIDENCE_REGION", "us-east-1")
         .env("AIRF_ARTIFACT_BUCKET", "artifacts")
         .env("AIRF_AGENT_VERSION", "0.1.0")
-        .env("AIRF_AGENT_SHA256", "ab".repeat(32));
+        .env("AIRF_AGENT_SHA256", "ab".repeat(32))
+        .env(
+            "AIRF_SIGNING_KEY_ARN",
+            "arn:aws:kms:us-east-1:111111111111:key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
+        );
     }
     cmd
 }

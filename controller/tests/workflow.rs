@@ -40,6 +40,10 @@ fn instantiate(parameters: &Value) -> Value {
             "results" => json!([]),
             "error" => json!({"Error": "Airf.Failed", "Cause": "x"}),
             "input" => json!({"CaseId": "IR-1"}),
+            // $$.Execution.Id of a Distributed Map's child execution.
+            "execution_arn" => json!(
+                "arn:aws:states:eu-west-1:222222222222:execution:airf-investigation/Instance:5a1c"
+            ),
             other => json!(format!("<{other}>")),
         };
         out.insert(name.to_owned(), value);

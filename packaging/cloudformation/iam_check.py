@@ -196,9 +196,17 @@ def _text(node) -> str:
     return str(node)
 
 
+def _lists_only_under_prefix(st: dict) -> bool:
+    """An s3:ListBucket statement whose s3:prefix condition admits only the evidence prefix."""
+    prefixes = [_text(p) for p in _as_list(((st.get("Condition") or {}).get("StringLike") or {}).get("s3:prefix"))]
+    return bool(prefixes) and all(p.startswith("${EvidencePrefix}/") for p in prefixes)
+
+
 def evidence_write_only_problems(template: dict, role_id: str) -> list[str]:
     problems = []
-    allowed = {"s3:putobject", "s3:abortmultipartupload"}
+    # Content stays write-only: put, abort, and (after a lost response) list its own uploads and
+    # keys: names and sizes, never an object's bytes.
+    allowed = {"s3:putobject", "s3:abortmultipartupload", "s3:listbucketmultipartuploads"}
     for st in _role_statements(template, role_id):
         if st.get("Effect") != "Allow":
             continue
@@ -208,11 +216,13 @@ def evidence_write_only_problems(template: dict, role_id: str) -> list[str]:
         if any("${EvidenceBucket}" in r for r in resources) or (
             "*" in resources and any(a.startswith("s3:") for a in actions)
         ):
-            extra = [a for a in _as_list(st.get("Action")) if isinstance(a, str) and a.lower() not in allowed]
+            ok = allowed | ({"s3:listbucket"} if _lists_only_under_prefix(st) else set())
+            extra = [a for a in _as_list(st.get("Action")) if isinstance(a, str) and a.lower() not in ok]
             if extra:
                 problems.append(
                     f"{role_id} statement {st.get('Sid', '?')}: {', '.join(extra)} on the evidence bucket "
-                    "(the acquisition role may only put objects and abort its uploads)"
+                    "(the acquisition role may only put objects, abort and list its uploads, and list keys "
+                    "under the evidence prefix)"
                 )
     return problems
 

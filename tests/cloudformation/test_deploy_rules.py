@@ -139,6 +139,29 @@ class ObjectLock(unittest.TestCase):
         self.assertIn("MinValue 1", " ".join(check("object-lock", t)))
 
 
+class IncompleteUploads(unittest.TestCase):
+    def rules(self, t, bucket="EvidenceBucket"):
+        return t["1-forensics.yaml"]["Resources"][bucket]["Properties"]["LifecycleConfiguration"]["Rules"]
+
+    def test_an_evidence_bucket_without_the_abort_rule_fails(self):
+        t = templates()
+        rules = self.rules(t)
+        rules[:] = [r for r in rules if "AbortIncompleteMultipartUpload" not in r]
+        problems = " ".join(check("incomplete-uploads", t))
+        self.assertIn("EvidenceBucket: no enabled lifecycle rule with AbortIncompleteMultipartUpload", problems)
+
+    def test_a_disabled_rule_does_not_count(self):
+        t = templates()
+        for r in self.rules(t, "ArtifactBucket"):
+            r["Status"] = "Disabled"
+        self.assertIn("ArtifactBucket: no enabled lifecycle rule", " ".join(check("incomplete-uploads", t)))
+
+    def test_the_days_parameter_must_stay_positive(self):
+        t = templates()
+        t["1-forensics.yaml"]["Parameters"]["IncompleteUploadDays"]["MinValue"] = 0
+        self.assertIn("IncompleteUploadDays needs MinValue 1", " ".join(check("incomplete-uploads", t)))
+
+
 class AcquisitionRole(unittest.TestCase):
     def role(self, t):
         return t["4-member.yaml"]["Resources"]["AcquisitionInstanceRole"]["Properties"]

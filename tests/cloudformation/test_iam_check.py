@@ -131,6 +131,18 @@ class Check(unittest.TestCase):
         self.assertEqual(len(problems), 1, problems)
         self.assertIn("s3:GetObject on the evidence bucket", problems[0])
 
+    def test_acquisition_role_listing_outside_the_prefix_is_reported(self):
+        templates = self.tmp / "templates"
+        shutil.copytree(CFN, templates, ignore=shutil.ignore_patterns("src", "*.py", "*.md", "*.sh", "__pycache__"))
+        member = templates / "4-member.yaml"
+        text = member.read_text()
+        marker = "                    s3:prefix: !Sub ${EvidencePrefix}/*\n"
+        self.assertIn(marker, text)
+        member.write_text(text.replace(marker, "                    s3:prefix: '*'\n", 1))
+        problems = iam_check.run(templates).problems
+        self.assertEqual(len(problems), 1, problems)
+        self.assertIn("ListOwnEvidenceKeys: s3:ListBucket on the evidence bucket", problems[0])
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -331,6 +331,18 @@ def _kms(action: str, key: str, service: str, call: Call, why: str, extra: dict 
                                "kms:CallerAccount": call.account, **(extra or {})}, implied_by=why)
 
 
+def kms_sign(call: Call, dep: Deployment) -> list[Check]:
+    """Sign on the key (KeyId may be an id or an ARN), with the condition keys Sign carries."""
+    key = call.param("KeyId")
+    if not key.startswith("arn:"):
+        key = f"arn:aws:kms:{call.region}:{call.account}:key/{key}"
+    return [Check("kms:Sign", key, {
+        "kms:SigningAlgorithm": call.param("SigningAlgorithm"),
+        "kms:MessageType": call.param("MessageType", "RAW"),
+        "kms:CallerAccount": call.account,
+    })]
+
+
 def sns_publish(call: Call, dep: Deployment) -> list[Check]:
     topic = call.param("TopicArn")
     checks = [Check("sns:Publish", topic)]
@@ -489,6 +501,8 @@ MAPPINGS: dict[tuple[str, str], Callable[[Call, Deployment], list[Check]]] = {
     ("states", "ListExecutions"): sfn_on_state_machine("states:ListExecutions"),
     # SNS
     ("sns", "Publish"): sns_publish,
+    # KMS (the countersignature key)
+    ("kms", "Sign"): kms_sign,
     # Auto Scaling
     ("autoscaling", "DescribeAutoScalingInstances"): wildcard("autoscaling:DescribeAutoScalingInstances"),
     ("autoscaling", "DescribeAutoScalingGroups"): wildcard("autoscaling:DescribeAutoScalingGroups"),

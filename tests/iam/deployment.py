@@ -107,7 +107,17 @@ def emulator_world(dep: Deployment) -> dict:
     security = dep.stacks["3-security.yaml"]
     forensics = dep.stacks["1-forensics.yaml"]
     env = security.resources["ControllerFunction"].properties["Environment"]["Variables"]
+    signing = security.resources["SigningKey"]
     return {
+        # Created in moto with this id (tests/scripts/moto_aws.py), so its ARN is the rendered one.
+        "signing_key": {
+            "id": signing.attr("KeyId"),
+            "arn": signing.attr("Arn"),
+            "key_spec": signing.properties["KeySpec"],
+            "key_usage": signing.properties["KeyUsage"],
+            "description": signing.properties.get("Description", ""),
+            "policy": signing.properties["KeyPolicy"],
+        },
         "account": SECURITY_ACCOUNT,
         "region": REGION,
         "controller_role": security.resources["ControllerRole"].ref,

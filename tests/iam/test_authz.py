@@ -31,6 +31,16 @@ def arn(kind: str, rid: str) -> str:
 
 
 class Mappings(unittest.TestCase):
+    def test_sign_authorizes_on_the_key_with_algorithm_and_message_type(self):
+        key = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+        (check,) = authz.checks_for(record("kms", "Sign", {
+            "KeyId": key, "SigningAlgorithm": "ECDSA_SHA_256", "MessageType": "RAW", "Message": "e30="}), DEP)
+        self.assertEqual((check.action, check.resource), ("kms:Sign", key))
+        self.assertEqual(check.context["kms:SigningAlgorithm"], "ECDSA_SHA_256")
+        self.assertEqual(check.context["kms:MessageType"], "RAW")
+        (by_id,) = authz.checks_for(record("kms", "Sign", {"KeyId": "k-1", "SigningAlgorithm": "ECDSA_SHA_256"}), DEP)
+        self.assertEqual(by_id.resource, f"arn:aws:kms:{REGION}:{ACCOUNT}:key/k-1")
+
     def test_an_unknown_call_is_an_error_naming_it(self):
         with self.assertRaisesRegex(authz.MappingError, "no authorization mapping for ec2:RunInstances: add it"):
             authz.checks_for(record("ec2", "RunInstances"), DEP)

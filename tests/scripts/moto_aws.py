@@ -11,6 +11,9 @@ Success with empty output. Here:
   ({"status": "Success", "stdout": "...", "stderr": "..."}), written by the test that plays the
   instance's side; InProgress until that file exists (moto_faults.py, which also answers single
   steps and cuts the output as SSM does).
+- CreateKey with the tag airf:emulator-key-id=<id> makes the key with that id (moto draws a
+  random one), so a key the emulator creates from a template has the ARN tests/iam/cfn.py
+  renders for it, and the calls that name it are evaluated against the policies that do.
 With $AIRF_IAM_CALL_LOG set, every call made with an assumed role's credentials is appended to
 that file (tests/iam/record.py), for tests/iam/evaluate.py to evaluate against the templates.
 
@@ -23,6 +26,7 @@ import threading
 
 from moto.core.responses import ActionResult
 from moto.ec2.models import ec2_backends
+from moto.kms.models import KmsBackend
 from moto.server import DomainDispatcherApplication, ThreadedMotoServer, create_backend_app
 from moto.ssm.responses import SimpleSystemManagerResponse
 
@@ -52,6 +56,27 @@ def describe_instance_information(self):
 
 
 SimpleSystemManagerResponse.describe_instance_information = describe_instance_information
+
+KEY_ID_TAG = "airf:emulator-key-id"
+_create_key = KmsBackend.create_key
+
+
+def create_key(self, policy, key_usage, key_spec, description, tags, multi_region=False, origin="AWS_KMS"):
+    wanted = next((t.get("TagValue") for t in tags or [] if t.get("TagKey") == KEY_ID_TAG), None)
+    rest = [t for t in tags or [] if t.get("TagKey") != KEY_ID_TAG]
+    key = _create_key(self, policy, key_usage, key_spec, description, rest, multi_region, origin)
+    if wanted and wanted != key.id:
+        if wanted in self.keys:
+            raise ValueError(f"a key {wanted} exists already")
+        self.keys[wanted] = self.keys.pop(key.id)
+        key.id = wanted
+        key.arn = key.arn.rsplit("/", 1)[0] + "/" + wanted
+        if rest:
+            self.tag_resource(wanted, rest)
+    return key
+
+
+KmsBackend.create_key = create_key
 import moto_faults  # noqa: E402,F401  AWS's refusals and limits that moto lacks (after the above: it wraps them)
 
 

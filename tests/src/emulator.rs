@@ -41,6 +41,8 @@ pub struct Emulator {
     pub sfn: aws_sdk_sfn::Client,
     pub autoscaling: aws_sdk_autoscaling::Client,
     pub elb: aws_sdk_elasticloadbalancingv2::Client,
+    /// KMS, where template 3's countersignature key was made.
+    pub kms: aws_sdk_kms::Client,
     /// The handler's AWS access, built as the Lambda builds it (S3 path-style: moto is on an IP).
     pub cloud: AwsCloud,
     /// The handler's configuration, read from the variables the Lambda would have.
@@ -103,6 +105,37 @@ async fn topic_with_queue(
     Ok((topic, queue))
 }
 
+/// A key as the template defines it (spec, usage, policy), with the id the rendered templates
+/// give it (tests/scripts/moto_aws.py honours the tag), so its ARN is the one their policies and
+/// the controller's environment name.
+async fn create_key(kms: &aws_sdk_kms::Client, key: &crate::iam_calls::DeployedKey) -> Result<()> {
+    use aws_sdk_kms::types::{KeySpec, KeyUsageType, Tag};
+    let made = kms
+        .create_key()
+        .key_spec(KeySpec::from(key.key_spec.as_str()))
+        .key_usage(KeyUsageType::from(key.key_usage.as_str()))
+        .description(&key.description)
+        .policy(&key.policy)
+        .tags(
+            Tag::builder()
+                .tag_key("airf:emulator-key-id")
+                .tag_value(&key.id)
+                .build()?,
+        )
+        .send()
+        .await?;
+    let arn = made
+        .key_metadata()
+        .and_then(|m| m.arn())
+        .unwrap_or_default();
+    anyhow::ensure!(
+        arn == key.arn,
+        "moto made the signing key {arn}, not {} (tests/scripts/moto_aws.py)",
+        key.arn
+    );
+    Ok(())
+}
+
 fn role_policy() -> String {
     json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
         "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
@@ -132,6 +165,7 @@ impl Emulator {
         let sns = aws_sdk_sns::Client::new(&sdk);
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let sfn = aws_sdk_sfn::Client::new(&sdk);
+        let kms = aws_sdk_kms::Client::new(&sdk);
         let deployment = Deployment::load()?;
         let (state_machine, incident, chat, vpc, subnet, az) = rt.block_on(async {
             // Managed policies first: a role's boundary must exist.
@@ -173,6 +207,7 @@ impl Emulator {
                         .await?;
                 }
             }
+            create_key(&kms, &deployment.signing_key).await?;
             let incident = topic_with_queue(&sns, &sqs, "airf-incident").await?;
             let chat = topic_with_queue(&sns, &sqs, "airf-chat").await?;
             let state_machine = sfn
@@ -247,6 +282,7 @@ impl Emulator {
                 .context("tests/scripts/moto.sh set no AIRF_IAM_CALL_LOG")?,
         };
         Ok(Emulator {
+            kms,
             autoscaling: aws_sdk_autoscaling::Client::new(&sdk),
             elb: aws_sdk_elasticloadbalancingv2::Client::new(&sdk),
             server,

@@ -42,6 +42,19 @@ pub struct DeployedProfile {
     pub roles: Vec<String>,
 }
 
+/// A KMS key the templates create, as the emulator creates it in moto.
+#[derive(Debug, Clone)]
+pub struct DeployedKey {
+    /// The key id CloudFormation rendering gives it (moto_aws.py creates the key with it).
+    pub id: String,
+    pub arn: String,
+    pub key_spec: String,
+    pub key_usage: String,
+    pub description: String,
+    /// The key policy, JSON.
+    pub policy: String,
+}
+
 /// What templates 1, 3 and 4 deploy, as far as the emulator needs it.
 #[derive(Debug, Clone)]
 pub struct Deployment {
@@ -58,6 +71,8 @@ pub struct Deployment {
     pub controller_env: BTreeMap<String, String>,
     pub evidence_bucket: String,
     pub artifact_bucket: String,
+    /// Template 3's countersignature key (SigningKey).
+    pub signing_key: DeployedKey,
 }
 
 fn string(v: &Value, key: &str) -> Result<String> {
@@ -133,7 +148,20 @@ impl Deployment {
                 ))
             })
             .collect::<Result<_>>()?;
+        let key = v.get("signing_key").context("no signing_key")?;
+        let signing_key = DeployedKey {
+            id: string(key, "id")?,
+            arn: string(key, "arn")?,
+            key_spec: string(key, "key_spec")?,
+            key_usage: string(key, "key_usage")?,
+            description: string(key, "description")?,
+            policy: key
+                .get("policy")
+                .context("a key without policy")?
+                .to_string(),
+        };
         Ok(Deployment {
+            signing_key,
             roles,
             profiles,
             managed_policies,

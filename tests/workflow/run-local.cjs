@@ -65,8 +65,15 @@ async function invoke(payload) {
   return body.result;
 }
 
+// The Context Object's Execution.Id ($$.Execution.Id, which verify names in every
+// countersignature and custody entry): the interpreter makes none. One per run, in moto's
+// account and region; the children of a real Distributed Map have their own.
+const executionArn = process.env.AIRF_EXECUTION_ARN
+  || `arn:aws:states:us-east-1:123456789012:execution:airf-investigation:local-${process.pid}-${Date.now()}`;
+
 const machine = new StateMachine(definition, {});
 const execution = machine.run(input, {
+  context: { Execution: { Id: executionArn, Name: executionArn.split(':').pop() } },
   overrides: {
     taskResourceLocalHandlers: Object.fromEntries(named('Task').map((name) => [name, invoke])),
     retryIntervalOverrides: Object.fromEntries(named('Task').map((name) => [name, 0])),

@@ -317,6 +317,7 @@ pub async fn status<C: Cloud>(
             let bytes = cloud
                 .get_object(&config.evidence_bucket, &key)
                 .await?
+                .map(|o| o.bytes)
                 .ok_or_else(|| {
                     Error::failed(format!(
                         "{} acquisition {}: SSM cut the agent's result at 24,000 characters and \

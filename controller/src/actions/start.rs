@@ -220,6 +220,60 @@ mod tests {
         }
     }
 
+    /// The SSM documents' CaseId allowedPattern, as generated (ssm-documents/src/documents.yaml):
+    /// the agent's safe case-id set, which it enforces itself (exit 2 on anything else).
+    fn document_case_pattern() -> regex::Regex {
+        let docs = concat!(env!("CARGO_MANIFEST_DIR"), "/../ssm-documents");
+        let mut patterns = std::collections::BTreeSet::new();
+        for doc in [
+            "airf-acquire-memory",
+            "airf-acquire-disk",
+            "airf-acquire-all",
+        ] {
+            let text = std::fs::read_to_string(format!("{docs}/{doc}.json")).unwrap();
+            let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+            patterns.insert(
+                json["parameters"]["CaseId"]["allowedPattern"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+        assert_eq!(patterns.len(), 1, "the documents disagree: {patterns:?}");
+        let pattern = patterns.pop_first().unwrap();
+        assert_eq!(pattern, "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$");
+        regex::Regex::new(&pattern).unwrap()
+    }
+
+    proptest::proptest! {
+        /// Every case id the controller makes, for any fleet and event time, is one the SSM
+        /// documents (and so the agent) accept as it is: evidence is filed under the id the
+        /// controller records.
+        #[test]
+        fn generated_case_ids_pass_the_documents_pattern(
+            ids in proptest::collection::vec("i-[0-9a-f]{8}|i-[0-9a-f]{17}", 1..600),
+            time in proptest::option::of("[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})"),
+        ) {
+            let mut t = trigger(Intent::Investigate, Some(Status::Analyze));
+            t.time = time;
+            let subjects: Vec<Subject> = ids
+                .iter()
+                .map(|id| Subject { target: facts(id).target, claim: 1 })
+                .collect();
+            let id = case_id(&t, &subjects);
+            proptest::prop_assert!(document_case_pattern().is_match(&id), "{}", id);
+            proptest::prop_assert!(crate::model::is_case_id(&id), "{}", id);
+        }
+
+        /// The controller's own rule for case ids it is given is no wider than the documents'.
+        #[test]
+        fn accepted_case_ids_pass_the_documents_pattern(s in "[ -~]{0,140}") {
+            if crate::model::is_case_id(&s) {
+                proptest::prop_assert!(document_case_pattern().is_match(&s), "{}", s);
+            }
+        }
+    }
+
     #[test]
     fn a_fresh_instance_is_claimed_with_the_next_number() {
         let mut f = facts("i-0123456789abcdef0");

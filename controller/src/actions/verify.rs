@@ -2,12 +2,17 @@
 //! it against the agent's result and the stored image. The images' bytes are not re-read here
 //! (gigabytes, and a Lambda has 15 minutes): `airf-agent verify` does that; this step proves
 //! every expected artifact exists, is whole and has its hashes recorded before containment.
+//!
+//! Once every check passed, each manifest is countersigned and the case's custody log records
+//! its acquisition, this read, the verification and the signature ([`crate::custody`]).
 
 use crate::cloud::Cloud;
 use crate::config::Config;
+use crate::custody::{self, Countersigned, CustodyLog, Draft, s3_uri, sha256_hex};
 use crate::error::{Error, Result};
 use crate::model::{AcquisitionResult, Subject};
 use airf_evidence::EvidenceKind;
+use airf_evidence::custody::{CustodyAction, SignedObject};
 use airf_evidence::manifest::{Manifest, ManifestError};
 use airf_evidence::report::{SourceReport, Status};
 use serde::{Deserialize, Serialize};
@@ -38,6 +43,34 @@ pub struct Verified {
 pub struct VerifyOutcome {
     /// Every artifact, checked.
     pub artifacts: Vec<Verified>,
+    /// The countersignatures and the custody entries written.
+    pub custody: CustodyRecord,
+}
+
+/// What verify added to the case's custody.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustodyRecord {
+    /// `s3://bucket/<prefix>/<case>/custody/`.
+    pub log: String,
+    /// One per manifest, beside it.
+    pub signatures: Vec<Countersigned>,
+    /// The custody entries appended, as `s3://bucket/key`, in order.
+    pub entries: Vec<String>,
+}
+
+/// A manifest that passed [`check`], with what custody needs of it.
+#[derive(Debug, Clone)]
+struct Passed {
+    verified: Verified,
+    result: usize,
+    bucket: String,
+    key: String,
+    bytes_sha256: String,
+    size: u64,
+    version_id: Option<String>,
+    image_key: String,
+    image_version: Option<String>,
+    manifest: Manifest,
 }
 
 fn is_sha256(s: &str) -> bool {
@@ -149,25 +182,55 @@ pub fn check(
 }
 
 /// Verifies every source of every acquisition; any problem fails the step, listing all of them.
+/// Then countersigns every manifest and appends the custody log, as execution `execution_arn`
+/// at `now` (RFC 3339 UTC).
 pub async fn verify<C: Cloud>(
     cloud: &C,
     config: &Config,
     case_id: &str,
     subject: &Subject,
     results: &[AcquisitionResult],
+    execution_arn: &str,
+    now: &str,
 ) -> Result<VerifyOutcome> {
+    let passed = check_all(cloud, config, case_id, subject, results).await?;
+    let custody = record_custody(
+        cloud,
+        config,
+        case_id,
+        subject,
+        results,
+        &passed,
+        execution_arn,
+        now,
+    )
+    .await?;
+    Ok(VerifyOutcome {
+        artifacts: passed.into_iter().map(|p| p.verified).collect(),
+        custody,
+    })
+}
+
+async fn check_all<C: Cloud>(
+    cloud: &C,
+    config: &Config,
+    case_id: &str,
+    subject: &Subject,
+    results: &[AcquisitionResult],
+) -> Result<Vec<Passed>> {
     let mut problems = Vec::new();
     let mut artifacts = Vec::new();
     for kind in [EvidenceKind::Memory, EvidenceKind::Disk] {
-        let sources: Vec<&SourceReport> = results
+        let sources: Vec<(usize, &SourceReport)> = results
             .iter()
-            .filter(|r| r.kind == kind)
-            .flat_map(|r| &r.report.sources)
+            .enumerate()
+            .filter(|(_, r)| r.kind == kind)
+            .flat_map(|(i, r)| r.report.sources.iter().map(move |s| (i, s)))
             .collect();
         if sources.is_empty() {
             problems.push(format!("no {kind} evidence was reported"));
         }
-        for source in sources {
+        for (result, source) in sources {
             let label = format!("{kind} {}", source.source);
             if !matches!(
                 source.status,
@@ -183,21 +246,22 @@ pub async fn verify<C: Cloud>(
                     continue;
                 }
             };
-            let Some(bytes) = cloud.get_object(&bucket, &key).await? else {
+            let Some(stored) = cloud.get_object(&bucket, &key).await? else {
                 problems.push(format!("{label}: manifest s3://{bucket}/{key} is missing"));
                 continue;
             };
-            let manifest = match parse_manifest(&bytes) {
+            let manifest = match parse_manifest(&stored.bytes) {
                 Ok(m) => m,
                 Err(e) => {
                     problems.push(format!("{label}: manifest unreadable: {e}"));
                     continue;
                 }
             };
-            let image_size = match (&manifest.image.key, &manifest.image.bucket) {
-                (Some(image_key), Some(image_bucket)) if *image_bucket == bucket => {
-                    cloud.object_size(&bucket, image_key).await?
-                }
+            let image = match (&manifest.image.key, &manifest.image.bucket) {
+                (Some(image_key), Some(image_bucket)) if *image_bucket == bucket => cloud
+                    .head_object(&bucket, image_key)
+                    .await?
+                    .map(|head| (image_key.clone(), head)),
                 (Some(_), Some(image_bucket)) => {
                     problems.push(format!(
                         "{label}: image is in bucket {image_bucket}, not {bucket}"
@@ -206,20 +270,173 @@ pub async fn verify<C: Cloud>(
                 }
                 _ => None,
             };
-            match check(&kind, case_id, source, &manifest, image_size) {
-                Ok(v) => artifacts.push(v),
-                Err(why) => problems.push(format!("{label}: {why}")),
+            let image_size = image.as_ref().map(|(_, head)| head.size);
+            match (check(&kind, case_id, source, &manifest, image_size), image) {
+                (Ok(verified), Some((image_key, head))) => artifacts.push(Passed {
+                    verified,
+                    result,
+                    bytes_sha256: sha256_hex(&stored.bytes),
+                    size: stored.bytes.len() as u64,
+                    version_id: stored.version_id,
+                    bucket,
+                    key,
+                    image_key,
+                    image_version: head.version_id,
+                    manifest,
+                }),
+                // check() refuses a missing image.
+                (Ok(_), None) => problems.push(format!("{label}: image is missing")),
+                (Err(why), _) => problems.push(format!("{label}: {why}")),
             }
         }
     }
     if problems.is_empty() {
-        Ok(VerifyOutcome { artifacts })
+        Ok(artifacts)
     } else {
         Err(Error::failed(format!(
             "evidence is not complete: {}",
             problems.join("; ")
         )))
     }
+}
+
+/// Countersigns every manifest that passed and appends, for each, `acquired` (by the instance,
+/// when the manifest says it finished), `read` and `verified` (by the controller, now) and
+/// `signed`.
+#[allow(clippy::too_many_arguments)]
+async fn record_custody<C: Cloud>(
+    cloud: &C,
+    config: &Config,
+    case_id: &str,
+    subject: &Subject,
+    results: &[AcquisitionResult],
+    passed: &[Passed],
+    execution_arn: &str,
+    now: &str,
+) -> Result<CustodyRecord> {
+    let controller = cloud.caller_arn().await?;
+    let prefix = custody::custody_prefix(&config.evidence_prefix, case_id);
+    let mut log = CustodyLog::new(
+        cloud,
+        &config.evidence_bucket,
+        &prefix,
+        case_id,
+        &config.kms_key_id,
+    );
+    let mut record = CustodyRecord {
+        log: s3_uri(&config.evidence_bucket, &prefix),
+        signatures: Vec::new(),
+        entries: Vec::new(),
+    };
+    let host = subject.target.instance_id.as_str();
+    for p in passed {
+        let statement = custody::statement(custody::Facts {
+            case: case_id,
+            host,
+            manifest: SignedObject {
+                bucket: p.bucket.clone(),
+                key: p.key.clone(),
+                sha256: p.bytes_sha256.clone(),
+                size: p.size,
+                version_id: p.version_id.clone(),
+            },
+            image: SignedObject {
+                bucket: p.bucket.clone(),
+                key: p.image_key.clone(),
+                sha256: p.manifest.compressed.sha256.clone(),
+                size: p.manifest.compressed.size,
+                version_id: p.image_version.clone(),
+            },
+            raw_sha256: &p.manifest.raw.sha256,
+            verified_at: now,
+            execution_arn,
+            key_id: &config.signing_key_arn,
+        });
+        let manifest_uri = s3_uri(&p.bucket, &p.key);
+        let image_uri = s3_uri(&p.bucket, &p.image_key);
+        let command = results.get(p.result).map(|r| r.command_id.as_str());
+        let finished_at = p
+            .manifest
+            .finished_at
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|_| now.to_owned());
+        let entry = |action, actor: &str, at: &str, objects: Vec<String>, detail: String| Draft {
+            action,
+            actor: actor.to_owned(),
+            at: at.to_owned(),
+            execution_arn: Some(execution_arn.to_owned()),
+            objects,
+            detail,
+        };
+        let acquired = entry(
+            CustodyAction::Acquired,
+            &subject.target.instance_arn(),
+            &finished_at,
+            vec![image_uri.clone(), manifest_uri.clone()],
+            format!(
+                "{} {} {} of {} on host {}, SSM command {}; raw SHA-256 {}",
+                p.manifest.tool.name,
+                p.manifest.tool.version,
+                p.manifest.kind,
+                p.verified.source,
+                p.manifest.host.hostname,
+                command.unwrap_or("-"),
+                p.manifest.raw.sha256
+            ),
+        );
+        record.entries.push(log.append(acquired).await?);
+        let read = entry(
+            CustodyAction::Read,
+            &controller,
+            now,
+            vec![manifest_uri.clone()],
+            format!(
+                "manifest read: {} bytes, SHA-256 {}, version {}",
+                p.size,
+                p.bytes_sha256,
+                p.version_id.as_deref().unwrap_or("-")
+            ),
+        );
+        record.entries.push(log.append(read).await?);
+        let verified = entry(
+            CustodyAction::Verified,
+            &controller,
+            now,
+            vec![manifest_uri.clone(), image_uri.clone()],
+            format!(
+                "case, kind and hashes agree with the agent's result; image is {} bytes as the                  manifest says (its bytes are not re-read: airf-agent verify does that)",
+                p.manifest.compressed.size
+            ),
+        );
+        record.entries.push(log.append(verified).await?);
+        let signed = custody::countersign(cloud, &statement, &config.kms_key_id).await?;
+        let detail = if signed.existing {
+            format!(
+                "countersignature of manifest SHA-256 {} with {} already stored by an earlier                  attempt; kept",
+                p.bytes_sha256, config.signing_key_arn
+            )
+        } else {
+            format!(
+                "countersigned manifest SHA-256 {} with {}",
+                p.bytes_sha256, config.signing_key_arn
+            )
+        };
+        let entry = entry(
+            CustodyAction::Signed,
+            &controller,
+            now,
+            vec![signed.signature.clone(), manifest_uri],
+            detail,
+        );
+        record.entries.push(log.append(entry).await?);
+        record.signatures.push(signed);
+    }
+    record.entries = record
+        .entries
+        .iter()
+        .map(|k| s3_uri(&config.evidence_bucket, k))
+        .collect();
+    Ok(record)
 }
 
 #[cfg(test)]
@@ -258,6 +475,193 @@ mod tests {
         let v = check(&EvidenceKind::Disk, "IR-7", &source, &m, size).unwrap();
         assert_eq!(v.kind, EvidenceKind::Disk);
         assert_eq!(v.raw_sha256, m.raw.sha256);
+    }
+
+    const EXECUTION: &str =
+        "arn:aws:states:us-east-1:222222222222:execution:airf-investigation/Instance:0f3c2b1a";
+
+    /// The evidence of one instance as the agent stores it: a memory and a disk manifest and
+    /// their images in the fake bucket, and the results the acquisition steps return.
+    fn stored_evidence(cloud: &crate::fake::FakeCloud, config: &Config) -> Vec<AcquisitionResult> {
+        let bucket = &config.evidence_bucket;
+        let mut results = Vec::new();
+        for (kind, name) in [("memory", "mem"), ("disk", "nvme1n1")] {
+            let folder = "evidence/IR-7/i-0123456789abcdef0/20261202T060000Z-r1";
+            let image = vec![7u8; 5];
+            let mut json: serde_json::Value = serde_json::from_slice(FUTURE).unwrap();
+            json["kind"] = kind.into();
+            json["image"] = serde_json::json!({"location": format!("s3://{bucket}/{folder}/{name}.raw.zst"),
+                "bucket": bucket, "key": format!("{folder}/{name}.raw.zst")});
+            let manifest = serde_json::to_vec_pretty(&json).unwrap();
+            let key = format!("{folder}/{name}.manifest.json");
+            let mut objects = cloud.lock();
+            objects
+                .objects
+                .insert((bucket.clone(), key.clone()), manifest);
+            objects
+                .objects
+                .insert((bucket.clone(), format!("{folder}/{name}.raw.zst")), image);
+            drop(objects);
+            let mut source = reported(&parse_manifest(FUTURE).unwrap());
+            source.manifest = Some(
+                serde_json::from_value(serde_json::json!({
+                    "location": format!("s3://{bucket}/{key}"), "bucket": bucket, "key": key}))
+                .unwrap(),
+            );
+            results.push(AcquisitionResult {
+                kind: serde_json::from_value(kind.into()).unwrap(),
+                command_id: format!("c-{name}"),
+                ssm_status: "Success".into(),
+                report: serde_json::from_value(serde_json::json!({
+                    "command": kind, "status": "complete", "exit_code": 0, "case": "IR-7",
+                    "evidence_folder": format!("s3://{bucket}/{folder}/"),
+                    "sources": [source], "errors": [], "duration_seconds": 1.0}))
+                .unwrap(),
+            });
+        }
+        results
+    }
+
+    /// After the checks: each manifest countersigned beside it with If-None-Match, over a
+    /// statement naming the stored manifest's SHA-256 and the execution; the custody log has
+    /// acquired, read, verified and signed for each, chained.
+    #[test]
+    fn verified_manifests_are_countersigned_and_logged() {
+        use crate::fake::{CONTROLLER_SESSION, FakeCloud, subject};
+        use airf_evidence::custody::{Countersignature, CustodyEntry, Statement};
+        let cloud = FakeCloud::default();
+        let config = crate::config::test_config();
+        let results = stored_evidence(&cloud, &config);
+        let out = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+            .block_on(verify(
+                &cloud,
+                &config,
+                "IR-7",
+                &subject("i-0123456789abcdef0"),
+                &results,
+                EXECUTION,
+                "2026-12-02T06:10:00Z",
+            ))
+            .unwrap();
+        assert_eq!(out.artifacts.len(), 2);
+        assert_eq!(out.custody.signatures.len(), 2);
+        assert_eq!(out.custody.entries.len(), 8);
+        assert_eq!(
+            out.custody.log,
+            format!("s3://{}/evidence/IR-7/custody/", config.evidence_bucket)
+        );
+        let s = cloud.lock();
+        for signed in &out.custody.signatures {
+            let key = signed
+                .signature
+                .strip_prefix(&format!("s3://{}/", config.evidence_bucket))
+                .unwrap();
+            assert!(key.ends_with(".manifest.sig.json"), "{key}");
+            assert!(
+                s.calls.iter().any(|c| c.starts_with(&format!(
+                    "PutObject s3://{}/{key} if-none-match=*",
+                    config.evidence_bucket
+                ))),
+                "{:?}",
+                s.calls
+            );
+            let stored: Countersignature = serde_json::from_slice(
+                &s.objects[&(config.evidence_bucket.clone(), key.to_owned())],
+            )
+            .unwrap();
+            let statement: Statement = serde_json::from_str(&stored.statement).unwrap();
+            let manifest_key = key.replace(".sig.json", ".json");
+            let manifest = &s.objects[&(config.evidence_bucket.clone(), manifest_key.clone())];
+            assert_eq!(
+                statement.manifest.sha256,
+                crate::custody::sha256_hex(manifest)
+            );
+            assert_eq!(statement.manifest.key, manifest_key);
+            assert_eq!(
+                statement.manifest.version_id.as_deref(),
+                Some(crate::fake::FAKE_VERSION)
+            );
+            assert_eq!(statement.execution_arn, EXECUTION);
+            assert_eq!(statement.key_id, config.signing_key_arn);
+            assert_eq!(statement.image.sha256, "1".repeat(64));
+            assert_eq!(statement.host, "i-0123456789abcdef0");
+            assert!(
+                s.signed
+                    .iter()
+                    .any(|(_, m)| m == stored.statement.as_bytes())
+            );
+        }
+        let mut previous: Option<&Vec<u8>> = None;
+        let mut actions = Vec::new();
+        for (n, uri) in out.custody.entries.iter().enumerate() {
+            let key = uri
+                .strip_prefix(&format!("s3://{}/", config.evidence_bucket))
+                .unwrap();
+            let bytes = &s.objects[&(config.evidence_bucket.clone(), key.to_owned())];
+            let e: CustodyEntry = serde_json::from_slice(bytes).unwrap();
+            assert_eq!(e.seq, n as u64 + 1);
+            assert_eq!(
+                e.prev_sha256,
+                previous
+                    .map(|p| crate::custody::sha256_hex(p))
+                    .unwrap_or_default()
+            );
+            assert_eq!(e.execution_arn.as_deref(), Some(EXECUTION));
+            actions.push((e.action.clone(), e.actor.clone()));
+            previous = Some(bytes);
+        }
+        use airf_evidence::custody::CustodyAction::*;
+        let instance = "arn:aws:ec2:eu-west-1:111111111111:instance/i-0123456789abcdef0";
+        let expected: Vec<_> = [Acquired, Read, Verified, Signed]
+            .into_iter()
+            .map(|a| {
+                let actor = if a == Acquired {
+                    instance
+                } else {
+                    CONTROLLER_SESSION
+                };
+                (a, actor.to_owned())
+            })
+            .collect();
+        assert_eq!(actions, [expected.clone(), expected].concat());
+    }
+
+    /// A check that fails signs nothing and writes no custody entry.
+    #[test]
+    fn nothing_is_signed_when_a_check_fails() {
+        use crate::fake::{FakeCloud, subject};
+        let cloud = FakeCloud::default();
+        let config = crate::config::test_config();
+        let results = stored_evidence(&cloud, &config);
+        cloud
+            .lock()
+            .objects
+            .retain(|(_, k), _| !k.ends_with("nvme1n1.raw.zst"));
+        let err = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+            .block_on(verify(
+                &cloud,
+                &config,
+                "IR-7",
+                &subject("i-0123456789abcdef0"),
+                &results,
+                EXECUTION,
+                "2026-12-02T06:10:00Z",
+            ))
+            .unwrap_err();
+        assert!(err.to_string().contains("is missing"), "{err}");
+        let s = cloud.lock();
+        assert!(s.signed.is_empty());
+        assert!(
+            !s.calls.iter().any(|c| c.starts_with("PutObject")),
+            "{:?}",
+            s.calls
+        );
     }
 
     #[test]

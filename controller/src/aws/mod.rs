@@ -1,12 +1,13 @@
 //! [`Cloud`](crate::cloud::Cloud) on the AWS SDK, one module per service. Calls in member
-//! accounts go through the member role (`sts.rs`); StartExecution, Publish and the evidence reads
-//! use the controller's own role. This module builds the clients and turns SDK errors into
+//! accounts go through the member role (`sts.rs`); StartExecution, Publish, the evidence reads,
+//! the countersignatures (KMS) and the custody log use the controller's own role. This module builds the clients and turns SDK errors into
 //! [`Error`]s that say whether the workflow should retry.
 
 mod autoscaling;
 mod ec2;
 mod elbv2;
 mod iam;
+mod kms;
 mod restore;
 mod routes;
 mod s3;
@@ -35,6 +36,7 @@ pub struct AwsCloud {
     sfn: aws_sdk_sfn::Client,
     sns: aws_sdk_sns::Client,
     s3: aws_sdk_s3::Client,
+    kms: aws_sdk_kms::Client,
     members: Mutex<HashMap<(String, String), Arc<sts::Member>>>,
 }
 
@@ -63,6 +65,7 @@ impl AwsCloud {
             sfn: aws_sdk_sfn::Client::new(&base),
             sns: aws_sdk_sns::Client::new(&base),
             s3: aws_sdk_s3::Client::from_conf(s3_conf),
+            kms: aws_sdk_kms::Client::new(&base),
             base,
             member_role_name,
             members: Mutex::new(HashMap::new()),

@@ -1,7 +1,7 @@
 //! [`Cloud`] for [`AwsCloud`]: each operation sent to its service's module, on the member role's
 //! clients for the instance's account and region, or on the controller's own.
 
-use super::{AwsCloud, autoscaling, ec2, elbv2, iam, restore, s3, sfn, sns, ssm};
+use super::{AwsCloud, autoscaling, ec2, elbv2, iam, kms, restore, s3, sfn, sns, ssm, sts};
 use crate::cloud::{
     Cloud, Invocation, NewVersion, PolicyVersion, ProtectionKind, Started, SubnetRoutes,
     TargetRegistration,
@@ -9,6 +9,7 @@ use crate::cloud::{
 use crate::cloud::{
     HttpsEgress, IngressRule, InstanceNetwork, Protection, RouteTable, VpcEndpoint,
 };
+use crate::cloud::{KmsSignature, ObjectHead, PutNew, StoredObject};
 use crate::error::Result;
 use crate::model::{InstanceFacts, Target};
 use std::collections::BTreeMap;
@@ -196,12 +197,39 @@ impl Cloud for AwsCloud {
         sns::publish(self, topic_arn, subject, message).await
     }
 
-    async fn get_object(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>> {
+    async fn get_object(&self, bucket: &str, key: &str) -> Result<Option<StoredObject>> {
         s3::get_object(self, bucket, key).await
     }
 
-    async fn object_size(&self, bucket: &str, key: &str) -> Result<Option<u64>> {
-        s3::object_size(self, bucket, key).await
+    async fn head_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectHead>> {
+        s3::head_object(self, bucket, key).await
+    }
+
+    async fn put_new_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: &[u8],
+        kms_key_id: &str,
+    ) -> Result<PutNew> {
+        s3::put_new_object(self, bucket, key, body, kms_key_id).await
+    }
+
+    async fn list_keys(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+    ) -> Result<Vec<String>> {
+        s3::list_keys(self, bucket, prefix, start_after).await
+    }
+
+    async fn sign(&self, key_id: &str, message: &[u8]) -> Result<KmsSignature> {
+        kms::sign(self, key_id, message).await
+    }
+
+    async fn caller_arn(&self) -> Result<String> {
+        sts::caller_arn(self).await
     }
 
     // -------------------------------------- contain-first isolation and release

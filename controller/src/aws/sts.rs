@@ -77,3 +77,17 @@ impl AwsCloud {
         Ok(member)
     }
 }
+
+/// GetCallerIdentity: the controller's own principal (its role's session), named in the custody
+/// log. It needs no permission (IAM User Guide, "GetCallerIdentity").
+pub(super) async fn caller_arn(cloud: &AwsCloud) -> Result<String> {
+    let out = cloud
+        .sts
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(aws_err("sts:GetCallerIdentity"))?;
+    out.arn()
+        .map(str::to_owned)
+        .ok_or_else(|| Error::failed("sts:GetCallerIdentity returned no ARN"))
+}

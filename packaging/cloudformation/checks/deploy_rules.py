@@ -20,6 +20,12 @@ and conditions evaluated), then each rule checks a documented AWS requirement:
   object-lock       Object Lock needs ObjectLockEnabled, versioning Enabled, and a default
                     retention with a Mode and exactly one of Days or Years (S3 API,
                     DefaultRetention; CloudFormation AWS::S3::Bucket).
+  incomplete-uploads every bucket has an enabled lifecycle rule with AbortIncompleteMultipartUpload
+                    (DaysAfterInitiation a positive integer, or a parameter that cannot be less
+                    than 1): an agent killed mid-upload, or a CreateMultipartUpload retried after
+                    a lost response, leaves an upload whose parts are stored, and billed, until
+                    it is aborted (S3 User Guide, "Configuring a bucket lifecycle configuration
+                    to delete incomplete multipart uploads").
   acquisition-role  the role a suspect holds for hours attaches no AWS managed policy, allows no
                     ssm:GetParameter*, yet allows the SSM Agent's Run Command calls and the
                     evidence write (bucket and key policy included).
@@ -613,6 +619,39 @@ def rule_object_lock(stacks: dict[str, Stack]) -> list[str]:
     return problems
 
 
+def rule_incomplete_uploads(stacks: dict[str, Stack]) -> list[str]:
+    problems = []
+    for s in stacks.values():
+        for lid, res in s.resources("AWS::S3::Bucket"):
+            raw_rules = (((res.get("Properties") or {}).get("LifecycleConfiguration") or {}).get("Rules")) or []
+            rules = ((s.props(lid).get("LifecycleConfiguration") or {}).get("Rules")) or []
+            where = f"{s.name}: {lid}"
+            found = False
+            for raw, rule in zip(raw_rules, rules):
+                abort = rule.get("AbortIncompleteMultipartUpload")
+                if rule.get("Status") != "Enabled" or not isinstance(abort, dict):
+                    continue
+                found = True
+                days = abort.get("DaysAfterInitiation")
+                try:
+                    ok = int(days) >= 1
+                except (TypeError, ValueError):
+                    ok = False
+                if not ok:
+                    problems.append(f"{where}: AbortIncompleteMultipartUpload DaysAfterInitiation must be a positive integer, is {days!r}")
+                node = (raw.get("AbortIncompleteMultipartUpload") or {}).get("DaysAfterInitiation")
+                if isinstance(node, dict) and node.get("Ref") in (s.t.get("Parameters") or {}):
+                    spec = s.t["Parameters"][node["Ref"]]
+                    if int(spec.get("MinValue", 0)) < 1:
+                        problems.append(f"{where}: parameter {node['Ref']} needs MinValue 1 (DaysAfterInitiation must be positive)")
+            if not found:
+                problems.append(
+                    f"{where}: no enabled lifecycle rule with AbortIncompleteMultipartUpload: the parts of an "
+                    "upload that is never completed or aborted stay stored; add one (DaysAfterInitiation: 7)"
+                )
+    return problems
+
+
 def _acquisition_role(s4: Stack) -> str | None:
     name = s4.params.get("AcquisitionRoleName")
     return next((r for r, _ in s4.resources("AWS::IAM::Role") if s4.physical_name(r) == name), None)
@@ -827,6 +866,7 @@ RULES = {
     "config-delivery": rule_config_delivery,
     "evidence-readers": rule_evidence_readers,
     "object-lock": rule_object_lock,
+    "incomplete-uploads": rule_incomplete_uploads,
     "acquisition-role": rule_acquisition_role,
     "artifact-read": rule_artifact_read,
     "ssm-timeout": rule_ssm_timeout,

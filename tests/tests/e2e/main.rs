@@ -8,6 +8,7 @@
 mod controller;
 mod controller_faults;
 mod controller_vm;
+mod custody;
 mod disk;
 mod failures;
 mod iam;

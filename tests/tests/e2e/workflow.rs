@@ -81,6 +81,9 @@ fn execution_timeouts(kind: &str) -> Result<(u64, u64)> {
             "AIRF_ARTIFACT_BUCKET" => "artifacts".into(),
             "AIRF_AGENT_VERSION" => "0.1.0".into(),
             "AIRF_AGENT_SHA256" => "ab".repeat(32),
+            "AIRF_SIGNING_KEY_ARN" => {
+                format!("arn:aws:kms:{REGION}:{ACCOUNT}:key/00000000-0000-0000-0000-000000000001")
+            }
             _ => return None,
         })
     };

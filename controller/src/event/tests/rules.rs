@@ -77,9 +77,15 @@ fn task() -> impl Strategy<Value = Value> {
         if let Some((key, value)) = extra {
             task[key] = value;
         }
+        if action == "verify" {
+            task["execution_arn"] = json!(EXECUTION);
+        }
         task
     })
 }
+
+/// A child execution of the Distributed Map, as `$$.Execution.Id` names it.
+const EXECUTION: &str = "arn:aws:states:us-east-1:222222222222:execution:airf-investigation/Instance:0f3c2b1a-9e8d-4c7b-a6f5-e4d3c2b1a098";
 
 fn tag_event_of(t: &Target, status: &str) -> Value {
     json!({
@@ -499,4 +505,36 @@ proptest! {
         let why = rejection(event);
         prop_assert!(why.contains("Security Hub detail") && why.contains("missing field `Id`"), "{}", why);
     }
+}
+
+#[test]
+fn verify_takes_only_a_step_functions_execution_arn() {
+    use crate::event::is_execution_arn;
+    assert!(is_execution_arn(EXECUTION));
+    assert!(is_execution_arn(
+        "arn:aws:states:eu-west-1:222222222222:execution:airf-investigation:airf-i-0abc-1-1f2e"
+    ));
+    for bad in [
+        "",
+        "arn:aws:states:eu-west-1:222222222222:stateMachine:airf-investigation",
+        "arn:aws:states:eu-west-1:222222222222:execution:airf-investigation",
+        "arn:aws:states:eu-west-1:222222222222:execution:airf:x\ny",
+        "arn:aws:states:eu-west-1:222222222222:execution:airf:x:y",
+        "arn:aws:lambda:eu-west-1:222222222222:execution:airf:x",
+        "arn:aws:states:eu-west-1:2222:execution:airf:x",
+    ] {
+        assert!(!is_execution_arn(bad), "{bad:?}");
+    }
+    let t = Target {
+        instance_id: "i-0123456789abcdef0".into(),
+        account: "111111111111".into(),
+        region: "eu-west-1".into(),
+    };
+    let mut task = json!({"action": "verify", "case_id": "IR-1", "subject": subject(&t, 1),
+                          "results": [], "execution_arn": "arn:aws:states:eu-west-1:222222222222:execution:x"});
+    let why = rejection(task.clone());
+    assert!(why.contains("not a Step Functions execution ARN"), "{why}");
+    task.as_object_mut().unwrap().remove("execution_arn");
+    let why = rejection(task);
+    assert!(why.contains("missing field `execution_arn`"), "{why}");
 }
