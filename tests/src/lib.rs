@@ -229,8 +229,12 @@ impl S3Server {
             "--output",
             "json",
         ])?;
-        s3api_listing::uploads(&out.stdout)
-            .with_context(|| format!("listing the open uploads under s3://{}/{prefix}", self.bucket))
+        s3api_listing::uploads(&out.stdout).with_context(|| {
+            format!(
+                "listing the open uploads under s3://{}/{prefix}",
+                self.bucket
+            )
+        })
     }
 
     /// The ids of the multipart uploads still open in the bucket; an error, never an empty

@@ -174,7 +174,13 @@ mod tests {
         for seq in [1, 42, 9_999_999_999] {
             assert_eq!(custody_entry_seq(&custody_entry_name(seq)), Some(seq));
         }
-        for bad in ["7.json", "00000000x7.json", "0000000007", "../0000007.json", ""] {
+        for bad in [
+            "7.json",
+            "00000000x7.json",
+            "0000000007",
+            "../0000007.json",
+            "",
+        ] {
             assert_eq!(custody_entry_seq(bad), None, "{bad}");
         }
     }

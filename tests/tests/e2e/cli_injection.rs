@@ -5,6 +5,10 @@
 //! prefix has no `.`, `..` or empty segment (nor look-alikes of them); sizes are checked before
 //! anything starts. Also: the same source given twice, an empty source, and a failed local
 //! acquisition that must not leave empty run folders behind.
+#![allow(
+    clippy::indexing_slicing,
+    reason = "serde_json::Value indexing yields Null, it never panics"
+)]
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -163,14 +167,25 @@ fn refused_cases(src: &str, local: &str) -> Vec<Refused> {
     for case in bad_cases {
         for to in [ok_to.as_str(), local] {
             cases.push(Refused {
-                args: vec![s("disk"), s(src), s("--to"), s(to), format!("--case={case}")],
+                args: vec![
+                    s("disk"),
+                    s(src),
+                    s("--to"),
+                    s(to),
+                    format!("--case={case}"),
+                ],
                 names: "--case",
             });
         }
         // `memory` only towards S3 (the recorder): an agent that accepted the case id would
         // otherwise start copying this machine's memory into a local directory.
         cases.push(Refused {
-            args: vec![s("memory"), s("--to"), ok_to.clone(), format!("--case={case}")],
+            args: vec![
+                s("memory"),
+                s("--to"),
+                ok_to.clone(),
+                format!("--case={case}"),
+            ],
             names: "--case",
         });
     }
@@ -189,12 +204,25 @@ fn refused_cases(src: &str, local: &str) -> Vec<Refused> {
     }
     for to in [ok_to.as_str(), local] {
         cases.push(Refused {
-            args: vec![s("disk"), s(src), s("--to"), s(to), s("--frame-size"), s("0")],
+            args: vec![
+                s("disk"),
+                s(src),
+                s("--to"),
+                s(to),
+                s("--frame-size"),
+                s("0"),
+            ],
             names: "--frame-size",
         });
     }
     cases.push(Refused {
-        args: vec![s("memory"), s("--to"), ok_to.clone(), s("--frame-size"), s("0")],
+        args: vec![
+            s("memory"),
+            s("--to"),
+            ok_to.clone(),
+            s("--frame-size"),
+            s("0"),
+        ],
         names: "--frame-size",
     });
     for manifest in [
@@ -295,7 +323,10 @@ fn options_reaching_keys_or_paths_refuse_traversal_and_touch_nothing() -> Result
         ],
     )?;
     ensure!(run.code == 0, "{run:?}");
-    ensure!(tree(tmp.path())? != before, "the control run created nothing");
+    ensure!(
+        tree(tmp.path())? != before,
+        "the control run created nothing"
+    );
     Ok(())
 }
 
@@ -321,7 +352,11 @@ fn the_same_source_twice_is_acquired_once_or_refused() -> Result<()> {
         (src.display().to_string(), src.display().to_string()),
         (
             src.display().to_string(),
-            sub.join("..").join("sub").join("disk.img").display().to_string(),
+            sub.join("..")
+                .join("sub")
+                .join("disk.img")
+                .display()
+                .to_string(),
         ),
     ];
     for (i, (a, b)) in spellings.iter().enumerate() {
@@ -398,10 +433,7 @@ fn an_empty_source_completes_with_a_warning() -> Result<()> {
             s("--json"),
         ],
     )?;
-    ensure!(
-        run.code == 0 && run.json["status"] == "complete",
-        "{run:?}"
-    );
+    ensure!(run.code == 0 && run.json["status"] == "complete", "{run:?}");
     ensure!(
         warns_empty(&run.json),
         "the result does not warn that the source is empty:\n{}",

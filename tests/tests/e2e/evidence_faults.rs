@@ -11,6 +11,10 @@
 //!
 //! `seeded_fault_sweep_…` runs `AIRF_FAULT_RUNS` acquisitions (default 24) with seeds from
 //! `AIRF_FAULT_SEED` on, and writes its table to `target/fault-runs.txt`.
+#![allow(
+    clippy::indexing_slicing,
+    reason = "serde_json::Value indexing yields Null, it never panics"
+)]
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -231,7 +235,10 @@ fn check_record(
     let outcome = match run.code {
         0 | 3 => {
             if !is_complete(&run.json["status"]) {
-                problems.push(format!("exit {} with status {}", run.code, run.json["status"]));
+                problems.push(format!(
+                    "exit {} with status {}",
+                    run.code, run.json["status"]
+                ));
             }
             match reported_manifest(run) {
                 Some(uri) => {
@@ -298,7 +305,13 @@ fn through_proxy(
 }
 
 /// The run completed, its manifest verifies, and the manifest describes this source.
-fn ensure_complete(server: &S3Server, prefix: &str, run: &AgentRun, proxy: &FaultProxy, src: &Source) -> Result<()> {
+fn ensure_complete(
+    server: &S3Server,
+    prefix: &str,
+    run: &AgentRun,
+    proxy: &FaultProxy,
+    src: &Source,
+) -> Result<()> {
     let outcome = check_record(server, prefix, run, Some(proxy))
         .with_context(|| format!("proxy log:\n{}", proxy.log_text()))?;
     ensure!(
@@ -422,9 +435,17 @@ fn connections_dropped_before_forwarding_are_retried() -> Result<()> {
 fn delayed_responses_are_waited_for() -> Result<()> {
     let server = S3Server::start(ServerKind::Garage)?;
     let rules = vec![
-        Rule::nth(Kind::CreateUpload, 1, Fault::Delay(Duration::from_millis(200))),
+        Rule::nth(
+            Kind::CreateUpload,
+            1,
+            Fault::Delay(Duration::from_millis(200)),
+        ),
         Rule::nth(Kind::UploadPart, 2, Fault::Delay(Duration::from_secs(3))),
-        Rule::nth(Kind::CompleteUpload, 1, Fault::Delay(Duration::from_secs(2))),
+        Rule::nth(
+            Kind::CompleteUpload,
+            1,
+            Fault::Delay(Duration::from_secs(2)),
+        ),
         Rule::nth(Kind::PutManifest, 1, Fault::Delay(Duration::from_secs(1))),
     ];
     let (run, proxy, src) = through_proxy(&server, "delay", rules)?;
@@ -555,12 +576,16 @@ fn two_runs_keep_both(concurrent: bool, prefix: &str) -> Result<()> {
     let endpoint = server.endpoint()?;
     // Start on a fresh second: a timestamp-only folder then collides for sure.
     let sub = time::OffsetDateTime::now_utc().nanosecond();
-    std::thread::sleep(Duration::from_nanos(u64::from(1_000_000_000 - sub) + 20_000_000));
+    std::thread::sleep(Duration::from_nanos(
+        u64::from(1_000_000_000 - sub) + 20_000_000,
+    ));
     let mut runs = Vec::new();
     if concurrent {
         let children = sources
             .iter()
-            .map(|s| disk_command(&server, &endpoint, &s.path, prefix)?.spawn().map_err(Into::into))
+            .map(|s| -> Result<std::process::Child> {
+                Ok(disk_command(&server, &endpoint, &s.path, prefix)?.spawn()?)
+            })
             .collect::<Result<Vec<_>>>()?;
         for c in children {
             runs.push(finish_within(c, Duration::from_secs(120))?);
@@ -673,7 +698,14 @@ fn seeded_fault_sweep_leaves_one_coherent_record_per_run() -> Result<()> {
         let faults: Vec<String> = proxy
             .faults()
             .iter()
-            .map(|e| format!("{}#{} {}", e.kind, e.nth, e.fault.map(|f| f.to_string()).unwrap_or_default()))
+            .map(|e| {
+                format!(
+                    "{}#{} {}",
+                    e.kind,
+                    e.nth,
+                    e.fault.map(|f| f.to_string()).unwrap_or_default()
+                )
+            })
             .collect();
         let verdict = run.and_then(|r| check_record(&server, &prefix, &r, Some(&proxy)));
         let (outcome, ok) = match verdict {
@@ -683,7 +715,9 @@ fn seeded_fault_sweep_leaves_one_coherent_record_per_run() -> Result<()> {
                     "seed {seed:#x}: {e:#}\nproxy log:\n{}",
                     proxy.log_text()
                 ));
-                (format!("VIOLATION: {}", format!("{e:#}").lines().next().unwrap_or("")), false)
+                let text = format!("{e:#}");
+                let first = text.lines().next().unwrap_or("");
+                (format!("VIOLATION: {first}"), false)
             }
         };
         let class = if ok {
