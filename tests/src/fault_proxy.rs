@@ -240,6 +240,9 @@ pub struct Plan {
     pub script: Vec<Rule>,
     /// Random faults for every request no rule matched.
     pub random: Option<RandomFaults>,
+    /// Nothing is forwarded until [`FaultProxy::release`]: requests wait, unread by the
+    /// server (a client that starts now but reaches S3 only later).
+    pub gated: bool,
 }
 
 /// One request the proxy saw.
@@ -487,7 +490,7 @@ impl FaultProxy {
         }
     }
 
-    /// Sends every held response, and those held from now on, to the client.
+    /// Sends every held response, and those held from now on, to the client; opens the gate.
     pub fn release(&self) {
         self.shared.lock().released = true;
         self.shared.changed.notify_all();
@@ -777,6 +780,15 @@ fn serve(mut client: TcpStream, shared: &Shared) -> io::Result<()> {
     let Some(req) = read_request(&mut reader, &mut client)? else {
         return Ok(());
     };
+    if shared.plan.gated {
+        let mut st = shared.lock();
+        while !st.released {
+            st = shared
+                .changed
+                .wait(st)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
     // During an outage nothing gets through, and nothing counts as an occurrence.
     if shared.is_down() {
         shared.lock().refused += 1;
@@ -980,6 +992,7 @@ mod tests {
                     Rule::nth(Kind::UploadPart, 1, Fault::Drop),
                 ],
                 random: None,
+                gated: false,
             },
         )?;
         // A chunked body reaches the server byte for byte and its answer comes back.
@@ -1034,6 +1047,7 @@ mod tests {
                     Rule::nth(Kind::PutObject, 1, Fault::Down(Duration::from_secs(1))),
                 ],
                 random: None,
+                gated: false,
             },
         )?;
         let port = proxy.port;

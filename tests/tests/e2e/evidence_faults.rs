@@ -296,6 +296,7 @@ fn through_proxy(
         Plan {
             script: rules,
             random: None,
+            gated: false,
         },
     )?;
     let src = source(0x5eed_0013, SOURCE_LEN, "evidence.img")?;
@@ -498,16 +499,22 @@ fn server_down_20s_mid_upload_completes_or_fails_cleanly() -> Result<()> {
 
 /// A SIGTERM while the proxy holds the answer to a request of `kind`, then the answer is let
 /// through: the exit status, the result and what is stored must agree.
-fn sigterm_while_held(kind: Kind, nth: usize, prefix: &str) -> Result<(AgentRun, Stored)> {
+fn sigterm_while_held(
+    kind: Kind,
+    nth: usize,
+    prefix: &str,
+    source_len: usize,
+) -> Result<(AgentRun, Stored)> {
     let server = S3Server::start(ServerKind::Garage)?;
     let proxy = FaultProxy::start(
         server.port()?,
         Plan {
             script: vec![Rule::nth(kind, nth, Fault::Hold)],
             random: None,
+            gated: false,
         },
     )?;
-    let src = source(0x5157_e4a1, SOURCE_LEN, "evidence.img")?;
+    let src = source(0x5157_e4a1, source_len, "evidence.img")?;
     let child = disk_command(&server, &proxy.endpoint(), &src.path, prefix)?.spawn()?;
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id())?);
     proxy
@@ -542,9 +549,11 @@ fn sigterm_while_held(kind: Kind, nth: usize, prefix: &str) -> Result<(AgentRun,
     Ok((run, st))
 }
 
+/// 40 MiB: with part 2 held and one part in flight, the reader is still far from the end when
+/// the signal comes, so the run is interrupted for real.
 #[test]
 fn sigterm_during_upload_interrupts_and_claims_nothing() -> Result<()> {
-    let (run, st) = sigterm_while_held(Kind::UploadPart, 2, "term-part")?;
+    let (run, st) = sigterm_while_held(Kind::UploadPart, 2, "term-part", 40 << 20)?;
     ensure!(run.code == 143, "{}", run.stdout);
     ensure!(st.uploads.is_empty(), "{st:?}");
     Ok(())
@@ -552,12 +561,12 @@ fn sigterm_during_upload_interrupts_and_claims_nothing() -> Result<()> {
 
 #[test]
 fn sigterm_while_complete_is_answered_agrees_with_what_is_stored() -> Result<()> {
-    sigterm_while_held(Kind::CompleteUpload, 1, "term-complete").map(|_| ())
+    sigterm_while_held(Kind::CompleteUpload, 1, "term-complete", SOURCE_LEN).map(|_| ())
 }
 
 #[test]
 fn sigterm_while_manifest_put_is_answered_reports_complete() -> Result<()> {
-    let (run, st) = sigterm_while_held(Kind::PutManifest, 1, "term-manifest")?;
+    let (run, st) = sigterm_while_held(Kind::PutManifest, 1, "term-manifest", SOURCE_LEN)?;
     ensure!(
         !st.manifests().is_empty() && run.code == 0,
         "the held manifest PUT reached the server: {st:?}"
@@ -565,37 +574,43 @@ fn sigterm_while_manifest_put_is_answered_reports_complete() -> Result<()> {
     Ok(())
 }
 
-/// Two acquisitions of different files with the same name and case: both complete, both verify,
-/// two run folders, nothing overwritten.
+/// Two acquisitions of different files with the same name and case, started in the same
+/// second: both complete, both verify, two run folders, nothing overwritten.
+///
+/// Sequential: the second run's requests wait at a gated proxy until the first run has exited,
+/// so it stores everything after the first is done, from a folder name chosen in the same
+/// second. Concurrent: both go straight to Garage at once.
 fn two_runs_keep_both(concurrent: bool, prefix: &str) -> Result<()> {
     let server = S3Server::start(ServerKind::Garage)?;
     let sources = [
         source(1, 1 << 20, "evidence.img")?,
         source(2, 1 << 20, "evidence.img")?,
     ];
-    let endpoint = server.endpoint()?;
-    // Start on a fresh second: a timestamp-only folder then collides for sure.
+    let direct = server.endpoint()?;
+    let gate = FaultProxy::start(
+        server.port()?,
+        Plan {
+            gated: !concurrent,
+            ..Plan::default()
+        },
+    )?;
+    let second = if concurrent {
+        direct.clone()
+    } else {
+        gate.endpoint()
+    };
+    // Start early in a second, so both runs name their folder in the same one.
     let sub = time::OffsetDateTime::now_utc().nanosecond();
     std::thread::sleep(Duration::from_nanos(
-        u64::from(1_000_000_000 - sub) + 20_000_000,
+        u64::from(1_000_000_000u32.saturating_sub(sub)) + 20_000_000,
     ));
-    let mut runs = Vec::new();
-    if concurrent {
-        let children = sources
-            .iter()
-            .map(|s| -> Result<std::process::Child> {
-                Ok(disk_command(&server, &endpoint, &s.path, prefix)?.spawn()?)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        for c in children {
-            runs.push(finish_within(c, Duration::from_secs(120))?);
-        }
-    } else {
-        for s in &sources {
-            let c = disk_command(&server, &endpoint, &s.path, prefix)?.spawn()?;
-            runs.push(finish_within(c, Duration::from_secs(120))?);
-        }
-    }
+    let first = disk_command(&server, &direct, &sources[0].path, prefix)?.spawn()?;
+    let later = disk_command(&server, &second, &sources[1].path, prefix)?.spawn()?;
+    let first = finish_within(first, Duration::from_secs(120))?;
+    gate.release();
+    let later = finish_within(later, Duration::from_secs(120))?;
+    let runs = [first, later];
+
     let mut folders = Vec::new();
     for (run, src) in runs.iter().zip(&sources) {
         ensure!(
@@ -620,6 +635,16 @@ fn two_runs_keep_both(concurrent: bool, prefix: &str) -> Result<()> {
     ensure!(
         folders.first() != folders.get(1),
         "both runs used the run folder {folders:?}"
+    );
+    // The collision this test is about needs both folders named in one second.
+    let second_of = regex::Regex::new(r"\d{8}T\d{6}Z")?;
+    let stamps: Vec<_> = folders
+        .iter()
+        .filter_map(|f| second_of.find(f).map(|m| m.as_str().to_owned()))
+        .collect();
+    ensure!(
+        stamps.len() != 2 || stamps.first() == stamps.get(1),
+        "the runs started in different seconds ({stamps:?}): this machine is too slow for the test"
     );
     let st = stored(&server, prefix)?;
     let images = st
@@ -680,6 +705,7 @@ fn seeded_fault_sweep_leaves_one_coherent_record_per_run() -> Result<()> {
             server.port()?,
             Plan {
                 script: Vec::new(),
+                gated: false,
                 random: Some(RandomFaults {
                     seed,
                     per_mille,
