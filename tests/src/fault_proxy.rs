@@ -945,7 +945,10 @@ mod tests {
     }
 
     /// A stand-in server: answers every request with 200 and its body, counting requests.
-    fn echo_server() -> Result<(u16, Arc<Mutex<Vec<Vec<u8>>>>)> {
+    /// The requests a stand-in server saw, as forwarded.
+    type Seen = Arc<Mutex<Vec<Vec<u8>>>>;
+
+    fn echo_server() -> Result<(u16, Seen)> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let port = listener.local_addr()?.port();
         let seen = Arc::new(Mutex::new(Vec::new()));
