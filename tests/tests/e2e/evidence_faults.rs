@@ -257,12 +257,12 @@ fn check_record(
                     run.code, run.json["status"]
                 ));
             }
+            let status = run.json["status"].as_str().unwrap_or("no status");
             if st.objects.is_empty() && st.uploads.is_empty() {
-                format!("{} (exit {}), nothing left", run.json["status"], run.code)
+                format!("{status} (exit {}), nothing left", run.code)
             } else {
                 format!(
-                    "{} (exit {}), leftovers named: {} object(s), {} upload(s)",
-                    run.json["status"],
+                    "{status} (exit {}), leftovers named: {} object(s), {} upload(s)",
                     run.code,
                     st.objects.len(),
                     st.uploads.len()
