@@ -162,24 +162,7 @@ pub fn acquire(
         mut facts,
         ..
     } = evidence;
-    let mut report = SourceReport {
-        source: label.clone(),
-        status: Status::Failed,
-        image: None,
-        manifest: None,
-        manifest_inline: None,
-        raw_size: 0,
-        raw_sha256: None,
-        compressed_size: 0,
-        compressed_sha256: None,
-        unreadable_bytes: 0,
-        unreadable_ranges: 0,
-        duration_seconds: 0.0,
-        throughput_mb_s: 0.0,
-        error: None,
-        cleanup: None,
-        extra: Extra::new(),
-    };
+    let mut report = SourceReport::failed(label.clone());
     let finish = |mut r: SourceReport| {
         r.duration_seconds = clock.elapsed().as_secs_f64();
         r.throughput_mb_s = r.raw_size as f64 / 1e6 / r.duration_seconds.max(1e-6);
@@ -214,10 +197,13 @@ pub fn acquire(
             report.error = Some(e.to_string());
             report.raw_size = control.raw_read.load(Ordering::Relaxed);
             report.cleanup = Some(sink.abort());
+            report.warnings.extend(sink.take_warnings());
             return finish(report);
         }
     };
-    let image = match sink.finish() {
+    let finished = sink.finish();
+    report.warnings.extend(sink.take_warnings());
+    let image = match finished {
         Ok(i) => i,
         Err(e) => {
             report.error = Some(e.to_string());
@@ -242,6 +228,13 @@ pub fn acquire(
     } else {
         EvidenceStatus::CompletedWithReadErrors
     };
+    let mut warnings = Vec::new();
+    if output.raw_size == 0 {
+        warnings.push(format!(
+            "{label_} is empty: 0 bytes were read, so the image holds nothing; check that this is the source you meant",
+            label_ = report.source
+        ));
+    }
     report.raw_size = output.raw_size;
     report.raw_sha256 = Some(output.raw_sha256.clone());
     report.compressed_size = output.compressed_size;
@@ -249,6 +242,7 @@ pub fn acquire(
     report.unreadable_bytes = unreadable.total_bytes;
     report.unreadable_ranges = unreadable.ranges.len() as u64 + unreadable.omitted;
     report.image = Some(image.clone());
+    let image_location = image.location.clone();
     let manifest = Manifest {
         schema_version: crate::manifest::SCHEMA_VERSION,
         tool: crate::manifest::this_tool(),
@@ -277,13 +271,14 @@ pub fn acquire(
             peak_rss_bytes: peak_rss_bytes(),
             threads: settings.pipeline.threads,
         },
+        warnings: warnings.clone(),
         extra: Extra::new(),
     };
     let json = match crate::manifest::to_json(&manifest) {
         Ok(j) => j,
         Err(e) => {
             report.error = Some(format!(
-                "the image was stored but its manifest could not be written: {e}"
+                "the image {image_location} was stored but its manifest could not be written ({e}): it is whole but unproven, not evidence until verified"
             ));
             return finish(report);
         }
@@ -301,13 +296,15 @@ pub fn acquire(
             }
         },
         Err(e) => {
-            // The image is whole, but without its manifest nobody can prove it: report failure.
+            // The image is whole, but without its manifest nobody can prove it: report failure,
+            // and name the object so nobody takes it for evidence or wonders where it came from.
             report.error = Some(format!(
-                "the image was stored but its manifest was not: {e}"
+                "the image {image_location} was stored but its manifest was not ({e}): the image is whole but unproven, not evidence until verified"
             ));
             return finish(report);
         }
     }
+    report.warnings.extend(warnings);
     report.status = match status {
         EvidenceStatus::Complete => Status::Complete,
         EvidenceStatus::CompletedWithReadErrors => Status::CompletedWithReadErrors,

@@ -1,8 +1,9 @@
 //! `--to`: where an evidence set goes, and how its objects are named.
 //!
-//! Evidence lands under `<prefix>/<case>/<instance-id or hostname>/<UTC timestamp>/`, one image
-//! and one manifest per source, so two acquisitions never collide and a listing reads like a
-//! case file.
+//! Evidence lands under `<prefix>/<case>/<instance-id or hostname>/<UTC timestamp>-<run id>/`,
+//! one image and one manifest per source, so two acquisitions never collide (even in the same
+//! second) and a listing reads like a case file. Writes to S3 are conditional as well
+//! (`If-None-Match: *`): an existing object is never replaced.
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -77,6 +78,7 @@ impl FromStr for DestSpec {
                     "not a valid S3 bucket name (3-63 lowercase letters, digits, '-' or '.')",
                 ));
             }
+            crate::naming::check_prefix(prefix).map_err(|e| invalid(&e.to_string()))?;
             return Ok(Self::S3 {
                 bucket: bucket.to_owned(),
                 prefix: prefix.trim_matches('/').to_owned(),
@@ -125,22 +127,9 @@ pub struct EvidenceSet {
     pub folder: String,
 }
 
-/// The compact UTC timestamp used in evidence paths, e.g. `20261128T153000Z`.
-pub fn folder_timestamp(t: time::OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
-}
-
 impl EvidenceSet {
-    /// Lays out a new set. `s3` must be given for an S3 destination.
+    /// Lays out a new set in a run folder of its own. `s3` must be given for an S3 destination.
+    /// A case id outside [`crate::naming::CASE_ID_RULE`] is refused.
     pub fn new(
         spec: DestSpec,
         s3: Option<(Client, Handle)>,
@@ -148,24 +137,25 @@ impl EvidenceSet {
         case: &str,
         host: &str,
         started: time::OffsetDateTime,
-    ) -> Self {
+    ) -> Result<Self, crate::naming::NameError> {
+        crate::naming::check_case_id(case)?;
         let leaf = format!(
             "{}/{}/{}",
-            crate::host::sanitize(case),
+            case,
             crate::host::sanitize(host),
-            folder_timestamp(started)
+            crate::naming::run_folder(started)
         );
         let folder = match &spec {
             DestSpec::S3 { prefix, .. } if !prefix.is_empty() => format!("{prefix}/{leaf}"),
             DestSpec::Dir(dir) => dir.join(&leaf).display().to_string(),
             _ => leaf,
         };
-        Self {
+        Ok(Self {
             spec,
             s3,
             settings,
             folder,
-        }
+        })
     }
 
     /// The parsed destination.
@@ -214,6 +204,25 @@ impl EvidenceSet {
                     rt.clone(),
                     target,
                 )?))
+            }
+        }
+    }
+
+    /// For a local directory: removes the run folder if the run left nothing in it, and then its
+    /// host and case folders if they are empty too, so a failed run leaves no empty
+    /// `<case>/<host>/<run>/` behind. The destination directory itself is never removed.
+    pub fn remove_empty_folders(&self) {
+        let DestSpec::Dir(root) = &self.spec else {
+            return;
+        };
+        let mut dir = PathBuf::from(&self.folder);
+        while dir != *root && dir.starts_with(root) {
+            // remove_dir fails on a non-empty folder, which is what stops the walk.
+            if std::fs::remove_dir(&dir).is_err() {
+                return;
+            }
+            if !dir.pop() {
+                return;
             }
         }
     }
@@ -288,6 +297,8 @@ mod tests {
             ("s3://", "missing bucket"),
             ("s3:///x", "missing bucket"),
             ("s3://Bad_Bucket/x", "not a valid S3 bucket"),
+            ("s3://b-1/../../x", ".. segment"),
+            ("s3://b-1/a//b", "empty segment"),
             ("http://x/y", "unsupported scheme"),
             ("/etc/hostname", "not a directory"),
             ("", "empty"),
@@ -315,11 +326,26 @@ mod tests {
             },
             None,
             settings,
-            "IR 42",
+            "IR-42",
             "i-0abc",
             t,
-        );
-        assert_eq!(set.folder, "p/q/IR_42/i-0abc/20261128T153000Z");
+        )
+        .unwrap();
+        let (parent, run) = set.folder.rsplit_once('/').unwrap();
+        assert_eq!(parent, "p/q/IR-42/i-0abc");
+        assert!(run.starts_with("20261128T153000Z-"), "{run}");
+    }
+
+    #[test]
+    fn a_case_id_outside_the_rule_is_refused() {
+        let settings = UploadSettings {
+            concurrency: 1,
+            sse_kms_key_id: None,
+            abort_deadline: std::time::Duration::ZERO,
+        };
+        let spec = DestSpec::Stdout;
+        let t = time::OffsetDateTime::UNIX_EPOCH;
+        assert!(EvidenceSet::new(spec, None, settings, "../../x", "h", t).is_err());
     }
 
     fn set_to(spec: DestSpec) -> EvidenceSet {
@@ -336,6 +362,7 @@ mod tests {
             "h",
             time::OffsetDateTime::UNIX_EPOCH,
         )
+        .unwrap()
     }
 
     /// A part size S3 would refuse (below its 5 MiB minimum), for a source too large for one
@@ -345,6 +372,35 @@ mod tests {
         frame_size: 2 << 20,
         requested: Some(1 << 20),
     };
+
+    #[test]
+    fn a_failed_local_run_leaves_no_empty_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("keep"), b"x").unwrap();
+        let set = set_to(DestSpec::Dir(dir.path().to_owned()));
+        let mut sink = set.open_image("sda.raw.zst", &NOT_FOR_S3).unwrap();
+        sink.abort();
+        set.remove_empty_folders();
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("keep")]);
+    }
+
+    #[test]
+    fn a_local_run_that_stored_something_keeps_its_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let set = set_to(DestSpec::Dir(dir.path().to_owned()));
+        set.put_file("sda.manifest.json", b"{}".to_vec(), "application/json")
+            .unwrap();
+        set.remove_empty_folders();
+        assert!(
+            PathBuf::from(&set.folder)
+                .join("sda.manifest.json")
+                .exists()
+        );
+    }
 
     #[test]
     fn local_and_stdout_destinations_ignore_s3_part_limits() {

@@ -23,6 +23,7 @@ pub mod hash;
 pub mod host;
 pub mod manifest;
 pub mod memory;
+pub mod naming;
 pub mod part_size;
 pub mod pipeline;
 pub mod progress;

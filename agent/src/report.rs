@@ -26,6 +26,11 @@ pub mod exit {
 }
 
 /// Builds the overall report: the worst per-source status wins.
+///
+/// A signal changes nothing that was already stored: a source whose manifest was stored is
+/// complete, whenever the signal came. The signal shows where it stopped something: a source
+/// interrupted or never started (which the caller reports as `Interrupted`), or a run that
+/// stopped before any source.
 pub fn run_report(
     command: &str,
     case: &str,
@@ -35,16 +40,14 @@ pub fn run_report(
     secs: f64,
     signal: Option<i32>,
 ) -> RunReport {
-    let mut status = sources
-        .iter()
-        .map(|s| s.status)
-        .max()
-        .unwrap_or(Status::Failed);
+    let nothing = if signal.is_some() {
+        Status::Interrupted
+    } else {
+        Status::Failed
+    };
+    let mut status = sources.iter().map(|s| s.status).max().unwrap_or(nothing);
     if !errors.is_empty() && status < Status::Failed {
         status = Status::Failed;
-    }
-    if signal.is_some() {
-        status = Status::Interrupted;
     }
     let exit_code = match (status, signal) {
         (Status::Interrupted, Some(nix::libc::SIGTERM)) => exit::SIGTERM,
@@ -113,6 +116,9 @@ pub fn human_summary(report: &RunReport) -> String {
         if let Some(c) = &s.cleanup {
             out.push_str(&format!("  cleanup  {}\n", c.detail));
         }
+        for w in &s.warnings {
+            out.push_str(&format!("  warning  {w}\n"));
+        }
     }
     for e in &report.errors {
         out.push_str(&format!("error: {e}\n"));
@@ -141,6 +147,7 @@ mod tests {
             throughput_mb_s: 0.0,
             error: None,
             cleanup: None,
+            warnings: Vec::new(),
             extra: airf_evidence::Extra::new(),
         }
     }
@@ -167,13 +174,31 @@ mod tests {
         assert_eq!(exit_of(&[Complete], &["x"], None), (Failed, exit::FAILED));
         assert_eq!(exit_of(&[], &[], None), (Failed, exit::FAILED));
         assert_eq!(
-            exit_of(&[Complete], &[], Some(nix::libc::SIGTERM)),
+            exit_of(&[Complete, Interrupted], &[], Some(nix::libc::SIGTERM)),
             (Interrupted, exit::SIGTERM)
         );
         assert_eq!(
-            exit_of(&[Complete], &[], Some(nix::libc::SIGINT)),
+            exit_of(&[Interrupted], &[], Some(nix::libc::SIGINT)),
             (Interrupted, exit::SIGINT)
         );
+        assert_eq!(
+            exit_of(&[], &[], Some(nix::libc::SIGTERM)),
+            (Interrupted, exit::SIGTERM)
+        );
+    }
+
+    /// A signal that came after every manifest was stored stops nothing: the report, the exit
+    /// status and the stored evidence agree that it is complete.
+    #[test]
+    fn a_late_signal_leaves_stored_evidence_complete() {
+        use Status::*;
+        for sig in [nix::libc::SIGTERM, nix::libc::SIGINT] {
+            assert_eq!(exit_of(&[Complete], &[], Some(sig)), (Complete, exit::OK));
+            assert_eq!(
+                exit_of(&[CompletedWithReadErrors], &[], Some(sig)),
+                (CompletedWithReadErrors, exit::READ_ERRORS)
+            );
+        }
     }
 
     #[test]

@@ -23,8 +23,9 @@ pub struct S3Options {
     pub max_attempts: u32,
 }
 
-/// Builds a client from the default chain plus `opts`.
-pub async fn build(opts: &S3Options) -> Client {
+/// The shared AWS configuration from the default chain plus `opts`: retries, timeouts, TLS
+/// trust, region and endpoint, the same for every service client the agent builds.
+pub async fn sdk_config(opts: &S3Options) -> aws_config::SdkConfig {
     // The standard AWS_MAX_ATTEMPTS wins over our default, as in every AWS tool.
     let attempts = std::env::var("AWS_MAX_ATTEMPTS")
         .ok()
@@ -45,7 +46,12 @@ pub async fn build(opts: &S3Options) -> Client {
     if let Some(url) = &opts.endpoint_url {
         loader = loader.endpoint_url(url);
     }
-    let shared = loader.load().await;
+    loader.load().await
+}
+
+/// Builds a client from the default chain plus `opts`.
+pub async fn build(opts: &S3Options) -> Client {
+    let shared = sdk_config(opts).await;
     let custom_endpoint = shared.endpoint_url().is_some();
     let mut config = aws_sdk_s3::config::Builder::from(&shared)
         .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
@@ -63,7 +69,9 @@ pub async fn build(opts: &S3Options) -> Client {
 /// write-only on purpose (packaging/cloudformation), so reading evidence back (`verify`) takes
 /// other credentials, never a wider acquisition role.
 fn access_hint(op: &str) -> &'static str {
-    if op.starts_with("GetObject") || op.starts_with("HeadObject") {
+    if op.starts_with("ListObjectsV2") || op.starts_with("ListMultipartUploads") {
+        "; after a lost response the agent lists its own key to learn what S3 kept: the acquisition role needs s3:ListBucket (with an s3:prefix condition on the evidence prefix) and s3:ListBucketMultipartUploads on the bucket, as the templates grant; it never needs to read an object"
+    } else if op.starts_with("GetObject") || op.starts_with("HeadObject") {
         "; reading evidence needs s3:GetObject on it (and kms:Decrypt for SSE-KMS objects): run verify with an analyst's credentials, as the acquisition role is write-only by design"
     } else {
         "; the credentials in use (instance role, profile or environment) need s3:PutObject and s3:AbortMultipartUpload on that prefix (and kms:GenerateDataKey and kms:Decrypt for --sse-kms-key-id)"

@@ -8,6 +8,8 @@
 
 use std::io;
 
+pub mod parse;
+
 /// Magic of the skippable frame that holds the seek table.
 pub const SKIPPABLE_MAGIC: u32 = 0x184D_2A5E;
 /// Magic at the very end of a seekable stream.
@@ -67,6 +69,11 @@ impl SeekTable {
     /// Number of frames recorded.
     pub fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// The recorded `(compressed, decompressed)` sizes, in frame order.
+    pub fn entries(&self) -> &[(u32, u32)] {
+        &self.entries
     }
 
     /// True when no frame was recorded.

@@ -122,6 +122,9 @@ pub struct Manifest {
     pub unreadable: BadRanges,
     /// The agent's footprint.
     pub agent: AgentFootprint,
+    /// What a reader should know that no other field says (e.g. the source was empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// Top-level fields a newer agent wrote, kept as they were.
     #[serde(flatten)]
     pub extra: Extra,

@@ -74,9 +74,38 @@ pub struct SourceReport {
     /// What happened to the partial upload.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cleanup: Option<AbortReport>,
+    /// What went oddly but did not make the evidence untrustworthy (an empty source, an extra
+    /// upload left by a lost response), and objects a failed run left behind, by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// Fields a newer agent wrote, kept as they were.
     #[serde(flatten)]
     pub extra: Extra,
+}
+
+impl SourceReport {
+    /// A source that failed before anything of it was stored; callers fill in the rest.
+    pub fn failed(source: String) -> Self {
+        Self {
+            source,
+            status: Status::Failed,
+            image: None,
+            manifest: None,
+            manifest_inline: None,
+            raw_size: 0,
+            raw_sha256: None,
+            compressed_size: 0,
+            compressed_sha256: None,
+            unreadable_bytes: 0,
+            unreadable_ranges: 0,
+            duration_seconds: 0.0,
+            throughput_mb_s: 0.0,
+            error: None,
+            cleanup: None,
+            warnings: Vec::new(),
+            extra: Extra::new(),
+        }
+    }
 }
 
 /// The result of one command.

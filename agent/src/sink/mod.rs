@@ -41,6 +41,10 @@ pub trait ImageSink: Send {
     fn finish(&mut self) -> Result<StoredObject, SinkError>;
     /// Discards the partial image.
     fn abort(&mut self) -> AbortReport;
+    /// What went oddly but was recovered (e.g. a lost response), for the run's result.
+    fn take_warnings(&mut self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// An in-memory sink for tests, which can fail on purpose.

@@ -20,4 +20,5 @@ mod read_errors;
 mod release;
 mod ssm_documents;
 mod tls;
+mod verify_custody;
 mod workflow;

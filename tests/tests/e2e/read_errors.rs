@@ -91,7 +91,7 @@ fn unreadable_sectors_are_zero_filled_listed_and_reported() -> Result<()> {
         "IR-EIO",
         "host",
         time::OffsetDateTime::now_utc(),
-    );
+    )?;
     let settings = AcquireSettings {
         case: "IR-EIO".into(),
         pipeline: PipelineConfig {

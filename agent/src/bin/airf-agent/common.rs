@@ -85,6 +85,15 @@ pub struct Session<'a> {
     json: bool,
 }
 
+/// Why a session could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The command line cannot work (exit 2).
+    Usage(String),
+    /// Something else (exit 1).
+    Failed(String),
+}
+
 /// What a session has checked and started before any source is read.
 pub struct Started {
     pub spec: DestSpec,
@@ -110,22 +119,17 @@ impl<'a> Session<'a> {
         self.to_stdout
     }
 
-    /// Checks the destination and options, starts the I/O runtime and the signal watcher.
-    pub fn start(&self) -> Result<Started, String> {
-        let spec: DestSpec = self.args.to.parse().map_err(|e| format!("{e}"))?;
+    /// Checks every option, then starts the I/O runtime and the signal watcher. Nothing is
+    /// read, gathered or contacted before the options are known to be usable: a typo costs
+    /// nothing and exits 2.
+    pub fn start(&self) -> Result<Started, StartError> {
+        let spec = self.check_options().map_err(StartError::Usage)?;
         if self.to_stdout && std::io::stdout().is_terminal() {
-            return Err("--to - writes the compressed image to stdout, which is a terminal; pipe it into a command or a file, or give a directory".into());
+            return Err(StartError::Usage("--to - writes the compressed image to stdout, which is a terminal; pipe it into a command or a file, or give a directory".into()));
         }
-        let frame_size = usize::try_from(self.args.frame_size)
-            .ok()
-            .filter(|f| (4096..=airf_agent::seekable::MAX_FRAME_SIZE).contains(f))
-            .ok_or_else(|| {
-                format!(
-                    "--frame-size {} must be between 4 KiB and 1 GiB",
-                    self.args.frame_size
-                )
-            })?;
-        let rt = runtime().map_err(|e| format!("cannot start the I/O runtime: {e}"))?;
+        let frame_size = usize::try_from(self.args.frame_size).unwrap_or(usize::MAX);
+        let rt = runtime()
+            .map_err(|e| StartError::Failed(format!("cannot start the I/O runtime: {e}")))?;
         let control = Arc::new(Control::default());
         let signal = watch_signals(&rt, Arc::clone(&control));
         Ok(Started {
@@ -137,8 +141,33 @@ impl<'a> Session<'a> {
         })
     }
 
+    /// The checks of [`Self::start`] that need nothing but the command line.
+    fn check_options(&self) -> Result<DestSpec, String> {
+        let spec: DestSpec = self.args.to.parse().map_err(|e| format!("{e}"))?;
+        airf_agent::naming::check_case_id(&self.args.case).map_err(|e| e.to_string())?;
+        let frame_ok = usize::try_from(self.args.frame_size)
+            .is_ok_and(|f| (4096..=airf_agent::seekable::MAX_FRAME_SIZE).contains(&f));
+        if !frame_ok {
+            return Err(format!(
+                "--frame-size {} must be between 4 KiB and 1 GiB",
+                self.args.frame_size
+            ));
+        }
+        match self.args.part_size {
+            Some(0) => return Err("--part-size 0 is not a size: give e.g. 16MiB, or leave it unset to have it chosen from the source size".into()),
+            // Only S3 has parts; whether a size suits the source is checked once its size is known.
+            Some(p) if matches!(spec, DestSpec::S3 { .. })
+                && !(airf_agent::part_size::MIN_PART..=airf_agent::part_size::MAX_PART).contains(&p) =>
+            {
+                return Err(airf_agent::part_size::PartSizeError::OutOfRange(p).to_string());
+            }
+            _ => {}
+        }
+        Ok(spec)
+    }
+
     /// The evidence folder for this run, with an S3 client when the destination is S3.
-    pub fn evidence_set(&self, started: &Started, host: &HostFacts) -> EvidenceSet {
+    pub fn evidence_set(&self, started: &Started, host: &HostFacts) -> Result<EvidenceSet, String> {
         let s3 = match &started.spec {
             DestSpec::S3 { .. } => Some((
                 started
@@ -161,6 +190,7 @@ impl<'a> Session<'a> {
             &airf_agent::host::evidence_name(host),
             time::OffsetDateTime::now_utc(),
         )
+        .map_err(|e| e.to_string())
     }
 
     pub fn acquire_settings(&self, frame_size: usize) -> AcquireSettings {
@@ -185,6 +215,26 @@ impl<'a> Session<'a> {
         self.finish(None, Vec::new(), vec![msg], None)
     }
 
+    /// Refuses the command line before anything was touched: exit 2, the rule on stderr.
+    pub fn usage(&self, msg: String) -> i32 {
+        eprintln!("airf-agent: error: {msg}");
+        self.report(
+            None,
+            Vec::new(),
+            vec![msg],
+            None,
+            Some(airf_agent::report::exit::USAGE),
+        )
+    }
+
+    /// [`Self::fail`] or [`Self::usage`], as `e` says.
+    pub fn refuse(&self, e: StartError) -> i32 {
+        match e {
+            StartError::Usage(msg) => self.usage(msg),
+            StartError::Failed(msg) => self.fail(msg),
+        }
+    }
+
     /// Prints the result of all sources and returns the exit code. With an S3 evidence set in
     /// which a manifest was stored, the result is also stored there as
     /// [`airf_evidence::report::RESULT_OBJECT`]: SSM truncates stdout at 24,000 characters.
@@ -195,9 +245,20 @@ impl<'a> Session<'a> {
         errors: Vec<String>,
         signal: Option<&AtomicI32>,
     ) -> i32 {
+        self.report(set, sources, errors, signal, None)
+    }
+
+    fn report(
+        &self,
+        set: Option<&EvidenceSet>,
+        sources: Vec<SourceReport>,
+        errors: Vec<String>,
+        signal: Option<&AtomicI32>,
+        exit_code: Option<i32>,
+    ) -> i32 {
         let folder = set.map_or("", |s| s.folder.as_str());
         let sig = signal.map(|s| s.load(Ordering::SeqCst)).filter(|&s| s != 0);
-        let report = run_report(
+        let mut report = run_report(
             self.command,
             &self.args.case,
             folder,
@@ -206,6 +267,9 @@ impl<'a> Session<'a> {
             self.clock.elapsed().as_secs_f64(),
             sig,
         );
+        if let Some(code) = exit_code {
+            report.exit_code = code;
+        }
         if let Some(set) = set {
             store_result(set, &report);
         }
@@ -239,8 +303,11 @@ fn store_result(set: &EvidenceSet, report: &airf_agent::report::RunReport) {
     }
 }
 
-/// One plain-words stderr line for a source that did not complete cleanly.
+/// One plain-words stderr line for a source that did not complete cleanly, and one per warning.
 pub fn say_outcome(r: &SourceReport) {
+    for w in &r.warnings {
+        eprintln!("airf-agent: {}: warning: {w}", r.source);
+    }
     match r.status {
         Status::Failed | Status::Interrupted | Status::Unknown => {
             eprintln!(
@@ -324,7 +391,9 @@ pub fn watch_signals(rt: &tokio::runtime::Runtime, control: Arc<Control>) -> Arc
                 _ = term.recv() => nix::libc::SIGTERM,
             };
             if seen.swap(sig, Ordering::SeqCst) == 0 {
-                eprintln!("airf-agent: signal received, stopping and removing the partial upload…");
+                eprintln!(
+                    "airf-agent: signal received: stopping; an unfinished upload is removed, evidence whose manifest is stored is kept and reported complete"
+                );
             }
             control.cancel.store(true, Ordering::SeqCst);
         }

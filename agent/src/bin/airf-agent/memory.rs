@@ -47,7 +47,7 @@ pub fn run(args: MemoryArgs) -> i32 {
     let session = Session::new("memory", &args.acquire);
     let started = match session.start() {
         Ok(s) => s,
-        Err(e) => return session.fail(e),
+        Err(e) => return session.refuse(e),
     };
     let choice = match args.source {
         SourceArg::Auto => SourceChoice::Auto,
@@ -85,9 +85,13 @@ pub fn run(args: MemoryArgs) -> i32 {
             content::GENERIC_BANNER
         );
     }
-    let set = session.evidence_set(&started, &host);
+    let set = match session.evidence_set(&started, &host) {
+        Ok(s) => s,
+        Err(e) => return session.usage(e),
+    };
     let settings = session.acquire_settings(started.frame_size);
     let r = memory::acquire_memory(prepared, &set, &host, &settings, &started.control);
     say_outcome(&r);
+    set.remove_empty_folders();
     session.finish(Some(&set), vec![r], Vec::new(), Some(&started.signal))
 }
