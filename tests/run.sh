@@ -28,6 +28,8 @@ log "unit, property and end-to-end tests"
 iam_calls=${CARGO_TARGET_DIR:-target}/iam-calls
 rm -rf "$iam_calls"
 cargo test --workspace --quiet -- --test-threads=2
+# The fault sweep's tally (evidence_faults::seeded_fault_sweep_…), for the release note.
+log "fault sweep: $(tail -n 1 "${CARGO_TARGET_DIR:-target}/fault-runs.txt")"
 if [ -x tests/vm/run-tests.sh ]; then
   log "real-kernel tests in a VM"
   tests/vm/run-tests.sh

@@ -11,12 +11,14 @@
 //! [`ssm_agent`] (whether the emulated SSM sees an instance's agent registered),
 //! [`guest_evidence`] (real evidence from a guest for a workflow run),
 //! [`ssm_run_command`] (SSM Run Command played on this machine), [`vm`] (a QEMU guest),
-//! [`slow_link`] (a throttling proxy) and [`s3api_listing`] (the AWS CLI's listings, read
+//! [`slow_link`] (a throttling proxy), [`fault_proxy`] (an S3 proxy that drops, delays, refuses
+//! and loses requests and responses) and [`s3api_listing`] (the AWS CLI's listings, read
 //! strictly). `tests/README.md` says which suite uses what.
 
 pub mod asl;
 pub mod emulator;
 pub mod emulator_faults;
+pub mod fault_proxy;
 pub mod guest_evidence;
 pub mod iam_calls;
 pub mod s3api_listing;
@@ -212,6 +214,27 @@ impl S3Server {
         ])?;
         s3api_listing::object_keys(&out.stdout)
             .with_context(|| format!("listing s3://{}/{prefix}", self.bucket))
+    }
+
+    /// The multipart uploads still open under `prefix`, as (key, upload id); an error, never
+    /// an empty list, when the listing cannot be read.
+    pub fn open_uploads_under(&self, prefix: &str) -> Result<Vec<(String, String)>> {
+        let out = self.aws(&[
+            "s3api",
+            "list-multipart-uploads",
+            "--bucket",
+            &self.bucket,
+            "--prefix",
+            prefix,
+            "--output",
+            "json",
+        ])?;
+        s3api_listing::uploads(&out.stdout).with_context(|| {
+            format!(
+                "listing the open uploads under s3://{}/{prefix}",
+                self.bucket
+            )
+        })
     }
 
     /// The ids of the multipart uploads still open in the bucket; an error, never an empty

@@ -18,6 +18,13 @@ pub fn upload_ids(stdout: &[u8]) -> Result<Vec<String>> {
     listed(stdout, "Uploads", "UploadId")
 }
 
+/// The (key, upload id) of every upload in a `list-multipart-uploads --output json` answer.
+pub fn uploads(stdout: &[u8]) -> Result<Vec<(String, String)>> {
+    let keys = listed(stdout, "Uploads", "Key")?;
+    let ids = listed(stdout, "Uploads", "UploadId")?;
+    Ok(keys.into_iter().zip(ids).collect())
+}
+
 /// The string `field` of every entry of the array `list` in a CLI JSON answer.
 fn listed(stdout: &[u8], list: &str, field: &str) -> Result<Vec<String>> {
     let text = std::str::from_utf8(stdout).context("the AWS CLI's answer is not UTF-8")?;
@@ -74,6 +81,10 @@ mod tests {
             {"UploadId": "2~abc", "Key": "e2e/disk.raw.zst", "Initiated": "2026-11-29T18:00:00Z"}
         ]}"#;
         assert_eq!(upload_ids(answer).unwrap(), ["2~abc"]);
+        assert_eq!(
+            uploads(answer).unwrap(),
+            [("e2e/disk.raw.zst".to_owned(), "2~abc".to_owned())]
+        );
     }
 
     #[test]
@@ -102,5 +113,6 @@ mod tests {
             );
         }
         assert!(object_keys(br#"{"Contents": [{"Size": 1}]}"#).is_err());
+        assert!(uploads(br#"{"Uploads": [{"UploadId": "no key"}]}"#).is_err());
     }
 }

@@ -5,11 +5,13 @@
 //! `cargo test -p airf-e2e --test e2e -- disk::`. The `*_vm` suites are `#[ignore]`d here and run
 //! by `tests/vm/run-tests.sh`, which boots the VM they need.
 
+mod cli_injection;
 mod controller;
 mod controller_faults;
 mod controller_vm;
 mod custody;
 mod disk;
+mod evidence_faults;
 mod failures;
 mod iam;
 mod imds;
