@@ -26,7 +26,7 @@ pub enum NameError {
     Prefix {
         /// The prefix given.
         prefix: String,
-        /// `"."`, `".."` or `"empty"`.
+        /// Which: `". segment"`, `".. segment"`, `"empty segment"`, `"control character"`.
         what: &'static str,
     },
 }
@@ -43,24 +43,30 @@ pub fn check_case_id(case: &str) -> Result<(), NameError> {
     }
 }
 
-/// Checks an S3 key prefix as given after the bucket (`s3://bucket/<prefix>`): one leading
-/// and trailing `/` are allowed, nothing else empty, no `.` or `..` segment.
+/// Checks an S3 key prefix as given after the bucket (`s3://bucket/<prefix>`): a trailing `/`
+/// is allowed, nothing else empty, no `.` or `..` segment (nor one spelled `%2e`, which some
+/// tools decode), no control character.
 pub fn check_prefix(prefix: &str) -> Result<(), NameError> {
+    let refuse = |what| NameError::Prefix {
+        prefix: prefix.to_owned(),
+        what,
+    };
+    if prefix.chars().any(char::is_control) {
+        return Err(refuse("control character"));
+    }
     let trimmed = prefix.strip_suffix('/').unwrap_or(prefix);
     if trimmed.is_empty() {
         return Ok(());
     }
     for segment in trimmed.split('/') {
-        let what = match segment {
-            "" => "empty",
-            "." => ".",
-            ".." => "..",
+        let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
+        let what = match decoded.as_str() {
+            "" => "empty segment",
+            "." => ". segment",
+            ".." => ".. segment",
             _ => continue,
         };
-        return Err(NameError::Prefix {
-            prefix: prefix.to_owned(),
-            what,
-        });
+        return Err(refuse(what));
     }
     Ok(())
 }
@@ -141,12 +147,15 @@ mod tests {
             assert_eq!(check_prefix(good), Ok(()), "{good}");
         }
         for (bad, what) in [
-            ("../../x", ".."),
-            ("a/../b", ".."),
-            ("a//b", "empty"),
-            ("/a", "empty"),
-            ("a/./b", "."),
-            ("a//", "empty"),
+            ("../../x", ".. segment"),
+            ("a/../b", ".. segment"),
+            ("a//b", "empty segment"),
+            ("/a", "empty segment"),
+            ("a/./b", ". segment"),
+            ("a//", "empty segment"),
+            ("a/%2E%2e/b", ".. segment"),
+            ("a\nb", "control character"),
+            ("a\u{7f}", "control character"),
         ] {
             assert!(
                 matches!(check_prefix(bad), Err(NameError::Prefix { what: w, .. }) if w == what),

@@ -44,6 +44,13 @@ impl Location {
                 .split_once('/')
                 .filter(|(b, k)| !b.is_empty() && !k.is_empty())
                 .ok_or_else(|| format!("{s:?} is not s3://BUCKET/KEY of a manifest"))?;
+            // The folders of the key follow the same rule as the agent's --to prefixes: no
+            // traversal, no empty segment (S3 would look up that literal key).
+            let folder = key.rsplit_once('/').map_or("", |(dir, _)| dir);
+            if key.starts_with('/') || !folder.is_empty() {
+                crate::naming::check_prefix(if key.starts_with('/') { key } else { folder })
+                    .map_err(|e| format!("{s:?}: {e}"))?;
+            }
             return Ok(Self::S3 {
                 bucket: bucket.into(),
                 key: key.into(),
