@@ -15,10 +15,10 @@ cd "$(dirname "$0")/../.."
 
 size_gib=${1:-100}
 here=packaging/bench
-command -v fusermount >/dev/null 2>&1 && [ -e /usr/lib/x86_64-linux-gnu/libfuse.so.2 ] || {
+if ! command -v fusermount >/dev/null 2>&1 || ! [ -e /usr/lib/x86_64-linux-gnu/libfuse.so.2 ]; then
   log "apt-get install fuse libfuse2 (for the FUSE source)"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fuse libfuse2 time >/dev/null
-}
+fi
 python3 -c 'import fuse' 2>/dev/null || python3 -m pip install -q fusepy==3.0.1
 if [ -n "${AIRF_AGENT_BIN:-}" ]; then
   agent=$AIRF_AGENT_BIN
