@@ -63,6 +63,13 @@ install_node_tools() {
     name=${pkg%@*}; version=${pkg##*@}   # %@* keeps a scope's leading @
     grep -q "\"version\": \"$version\"" "$AIRF_CACHE/node/node_modules/$name/package.json" 2>/dev/null || node_ok=0
   done
+  # The pinned packages alone are not enough: an interrupted install once left a dependency of
+  # iam-simulate without its package.json. `npm ls --all` fails on any missing or broken one.
+  if [ "$node_ok" = 1 ] && ! npm ls --prefix "$AIRF_CACHE/node" --all >/dev/null 2>&1; then
+    log "the cached node packages are incomplete; reinstalling"
+    rm -rf "$AIRF_CACHE/node"
+    node_ok=0
+  fi
   if [ "$node_ok" = 0 ]; then
     command -v npm >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }
     log "npm install ${NODE_PACKAGES[*]}"
