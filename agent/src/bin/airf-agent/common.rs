@@ -45,7 +45,7 @@ pub struct AcquireArgs {
     /// Destination: s3://BUCKET/PREFIX/, a local directory, or - for stdout.
     #[arg(long, value_name = "DEST")]
     pub to: String,
-    /// Case identifier; evidence goes under <prefix>/<case>/<instance-id or hostname>/<UTC time>/.
+    /// Case identifier (1-128 of A-Z a-z 0-9 . _ -, starting with a letter or digit; never rewritten); evidence goes under <prefix>/<case>/<instance-id or hostname>/<UTC time>-<run id>/.
     #[arg(long, default_value = "unassigned", value_name = "ID")]
     pub case: String,
     /// S3 part size, e.g. 16MiB (default: chosen from the source size so 10,000 parts always suffice).
