@@ -18,7 +18,10 @@ fn analyze_tag_runs_the_workflow_to_containment_with_verified_evidence() -> Resu
     let emu = Emulator::start("")?;
     let id = emu.instance(&[("Name", "web-1"), ("SecurityIncidentStatus", "Analyze")])?;
     let started = emu.ok(emu.tag_event(&id, "Analyze"))?;
-    ensure!(started["execution_arn"].is_string(), "{started}");
+    let execution_arn = started["execution_arn"]
+        .as_str()
+        .context("no execution ARN")?
+        .to_owned();
     let input = emu.only_execution_input()?;
     let case = input["case_id"].as_str().context("case")?.to_owned();
 
@@ -82,7 +85,7 @@ fn analyze_tag_runs_the_workflow_to_containment_with_verified_evidence() -> Resu
         "verify",
         &case,
         &subject,
-        json!({ "results": results }),
+        json!({ "results": results, "execution_arn": execution_arn }),
     ))?;
     let artifacts = verified["artifacts"].as_array().context("no artifacts")?;
     ensure!(artifacts.len() == 2, "{verified:#}");
@@ -124,7 +127,7 @@ fn analyze_tag_runs_the_workflow_to_containment_with_verified_evidence() -> Resu
         "verify",
         &case,
         &subject,
-        json!({ "results": swapped }),
+        json!({ "results": swapped, "execution_arn": execution_arn }),
     )) {
         Err(e)
             if e.to_string()
@@ -148,7 +151,7 @@ fn analyze_tag_runs_the_workflow_to_containment_with_verified_evidence() -> Resu
         "verify",
         &case,
         &subject,
-        json!({ "results": results }),
+        json!({ "results": results, "execution_arn": execution_arn }),
     )) {
         Err(e)
             if e.kind().error_type() == "Airf.Failed" && e.to_string().contains("is missing") => {}
