@@ -218,6 +218,7 @@ pub fn acquire(
     let hollow = content
         .as_ref()
         .and_then(airf_evidence::content::MemoryContent::hollow_reason);
+    producer.complete_facts(&mut facts);
     if let (SourceFacts::Memory(m), Some(c)) = (&mut facts, content) {
         m.content = Some(c);
     }

@@ -31,6 +31,7 @@ pub mod report;
 pub mod s3_client;
 pub mod seekable;
 pub mod sink;
+pub mod snapshot;
 pub mod source;
 pub mod tls;
 pub mod verify;

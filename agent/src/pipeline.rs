@@ -57,6 +57,10 @@ pub trait EvidenceProducer: Producer {
     fn take_content(&mut self) -> Option<MemoryContent> {
         None
     }
+
+    /// Adds what only the finished stream knows to the manifest's source facts (a snapshot's
+    /// listed-block count, for one).
+    fn complete_facts(&mut self, _facts: &mut airf_evidence::manifest::SourceFacts) {}
 }
 
 /// Why the producer stopped.

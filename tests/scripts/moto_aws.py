@@ -78,6 +78,7 @@ def create_key(self, policy, key_usage, key_spec, description, tags, multi_regio
 
 KmsBackend.create_key = create_key
 import moto_faults  # noqa: E402,F401  AWS's refusals and limits that moto lacks (after the above: it wraps them)
+import moto_ebs  # noqa: E402,F401  the EBS direct APIs with AWS's block size, checksums, paging and states
 
 
 class RecordingMotoServer(ThreadedMotoServer):

@@ -16,6 +16,7 @@
 //! strictly). `tests/README.md` says which suite uses what.
 
 pub mod asl;
+pub mod ebs_snapshots;
 pub mod emulator;
 pub mod emulator_faults;
 pub mod fault_proxy;

@@ -2,7 +2,7 @@
 //! and the readers that check it (the controller, `airf-agent verify`).
 //!
 //! - [`manifest`]: the manifest stored beside every image, and the facts it records about the
-//!   host ([`host`]), the source ([`disk`], [`memory`], [`ram`], [`content`]), the stored objects
+//!   host ([`host`]), the source ([`disk`], [`snapshot`], [`memory`], [`ram`], [`content`]), the stored objects
 //!   ([`stored`]) and the unreadable ranges ([`unreadable`]);
 //! - [`report`]: the JSON result the agent prints at the end of every command;
 //! - [`custody`]: the controller's countersignature of a verified manifest and the per-case
@@ -28,6 +28,7 @@ pub mod manifest;
 pub mod memory;
 pub mod ram;
 pub mod report;
+pub mod snapshot;
 pub mod stored;
 pub mod unreadable;
 pub mod value;

@@ -8,6 +8,7 @@ use crate::disk::DiskFacts;
 use crate::host::HostFacts;
 use crate::kind::EvidenceKind;
 use crate::memory::MemoryFacts;
+use crate::snapshot::SnapshotFacts;
 use crate::stored::StoredObject;
 use crate::unreadable::BadRanges;
 use crate::value::Extra;
@@ -49,6 +50,8 @@ pub enum SourceFacts {
     Disk(DiskFacts),
     /// Physical memory (LiME-format image); lists its artifacts too.
     Memory(Box<MemoryFacts>),
+    /// An EBS snapshot read through the EBS direct APIs (kind `disk`: the image is the volume).
+    Snapshot(Box<SnapshotFacts>),
     /// A type of source a newer agent knows; its facts are not read.
     #[serde(other)]
     Unknown,

@@ -11,7 +11,7 @@
 use super::Check;
 use super::store::Location;
 use crate::host::{evidence_name, sanitize};
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, SourceFacts};
 
 /// The trailing `[case, host, run, name]` segments of a key or path.
 pub fn evidence_tail(path: &str) -> Option<[&str; 4]> {
@@ -92,7 +92,7 @@ pub fn check(
     ));
     checks.push(Check::compare(
         "location: host",
-        evidence_name(&manifest.host),
+        filed_under(manifest),
         tail.map_or("none", |t| t[1]),
     ));
     checks
@@ -107,8 +107,20 @@ pub fn fix(manifest: &Manifest) -> String {
          location check",
         manifest.image.location,
         manifest.case,
-        evidence_name(&manifest.host)
+        filed_under(manifest)
     )
+}
+
+/// The folder a manifest's evidence is filed under: the instance a snapshot was taken of (the
+/// reader runs elsewhere), else the acquired host's own name.
+fn filed_under(manifest: &Manifest) -> String {
+    match &manifest.source {
+        SourceFacts::Snapshot(s) => s
+            .instance_id
+            .as_deref()
+            .map_or_else(|| evidence_name(&manifest.host), sanitize),
+        _ => evidence_name(&manifest.host),
+    }
 }
 
 /// Whether a recorded `bucket`/`key` (e.g. a countersignature's statement about the manifest)

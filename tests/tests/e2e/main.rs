@@ -19,6 +19,7 @@ mod isolation;
 mod memory_vm;
 mod read_errors;
 mod release;
+mod snapshot;
 mod ssm_documents;
 mod tls;
 mod verify_custody;

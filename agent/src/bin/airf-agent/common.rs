@@ -119,6 +119,16 @@ impl<'a> Session<'a> {
         self.to_stdout
     }
 
+    /// The case id given with `--case`.
+    pub fn case(&self) -> &str {
+        &self.args.case
+    }
+
+    /// Whether progress lines are wanted on stderr.
+    pub fn progress_wanted(&self) -> bool {
+        !self.args.output.no_progress
+    }
+
     /// Checks every option, then starts the I/O runtime and the signal watcher. Nothing is
     /// read, gathered or contacted before the options are known to be usable: a typo costs
     /// nothing and exits 2.
@@ -168,6 +178,12 @@ impl<'a> Session<'a> {
 
     /// The evidence folder for this run, with an S3 client when the destination is S3.
     pub fn evidence_set(&self, started: &Started, host: &HostFacts) -> Result<EvidenceSet, String> {
+        self.evidence_set_named(started, &airf_agent::host::evidence_name(host))
+    }
+
+    /// The evidence folder for this run, filed under `name` (an instance id) instead of this
+    /// machine's own name: `snapshot` runs elsewhere than the instance its evidence is from.
+    pub fn evidence_set_named(&self, started: &Started, name: &str) -> Result<EvidenceSet, String> {
         let s3 = match &started.spec {
             DestSpec::S3 { .. } => Some((
                 started
@@ -187,7 +203,7 @@ impl<'a> Session<'a> {
             s3,
             settings,
             &self.args.case,
-            &airf_agent::host::evidence_name(host),
+            name,
             time::OffsetDateTime::now_utc(),
         )
         .map_err(|e| e.to_string())

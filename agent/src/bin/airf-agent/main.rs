@@ -3,6 +3,7 @@
 mod common;
 mod disk;
 mod memory;
+mod snapshot;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +29,8 @@ enum Command {
     Disk(disk::DiskArgs),
     /// Acquire physical memory (/proc/kcore or LiME) as a LiME-format image.
     Memory(memory::MemoryArgs),
+    /// Acquire EBS snapshots through the EBS direct APIs (no volume, no instance).
+    Snapshot(snapshot::SnapshotArgs),
     /// Check stored evidence against its manifest.
     Verify(verify::VerifyArgs),
 }
@@ -49,6 +52,7 @@ fn main() {
     let code = match cli.command {
         Command::Disk(args) => disk::run(args),
         Command::Memory(args) => memory::run(args),
+        Command::Snapshot(args) => snapshot::run(args),
         Command::Verify(args) => verify::run(args),
     };
     std::process::exit(code);
