@@ -3,11 +3,12 @@
 A WSGI middleware around moto's application (tests/scripts/moto_aws.py installs it when
 $AIRF_IAM_CALL_LOG names a file). For each signed request it appends one JSON line:
 service and operation, region and account, the request parameters (query, form or JSON body;
-for S3 the method, bucket, key, query and the headers IAM conditions read), the calling principal
+for S3 the method, bucket, key, query and the headers IAM conditions read; for the EBS direct
+APIs the operation and snapshot ids its REST path names), the calling principal
 as moto knows it (the assumed role behind the access key: the controller's own role, the member
 role it assumes, the acquisition role an instance holds), and `world`: what moto held, before the
 call, about each resource the call names (tags, instance profile roles, role paths,
-associations, Auto Scaling groups). tests/iam/authz.py turns that into IAM authorizations.
+associations, Auto Scaling groups, snapshots' encryption). tests/iam/authz.py turns that into IAM authorizations.
 
 Calls made with credentials that are no assumed role (the tests' own set-up with the static key
 "testing") are not recorded: the tests stand in for AWS and the operator there, not for airf.
