@@ -309,3 +309,125 @@ class Matcher(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class SnapshotPath(unittest.TestCase):
+    """The snapshot task's wiring across templates 1, 3 and 4 (issue 14), each link broken once."""
+
+    def reader(self, t):
+        return t["4-member.yaml"]["Resources"]["SnapshotReaderRole"]["Properties"]
+
+    def reader_statements(self, t):
+        return self.reader(t)["Policies"][0]["PolicyDocument"]["Statement"]
+
+    def bucket_statements(self, t):
+        return statements(t["1-forensics.yaml"]["Resources"]["EvidenceBucketPolicy"]["Properties"]["PolicyDocument"])
+
+    def only_acquisition_role(self, t, sid):
+        """Template 1's statement `sid` back to naming the acquisition role alone."""
+        for st in self.bucket_statements(t) + statements(t["1-forensics.yaml"]["Resources"]["EvidenceKey"]["Properties"]["KeyPolicy"]):
+            body = st["Fn::If"][1] if "Fn::If" in st else st
+            if body.get("Sid") == sid:
+                arns = body["Condition"]["ArnLike"]["aws:PrincipalArn"]
+                self.assertEqual(len(arns), 2, arns)
+                body["Condition"]["ArnLike"]["aws:PrincipalArn"] = arns[0]
+                return
+        self.fail(f"no statement {sid}")
+
+    def test_a_reader_without_the_tag_condition_is_refused(self):
+        t = templates()
+        for st in self.reader_statements(t):
+            if st.get("Sid") == "ReadAirfSnapshotBlocks":
+                del st["Condition"]
+        problems = check("snapshot-path", t)
+        self.assertEqual(len(problems), 3, problems)
+        self.assertTrue(all("without the airf:case tag" in p and "ReadAirfSnapshotBlocks" in p for p in problems), problems)
+
+    def test_a_reader_decrypting_outside_ebs_is_refused(self):
+        t = templates()
+        for st in self.reader_statements(t):
+            if st.get("Sid") == "ReadSnapshotKeysThroughEbs":
+                del st["Condition"]
+        problems = check("snapshot-path", t)
+        self.assertEqual(len(problems), 2, problems)
+        self.assertTrue(all("only EBS may use the snapshot keys" in p for p in problems), problems)
+
+    def test_a_reader_trusting_the_whole_security_account_is_refused(self):
+        t = templates()
+        del self.reader(t)["AssumeRolePolicyDocument"]["Statement"][0]["Condition"]
+        problems = check("snapshot-path", t)
+        self.assertEqual(len(problems), 2, problems)
+        self.assertIn("admits arn:aws:iam::222222222222:role/airf-controller", problems[0])
+
+    def test_the_bucket_policy_must_admit_the_task_role(self):
+        t = templates()
+        self.only_acquisition_role(t, "AcquisitionRolesPutEvidence")
+        problems = check("snapshot-path", t)
+        self.assertEqual(len(problems), 1, problems)
+        self.assertIn("EvidenceBucketPolicy: the snapshot task role", problems[0])
+        self.assertIn("cannot s3:PutObject", problems[0])
+
+    def test_the_task_role_must_be_held_to_if_none_match(self):
+        t = templates()
+        self.only_acquisition_role(t, "AcquisitionRolesNeverOverwrite")
+        problems = check("snapshot-path", t)
+        self.assertEqual(len(problems), 1, problems)
+        self.assertIn("without If-None-Match", problems[0])
+
+    def test_the_task_role_must_stay_write_only(self):
+        t = templates()
+        self.only_acquisition_role(t, "AcquisitionRolesNothingElse")
+        problems = check("snapshot-path", t)
+        self.assertEqual(len(problems), 3, problems)
+        self.assertTrue(all("write-only" in p for p in problems), problems)
+
+    def test_the_key_policy_must_admit_the_task_role(self):
+        t = templates()
+        self.only_acquisition_role(t, "AcquisitionRolesEncryptThroughS3")
+        problems = check("snapshot-path", t)
+        self.assertEqual(len(problems), 2, problems)
+        self.assertTrue(all("EvidenceKey's key policy does not let the snapshot task role" in p for p in problems), problems)
+
+    def test_the_role_names_must_agree(self):
+        t = templates()
+        t["1-forensics.yaml"]["Parameters"]["SnapshotTaskRoleName"]["Default"] = "AirfSnapshots"
+        problems = check("snapshot-path", t)
+        self.assertIn("1-forensics.yaml: SnapshotTaskRoleName defaults to 'AirfSnapshots'", problems[0])
+        self.assertTrue(any("cannot s3:PutObject" in p for p in problems), problems)
+
+    def test_the_workflow_must_pass_both_task_roles(self):
+        t = templates()
+        role = t["3-security.yaml"]["Resources"]["WorkflowRole"]["Properties"]
+        drop_sid(role["Policies"][0]["PolicyDocument"]["Statement"], "PassSnapshotTaskRoles")
+        problems = check("snapshot-path", t)
+        self.assertEqual(len(problems), 2, problems)
+        self.assertTrue(all("does not allow iam:PassRole" in p for p in problems), problems)
+
+    def test_the_sync_rule_permissions_are_needed(self):
+        t = templates()
+        role = t["3-security.yaml"]["Resources"]["WorkflowRole"]["Properties"]
+        drop_sid(role["Policies"][0]["PolicyDocument"]["Statement"], "SyncTaskEventsRule")
+        problems = check("snapshot-path", t)
+        self.assertEqual(len(problems), 3, problems)
+        self.assertTrue(all("StepFunctionsGetEventsForECSTaskRule" in p for p in problems), problems)
+
+    def test_a_writable_root_filesystem_is_refused(self):
+        t = templates()
+        td = t["3-security.yaml"]["Resources"]["SnapshotTaskDefinition"]["Properties"]
+        td["ContainerDefinitions"][0]["ReadonlyRootFilesystem"] = False
+        problems = check("snapshot-path", t)
+        self.assertEqual(problems, ["3-security.yaml: SnapshotTaskDefinition's airf-agent container must have ReadonlyRootFilesystem true"])
+
+    def test_without_subnets_nothing_is_deployed_and_the_controller_env_is_empty(self):
+        t = templates()
+        params = dict(SCENARIO["3-security.yaml"][1], SnapshotSubnetIds="")
+        with mock.patch.dict(SCENARIO, {"3-security.yaml": (SCENARIO["3-security.yaml"][0], params)}):
+            stacks = stacks_from(t)
+        s3 = stacks["3-security.yaml"]
+        self.assertFalse(s3.condition("DeploySnapshots"))
+        env = s3.props("ControllerFunction")["Environment"]["Variables"]
+        for var in ("AIRF_SNAPSHOT_CLUSTER_ARN", "AIRF_SNAPSHOT_TASK_DEFINITION_ARN", "AIRF_SNAPSHOT_SUBNET_IDS",
+                    "AIRF_SNAPSHOT_SECURITY_GROUP_ID"):
+            self.assertEqual(env[var], "", var)
+        self.assertEqual([lid for lid, _ in s3.resources("AWS::ECS::TaskDefinition")], [])
+        self.assertIn("DeploySnapshots is false", RULES["snapshot-path"](stacks)[0])

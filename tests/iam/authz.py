@@ -368,6 +368,43 @@ def elb_on_target_group(action: str):
     return lambda call, dep: [Check(action, call.param("TargetGroupArn"))]
 
 
+# ------------------------------------------------------------------ EBS direct APIs (REST: record.py
+# names the operation from the path; SnapshotId is the path's snapshot)
+
+
+def _ebs_kms(call: Call, snap: str) -> list[Check]:
+    """EBS decrypts an encrypted snapshot's blocks with its KMS key as the caller, and calls KMS
+    as ec2.<region>.amazonaws.com (the service the aws/ebs key's policy admits)."""
+    entry = call.world.get(snap) or {}
+    if not entry.get("encrypted"):
+        return []
+    key = entry.get("kms_key_id")
+    if not key:
+        raise MappingError(f"{call.service}:{call.operation}: snapshot {snap} is encrypted with no KMS key id "
+                           "the recorder could see: create it with one")
+    if not str(key).startswith("arn:"):
+        key = f"arn:aws:kms:{call.region}:{call.account}:key/{key}"
+    return [_kms("kms:Decrypt", str(key), "ec2", call, "EBS decrypts the snapshot's blocks with its KMS key as the caller")]
+
+
+def ebs_read(action: str, decrypts: bool):
+    """The read EBS direct APIs, authorized on the snapshot (Service Authorization Reference,
+    Amazon Elastic Block Store: resource type snapshot*, aws:ResourceTag/*); ListChangedBlocks
+    also on its firstSnapshotId."""
+
+    def mapping(call: Call, dep: Deployment) -> list[Check]:
+        snaps = [call.param("SnapshotId")]
+        first = call.params.get("firstSnapshotId")
+        if action == "ebs:ListChangedBlocks" and first:
+            snaps.append(str(first))
+        checks = [_ec2_tagged(call, snap, action) for snap in snaps]
+        if decrypts:
+            checks += _ebs_kms(call, snaps[0])
+        return checks
+
+    return mapping
+
+
 # ------------------------------------------------------------------ S3 (REST: the operation is
 # named by record.py from the method, path and query)
 
@@ -515,6 +552,10 @@ MAPPINGS: dict[tuple[str, str], Callable[[Call, Deployment], list[Check]]] = {
     ("elasticloadbalancing", "DescribeTargetHealth"): wildcard("elasticloadbalancing:DescribeTargetHealth"),
     ("elasticloadbalancing", "DeregisterTargets"): elb_on_target_group("elasticloadbalancing:DeregisterTargets"),
     ("elasticloadbalancing", "RegisterTargets"): elb_on_target_group("elasticloadbalancing:RegisterTargets"),
+    # EBS direct APIs (reads only: a write has no mapping and fails the evaluation)
+    ("ebs", "ListSnapshotBlocks"): ebs_read("ebs:ListSnapshotBlocks", False),
+    ("ebs", "ListChangedBlocks"): ebs_read("ebs:ListChangedBlocks", False),
+    ("ebs", "GetSnapshotBlock"): ebs_read("ebs:GetSnapshotBlock", True),
     # S3 (CreateMultipartUpload, UploadPart and CompleteMultipartUpload are s3:PutObject;
     # HeadObject is s3:GetObject; HeadBucket and ListObjectsV2 are s3:ListBucket)
     ("s3", "PutObject"): s3_object("s3:PutObject", True, ["kms:GenerateDataKey"]),

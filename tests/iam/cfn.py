@@ -231,6 +231,20 @@ class Stack:
             r.ref, r.attrs = arn, {"Arn": arn}
         elif t == "AWS::SSM::Document":
             r.ref = prop("Name", 128)
+        elif t == "AWS::ECS::Cluster":
+            name = prop("ClusterName", 255)
+            r.ref, r.attrs = name, {"Arn": f"arn:{p}:ecs:{reg}:{a}:cluster/{name}"}
+        elif t == "AWS::ECS::TaskDefinition":
+            # Ref is the ARN of the revision the stack registers: the first, in a new account.
+            arn = f"arn:{p}:ecs:{reg}:{a}:task-definition/{prop('Family', 255)}:1"
+            r.ref, r.attrs = arn, {"TaskDefinitionArn": arn}
+        elif t == "AWS::ECR::Repository":
+            name = prop("RepositoryName", 256)
+            r.ref, r.attrs = name, {"Arn": f"arn:{p}:ecr:{reg}:{a}:repository/{name}",
+                                    "RepositoryUri": f"{a}.dkr.ecr.{reg}.amazonaws.com/{name}"}
+        elif t == "AWS::EC2::SecurityGroup":
+            gid = "sg-" + hashlib.sha256(f"{self.name}/{r.logical_id}".encode()).hexdigest()[:17]
+            r.ref, r.attrs = gid, {"GroupId": gid}
         elif t == "AWS::SecurityHub::ActionTarget":
             arn = f"arn:{p}:securityhub:{reg}:{a}:action/custom/{prop('Id', 20)}"
             r.ref, r.attrs = arn, {"Arn": arn}

@@ -36,6 +36,10 @@ FORENSICS_ACCOUNT = "444455556666"
 ORGANIZATION_ID = "o-airfemulator1"
 AGENT_VERSION = "0.1.0"
 AGENT_SHA256 = "ab" * 32
+# Template 3 is deployed with the snapshot path (DeploySnapshots), so that its task role and the
+# member reader role exist and the agent's `snapshot` calls are evaluated against them.
+SNAPSHOT_VPC = "vpc-0a1b2c3d4e5f60718"
+SNAPSHOT_SUBNETS = "subnet-0a1b2c3d4e5f60718,subnet-0f1e2d3c4b5a69788"
 
 
 @dataclass
@@ -76,6 +80,9 @@ def deploy(templates: Path = TEMPLATES) -> Deployment:
         "OrganizationId": ORGANIZATION_ID,
         "AgentVersion": AGENT_VERSION,
         "AgentSha256": AGENT_SHA256,
+        "SnapshotImageUri": f"{SECURITY_ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/airf-agent:{AGENT_VERSION}",
+        "SnapshotVpcId": SNAPSHOT_VPC,
+        "SnapshotSubnetIds": SNAPSHOT_SUBNETS,
         **evidence,
     }, SECURITY_ACCOUNT, REGION)
     member = render("airf-member", templates / "4-member.yaml", {
@@ -122,6 +129,10 @@ def emulator_world(dep: Deployment) -> dict:
         "region": REGION,
         "controller_role": security.resources["ControllerRole"].ref,
         "acquisition_role": dep.stacks["4-member.yaml"].resources["AcquisitionInstanceRole"].ref,
+        # airf-agent snapshot: the Fargate task's role (template 3) and the member role it
+        # assumes with --role-arn (template 4).
+        "snapshot_task_role": security.resources["SnapshotTaskRole"].ref,
+        "snapshot_reader_role": dep.stacks["4-member.yaml"].resources["SnapshotReaderRole"].ref,
         "roles": roles,
         "profiles": profiles,
         "managed_policies": policies,

@@ -44,6 +44,8 @@ CHECKED_ROLES = [
     ("3-security.yaml", "ControllerRole"),
     ("4-member.yaml", "ControllerAccessRole"),
     ("4-member.yaml", "AcquisitionInstanceRole"),
+    ("3-security.yaml", "SnapshotTaskRole"),
+    ("4-member.yaml", "SnapshotReaderRole"),
 ]
 
 # Statements no end-to-end test exercises, and why. A listed statement that a test does exercise
@@ -61,6 +63,12 @@ UNEXERCISED = {
         "the agent lists its key's open uploads only after a lost CreateMultipartUpload response; no test against moto loses one (the fault-proxy suite runs against Garage)",
     "4-member.yaml AcquisitionInstanceRole policy airf-acquisition: ListOwnEvidenceKeys":
         "the agent lists its own key only after a lost CompleteMultipartUpload response; no test against moto loses one (the fault-proxy suite runs against Garage)",
+    "3-security.yaml SnapshotTaskRole policy airf-snapshot-task: ListOwnUploads":
+        "as the acquisition role's: only after a lost CreateMultipartUpload response, which no test against moto loses",
+    "3-security.yaml SnapshotTaskRole policy airf-snapshot-task: ListOwnEvidenceKeys":
+        "as the acquisition role's: only after a lost CompleteMultipartUpload response, which no test against moto loses",
+    "4-member.yaml SnapshotReaderRole policy airf-snapshot-reader: ReadSnapshotKeysThroughEbs":
+        "moto's EBS direct API (StartSnapshot) writes unencrypted snapshots only, so no recorded read decrypts",
     "4-member.yaml AcquisitionInstanceRole policy airf-acquisition: SsmAgentRunCommand":
         "the SSM Agent's own calls (registration, Run Command channels); moto plays no SSM Agent",
 }

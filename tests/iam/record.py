@@ -3,11 +3,12 @@
 A WSGI middleware around moto's application (tests/scripts/moto_aws.py installs it when
 $AIRF_IAM_CALL_LOG names a file). For each signed request it appends one JSON line:
 service and operation, region and account, the request parameters (query, form or JSON body;
-for S3 the method, bucket, key, query and the headers IAM conditions read), the calling principal
+for S3 the method, bucket, key, query and the headers IAM conditions read; for the EBS direct
+APIs the operation and snapshot ids its REST path names), the calling principal
 as moto knows it (the assumed role behind the access key: the controller's own role, the member
 role it assumes, the acquisition role an instance holds), and `world`: what moto held, before the
 call, about each resource the call names (tags, instance profile roles, role paths,
-associations, Auto Scaling groups). tests/iam/authz.py turns that into IAM authorizations.
+associations, Auto Scaling groups, snapshots' encryption). tests/iam/authz.py turns that into IAM authorizations.
 
 Calls made with credentials that are no assumed role (the tests' own set-up with the static key
 "testing") are not recorded: the tests stand in for AWS and the operator there, not for airf.
@@ -26,6 +27,16 @@ CREATED_PATTERN = re.compile(r"<(?:groupId|snapshotId)>((?:sg|snap)-[0-9a-f]+)</
 S3_HEADERS = (
     "x-amz-server-side-encryption", "x-amz-server-side-encryption-aws-kms-key-id", "x-amz-acl",
     "x-amz-storage-class", "x-amz-object-lock-mode", "if-none-match", "x-amz-copy-source",
+)
+# EBS direct APIs (REST, the operation is in the path): /snapshots/<id>/blocks[/<index>],
+# /snapshots/<id>/changedblocks; StartSnapshot, PutSnapshotBlock and CompleteSnapshot are writes
+# airf never makes and are named so that the evaluator refuses them.
+EBS_PATHS = (
+    (re.compile(r"^/snapshots/(snap-[0-9a-f]+)/blocks/([0-9]+)$"), {"GET": "GetSnapshotBlock", "PUT": "PutSnapshotBlock"}),
+    (re.compile(r"^/snapshots/(snap-[0-9a-f]+)/blocks$"), {"GET": "ListSnapshotBlocks"}),
+    (re.compile(r"^/snapshots/(snap-[0-9a-f]+)/changedblocks$"), {"GET": "ListChangedBlocks"}),
+    (re.compile(r"^/snapshots/completion/(snap-[0-9a-f]+)$"), {"POST": "CompleteSnapshot"}),
+    (re.compile(r"^/snapshots$"), {"POST": "StartSnapshot"}),
 )
 CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request")
 
@@ -102,6 +113,21 @@ def s3_operation(method: str, key: str, query: dict[str, str], headers: dict[str
     return f"Object{method.title()}?{'&'.join(sorted(query))}"
 
 
+def ebs_operation(method: str, path: str) -> tuple[str, dict[str, str]]:
+    """The EBS direct API operation a REST request is, and the ids its path carries."""
+    for pattern, by_method in EBS_PATHS:
+        m = pattern.match(path)
+        if m is None:
+            continue
+        params = {}
+        if m.groups():
+            params["SnapshotId"] = m.group(1)
+        if len(m.groups()) > 1:
+            params["BlockIndex"] = m.group(2)
+        return by_method.get(method, f"{method}?{path}"), params
+    return f"{method}?{path}", {}
+
+
 def _world(ids: set[str], names: dict[str, set[str]], account: str, region: str) -> dict:
     """What moto holds about the resources a call names."""
     from moto.autoscaling.models import autoscaling_backends  # noqa: PLC0415
@@ -119,6 +145,12 @@ def _world(ids: set[str], names: dict[str, set[str]], account: str, region: str)
                     world.setdefault(iid, {"tags": ids_tags})
             continue
         world[rid] = {"tags": dict(ec2.tags.get(rid, {}))}
+        if rid.startswith("snap-"):
+            # An encrypted snapshot's blocks are decrypted with its key as the caller.
+            snap = ec2.snapshots.get(rid)
+            if snap is not None:
+                world[rid]["encrypted"] = bool(getattr(snap, "encrypted", False))
+                world[rid]["kms_key_id"] = getattr(snap, "kms_key_id", None)
     iam = iam_backends[account]["global"]
     for name in names.get("profile", ()):
         try:
@@ -201,6 +233,17 @@ class Recorder:
             record["operation"] = s3_operation(method, key, query, headers)
             record["s3"] = {"method": method, "bucket": bucket, "key": key, "query": query, "headers": headers}
             record["params"] = {}
+            return record
+        if service == "ebs":
+            # Snapshot blocks (512 KiB each) are never read here; ids come from the path.
+            method = environ.get("REQUEST_METHOD", "GET")
+            path = urllib.parse.unquote(environ.get("PATH_INFO", ""))
+            record["operation"], path_params = ebs_operation(method, path)
+            params = {**query, **path_params}
+            record["params"] = params
+            record["ebs"] = {"method": method, "path": path}
+            ids = {v for k, v in params.items() if k in ("SnapshotId", "firstSnapshotId") and v}
+            record["world"] = _world(ids, {}, principal["account"], region)
             return record
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""

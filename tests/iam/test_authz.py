@@ -12,7 +12,7 @@ import string
 import unittest
 
 import authz
-from record import s3_operation
+from record import ebs_operation, s3_operation
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 DEP = authz.Deployment(
@@ -148,6 +148,38 @@ class Properties(unittest.TestCase):
                     self.assertEqual(check.context[f"aws:RequestTag/{k}"], v)
                 for k, v in world[rid]["tags"].items():
                     self.assertEqual(check.context[f"aws:ResourceTag/{k}"], v)
+
+    def test_ebs_reads_authorize_on_the_tagged_snapshot_and_decrypt_through_ec2(self):
+        snap = f"arn:aws:ec2:{REGION}::snapshot/snap-0a"
+        world = {"snap-0a": {"tags": {"airf:case": "IR-1"}, "encrypted": False}}
+        (check,) = authz.checks_for(record("ebs", "ListSnapshotBlocks", {"SnapshotId": "snap-0a"}, world), DEP)
+        self.assertEqual((check.action, check.resource, check.context),
+                         ("ebs:ListSnapshotBlocks", snap, {"aws:ResourceTag/airf:case": "IR-1"}))
+        world["snap-0a"].update(encrypted=True, kms_key_id="k-1")
+        block, kms = authz.checks_for(record("ebs", "GetSnapshotBlock", {"SnapshotId": "snap-0a", "BlockIndex": "0"}, world), DEP)
+        self.assertEqual((block.action, block.resource), ("ebs:GetSnapshotBlock", snap))
+        self.assertEqual((kms.action, kms.resource), ("kms:Decrypt", f"arn:aws:kms:{REGION}:{ACCOUNT}:key/k-1"))
+        self.assertEqual(kms.context["kms:ViaService"], f"ec2.{REGION}.amazonaws.com")
+        world["snap-0a"]["kms_key_id"] = None
+        with self.assertRaisesRegex(authz.MappingError, "encrypted with no KMS key id"):
+            authz.checks_for(record("ebs", "GetSnapshotBlock", {"SnapshotId": "snap-0a"}, world), DEP)
+
+    def test_list_changed_blocks_authorizes_on_both_snapshots(self):
+        world = {"snap-0a": {"tags": {"airf:case": "IR-1"}}, "snap-0b": {"tags": {}}}
+        checks = authz.checks_for(record("ebs", "ListChangedBlocks", {"SnapshotId": "snap-0b", "firstSnapshotId": "snap-0a"}, world), DEP)
+        self.assertEqual([(c.resource, c.context) for c in checks],
+                         [(f"arn:aws:ec2:{REGION}::snapshot/snap-0b", {}),
+                          (f"arn:aws:ec2:{REGION}::snapshot/snap-0a", {"aws:ResourceTag/airf:case": "IR-1"})])
+
+    def test_ebs_operation_names_the_rest_paths_and_leaves_writes_unmapped(self):
+        self.assertEqual(ebs_operation("GET", "/snapshots/snap-0a1/blocks"), ("ListSnapshotBlocks", {"SnapshotId": "snap-0a1"}))
+        self.assertEqual(ebs_operation("GET", "/snapshots/snap-0a1/blocks/12"),
+                         ("GetSnapshotBlock", {"SnapshotId": "snap-0a1", "BlockIndex": "12"}))
+        self.assertEqual(ebs_operation("GET", "/snapshots/snap-0a1/changedblocks"), ("ListChangedBlocks", {"SnapshotId": "snap-0a1"}))
+        op, _ = ebs_operation("PUT", "/snapshots/snap-0a1/blocks/12")
+        self.assertEqual(op, "PutSnapshotBlock")
+        with self.assertRaisesRegex(authz.MappingError, "no authorization mapping for ebs:PutSnapshotBlock"):
+            authz.checks_for(record("ebs", op, {"SnapshotId": "snap-0a1"}), DEP)
 
     def test_s3_operation_names_every_object_request_as_s3_does(self):
         rng = random.Random(12)

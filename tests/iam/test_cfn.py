@@ -63,6 +63,22 @@ class Intrinsics(unittest.TestCase):
         with self.assertRaisesRegex(RenderError, "no rule for GetAtt Nope"):
             value({"Fn::GetAtt": ["R", "Nope"]}, resources=resources)
 
+    def test_the_snapshot_task_types(self):
+        resources = {
+            "C": {"Type": "AWS::ECS::Cluster", "Properties": {"ClusterName": "c"}},
+            "T": {"Type": "AWS::ECS::TaskDefinition", "Properties": {"Family": "f"}},
+            "E": {"Type": "AWS::ECR::Repository", "Properties": {"RepositoryName": "airf-agent"}},
+            "G": {"Type": "AWS::EC2::SecurityGroup", "Properties": {}},
+        }
+        self.assertEqual(value({"Fn::GetAtt": ["C", "Arn"]}, resources=resources), f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/c")
+        # Ref of a task definition is the ARN of the revision the stack registers.
+        self.assertEqual(value({"Ref": "T"}, resources=resources), f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/f:1")
+        self.assertEqual(value({"Fn::GetAtt": ["E", "RepositoryUri"]}, resources=resources),
+                         f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/airf-agent")
+        gid = value({"Fn::GetAtt": ["G", "GroupId"]}, resources=resources)
+        self.assertRegex(gid, r"^sg-[0-9a-f]{17}$")
+        self.assertEqual(value({"Ref": "G"}, resources=resources), gid)
+
     def test_sub_forms(self):
         resources = {"B": {"Type": "AWS::S3::Bucket", "Properties": {"BucketName": "b"}}}
         self.assertEqual(value({"Fn::Sub": "${AWS::Region}-${P}"}, {"P": "x"}), f"{REGION}-x")
@@ -221,6 +237,15 @@ class Deployment(unittest.TestCase):
         env = world["controller_env"]
         self.assertEqual(env["AIRF_ACQUISITION_PROFILE_NAME"], defaults["AcquisitionProfileName"])
         self.assertEqual(env["AIRF_EVIDENCE_BUCKET"], world["evidence_bucket"])
+        # The snapshot path is deployed: its two principals exist and the controller is told.
+        self.assertEqual(world["snapshot_reader_role"], defaults["SnapshotReaderRoleName"])
+        self.assertIn(world["snapshot_task_role"], names)
+        self.assertIn(world["snapshot_reader_role"], names)
+        self.assertEqual(env["AIRF_SNAPSHOT_READER_ROLE_NAME"], world["snapshot_reader_role"])
+        self.assertRegex(env["AIRF_SNAPSHOT_TASK_DEFINITION_ARN"], r":task-definition/airf-snapshot:1$")
+        self.assertRegex(env["AIRF_SNAPSHOT_CLUSTER_ARN"], r":cluster/airf-snapshot$")
+        self.assertRegex(env["AIRF_SNAPSHOT_SECURITY_GROUP_ID"], r"^sg-[0-9a-f]{17}$")
+        self.assertEqual(len(env["AIRF_SNAPSHOT_SUBNET_IDS"].split(",")), 2)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ mode=${1:-all}
 case $mode in
   all) apt_pairs="fls:sleuthkit mkfs.ext4:e2fsprogs zstd:zstd losetup:mount /usr/bin/time:time
                   openssl:openssl qemu-system-x86_64:qemu-system-x86 busybox:busybox-static
-                  cpio:cpio socat:socat file:file readelf:binutils shellcheck:shellcheck" ;;
+                  cpio:cpio socat:socat file:file readelf:binutils shellcheck:shellcheck
+                  umoci:umoci skopeo:skopeo" ;;
   demo) apt_pairs="mkfs.ext4:e2fsprogs zstd:zstd losetup:mount" ;;
   *) die "usage: install-deps.sh [all|demo]" ;;
 esac

@@ -36,6 +36,17 @@ and conditions evaluated), then each rule checks a documented AWS requirement:
                     for timeoutSeconds.
   lambda-arch       template 3 offers only the Lambda architectures build-controller.sh builds.
   deploy-readme     the deploy steps upload the zip that build-controller.sh writes.
+  snapshot-path     the snapshot task (template 3, deployed with subnets) is wired end to end:
+                    the three templates agree on the role names; the task role may assume the
+                    member reader role, whose trust admits it; the reader may DescribeSnapshots and
+                    use the read EBS direct APIs only on snapshots tagged airf:case, and decrypt
+                    only through EBS (kms:ViaService ec2.<region>); the task role writes evidence
+                    as the acquisition role does (identity, bucket and key policy; a put without
+                    If-None-Match is denied, no read); the workflow role may RunTask the task
+                    definition in its cluster, pass both task roles to ECS, watch and stop its
+                    tasks and manage the ecs:runTask.sync rule; the task definition runs the
+                    airf-agent container read-only with those roles; the controller's
+                    AIRF_SNAPSHOT_* environment names these resources.
 
 Each problem names the template, the resource and the fix. Exit status 1 when any rule fails.
 Statements are matched by a small matcher (actions, resources, principals and the condition
@@ -99,6 +110,9 @@ SCENARIO: dict[str, tuple[str, dict[str, object]]] = {
             "ArtifactBucket": ARTIFACT_BUCKET,
             "AgentVersion": "1.0.0",
             "AgentSha256": "0" * 64,
+            "SnapshotImageUri": f"{SECURITY}.dkr.ecr.{REGION}.amazonaws.com/airf-agent:1.0.0",
+            "SnapshotVpcId": "vpc-0123456789abcdef0",
+            "SnapshotSubnetIds": "subnet-0123456789abcdef0,subnet-0fedcba9876543210",
         },
     ),
     "4-member.yaml": (
@@ -862,6 +876,164 @@ def rule_deploy_readme(_stacks: dict[str, Stack]) -> list[str]:
     return problems
 
 
+def _named_role(s: Stack, name: str) -> str | None:
+    return next((r for r, _ in s.resources("AWS::IAM::Role") if s.physical_name(r) == name), None)
+
+
+def rule_snapshot_path(stacks: dict[str, Stack]) -> list[str]:
+    s1, s3, s4 = stacks["1-forensics.yaml"], stacks["3-security.yaml"], stacks["4-member.yaml"]
+    problems: list[str] = []
+    if not s3.condition("DeploySnapshots"):
+        return [f"{s3.name}: DeploySnapshots is false with subnets, a VPC and an image given: the snapshot path cannot be deployed"]
+    task_name = s3.params["SnapshotTaskRoleName"]
+    reader_name = s3.params["SnapshotReaderRoleName"]
+    for stack, param, want in ((s1, "SnapshotTaskRoleName", task_name), (s4, "SnapshotTaskRoleName", task_name),
+                               (s4, "SnapshotReaderRoleName", reader_name)):
+        if stack.params.get(param) != want:
+            problems.append(f"{stack.name}: {param} defaults to {stack.params.get(param)!r}, template 3's to {want!r}: "
+                            "the policies would name a role that does not exist. Fix: the same default in both")
+    task = _named_role(s3, task_name)
+    reader = _named_role(s4, s4.params.get("SnapshotReaderRoleName", ""))
+    if task is None or reader is None:
+        return problems + [f"no role named {task_name} in {s3.name} or {reader_name} in {s4.name}"]
+    task_arn, reader_arn = s3.arn(task), s4.arn(reader)
+    task_who = Who(arn=task_arn)
+    task_statements = s3.role_statements(task)
+    reader_statements = s4.role_statements(reader)
+
+    # The hop into the member account: the task role's AssumeRole and the reader's trust.
+    verdict, _ = decide(task_statements, "sts:AssumeRole", reader_arn, {**task_who.context(), "aws:ResourceOrgID": ORG})
+    if verdict != "allow":
+        problems.append(f"{s3.name}: {task} may not sts:AssumeRole {reader_arn}: airf-agent snapshot --role-arn fails. "
+                        "Fix: allow it on arn:aws:iam::*:role/<SnapshotReaderRoleName> in the organization")
+    trust = as_list(s4.props(reader)["AssumeRolePolicyDocument"].get("Statement"))
+    if decide(trust, "sts:AssumeRole", reader_arn, task_who.context(), task_who)[0] != "allow":
+        problems.append(f"{s4.name}: {reader}'s trust policy does not admit {task_arn}. Fix: trust the Security account "
+                        "narrowed to that role (aws:PrincipalArn)")
+    for other in (CONTROLLER, f"arn:{PARTITION}:iam::{SECURITY}:role/somebody-else"):
+        who = Who(arn=other)
+        if decide(trust, "sts:AssumeRole", reader_arn, who.context(), who)[0] == "allow":
+            problems.append(f"{s4.name}: {reader}'s trust policy admits {other}: only the snapshot task role may read snapshots")
+
+    # What the reader may do in the member account.
+    ctx = Who(arn=reader_arn).context()
+    tagged = f"arn:{PARTITION}:ec2:{REGION}::snapshot/snap-0123456789abcdef0"
+    tag = {"aws:ResourceTag/airf:case": "IR-1", "aws:ResourceTag/airf:instance": "i-0abc1234def567890"}
+    if decide(reader_statements, "ec2:DescribeSnapshots", "*", ctx)[0] != "allow":
+        problems.append(f"{s4.name}: {reader} does not allow ec2:DescribeSnapshots (the agent waits for a pending snapshot)")
+    for action in ("ebs:ListSnapshotBlocks", "ebs:GetSnapshotBlock", "ebs:ListChangedBlocks"):
+        if decide(reader_statements, action, tagged, {**ctx, **tag})[0] != "allow":
+            problems.append(f"{s4.name}: {reader} does not allow {action} on a snapshot tagged airf:case")
+        verdict, sid = decide(reader_statements, action, tagged, ctx)
+        if verdict == "allow":
+            problems.append(f"{s4.name}: {reader} statement {sid} allows {action} on a snapshot without the airf:case tag: "
+                            "the task could read any snapshot of the account. Fix: the condition "
+                            "aws:ResourceTag/airf:case (StringLike \"*\")")
+    for action in ("ebs:StartSnapshot", "ebs:PutSnapshotBlock", "ec2:CreateVolume", "ec2:ModifySnapshotAttribute", "ec2:CopySnapshot"):
+        verdict, sid = decide(reader_statements, action, tagged, {**ctx, **tag})
+        if verdict == "allow":
+            problems.append(f"{s4.name}: {reader} statement {sid} allows {action}: the reader only reads. Fix: remove it")
+    key = f"arn:{PARTITION}:kms:{REGION}:{s4.account}:key/{KEY_ID}"
+    if decide(reader_statements, "kms:Decrypt", key, {**ctx, "kms:ViaService": f"ec2.{REGION}.amazonaws.com"})[0] != "allow":
+        problems.append(f"{s4.name}: {reader} may not kms:Decrypt through EBS (kms:ViaService ec2.{REGION}.amazonaws.com): "
+                        "encrypted snapshots cannot be read")
+    for via in ("", f"s3.{REGION}.amazonaws.com"):
+        c = {**ctx, "kms:ViaService": via} if via else ctx
+        verdict, sid = decide(reader_statements, "kms:Decrypt", key, c)
+        if verdict == "allow":
+            problems.append(f"{s4.name}: {reader} statement {sid} allows kms:Decrypt {'through ' + via if via else 'directly'}: "
+                            "only EBS may use the snapshot keys. Fix: kms:ViaService ec2.*.amazonaws.com")
+
+    # The evidence write, as the acquisition role's, from another account.
+    bucket_arn = f"arn:{PARTITION}:s3:::{s1.physical_name('EvidenceBucket')}"
+    obj = f"{bucket_arn}/{s1.params['EvidencePrefix']}/IR-1/i-0abc1234def567890/20260102T030405Z-r1/snap-0123456789abcdef0.raw.zst"
+    policy_lid, bucket_statements = s1.bucket_policy(s1.physical_name("EvidenceBucket"))
+    put = {**task_who.context(), "s3:x-amz-server-side-encryption": "aws:kms",
+           "s3:x-amz-server-side-encryption-aws-kms-key-id": KEY_ARN, "s3:ObjectCreationOperation": "true"}
+    for where, stmts, w in ((f"{s3.name} {task}", task_statements, None), (f"{s1.name} {policy_lid}", bucket_statements, task_who)):
+        verdict, sid = decide(stmts, "s3:PutObject", obj, {**put, "s3:if-none-match": "*"}, w)
+        if verdict != "allow":
+            problems.append(f"{where}: the snapshot task role ({task_arn}) cannot s3:PutObject {obj}"
+                            + (f" (denied by {sid})" if sid else "")
+                            + ". Fix: admit it with the acquisition role's statements (aws:PrincipalArn)")
+    if s1.params.get("RequireIfNoneMatch", "true") == "true":
+        verdict, _ = decide(bucket_statements, "s3:PutObject", obj, put, task_who)
+        if verdict != "deny":
+            problems.append(f"{s1.name}: {policy_lid} does not deny the snapshot task role a PutObject without "
+                            "If-None-Match: its evidence could be overwritten. Fix: its ARN in AcquisitionRolesNeverOverwrite")
+    for action in ("s3:GetObject", "s3:DeleteObject", "s3:PutObjectAcl"):
+        verdict, sid = decide(bucket_statements, action, obj, task_who.context(), task_who)
+        if verdict != "deny":
+            problems.append(f"{s1.name}: {policy_lid} does not deny the snapshot task role {action}: it must be write-only "
+                            "like the acquisition role. Fix: its ARN in AcquisitionRolesNothingElse")
+    kms_ctx = {**task_who.context(), "kms:ViaService": f"s3.{REGION}.amazonaws.com", "kms:EncryptionContext:aws:s3:arn": bucket_arn}
+    key_statements = as_list(s1.props("EvidenceKey")["KeyPolicy"].get("Statement"))
+    for action in ("kms:GenerateDataKey", "kms:Decrypt"):
+        if decide(task_statements, action, KEY_ARN, kms_ctx)[0] != "allow":
+            problems.append(f"{s3.name}: {task} does not allow {action} on the evidence key through S3")
+        if decide(key_statements, action, KEY_ARN, kms_ctx, task_who)[0] != "allow":
+            problems.append(f"{s1.name}: EvidenceKey's key policy does not let the snapshot task role {action} through S3: "
+                            "every evidence upload fails. Fix: its ARN in AcquisitionRolesEncryptThroughS3")
+
+    # The task definition and ecs:runTask.sync.
+    td = next((lid for lid, _ in s3.resources("AWS::ECS::TaskDefinition")), None)
+    cluster = next((lid for lid, _ in s3.resources("AWS::ECS::Cluster")), None)
+    if td is None or cluster is None:
+        return problems + [f"{s3.name}: no ECS task definition or cluster with DeploySnapshots"]
+    tdp = s3.props(td)
+    family = tdp.get("Family")
+    containers = {c.get("Name"): c for c in as_list(tdp.get("ContainerDefinitions"))}
+    agent = containers.get("airf-agent")
+    if family != "airf-snapshot" or agent is None:
+        problems.append(f"{s3.name}: {td} must be family airf-snapshot with a container airf-agent (the workflow "
+                        f"overrides that container's command), not {family!r} with {sorted(containers)}")
+    else:
+        if agent.get("ReadonlyRootFilesystem") is not True:
+            problems.append(f"{s3.name}: {td}'s airf-agent container must have ReadonlyRootFilesystem true")
+        if agent.get("Image") != s3.params["SnapshotImageUri"]:
+            problems.append(f"{s3.name}: {td}'s airf-agent image is not SnapshotImageUri")
+    if tdp.get("TaskRoleArn") != task_arn:
+        problems.append(f"{s3.name}: {td}'s TaskRoleArn is not {task} ({task_arn})")
+    execution = tdp.get("ExecutionRoleArn")
+    workflow = s3.props("StateMachine")["RoleArn"]
+    wf_role = next((r for r, _ in s3.resources("AWS::IAM::Role") if s3.arn(r) == workflow or workflow == f"{r}.Arn"), None)
+    if wf_role is None:
+        return problems + [f"{s3.name}: the state machine's role is not a role of this template"]
+    wf = s3.role_statements(wf_role)
+    wctx = Who(arn=s3.arn(wf_role)).context()
+    cluster_arn = s3.getatt(cluster, "Arn")
+    td_arn = f"arn:{PARTITION}:ecs:{REGION}:{s3.account}:task-definition/{family}:7"
+    task_id = f"arn:{PARTITION}:ecs:{REGION}:{s3.account}:task/{s3.props(cluster).get('ClusterName')}/0123456789abcdef0123456789abcdef"
+    needs = [("ecs:RunTask", td_arn, {"ecs:cluster": cluster_arn}),
+             ("ecs:DescribeTasks", task_id, {"ecs:cluster": cluster_arn}),
+             ("ecs:StopTask", task_id, {"ecs:cluster": cluster_arn}),
+             ("iam:PassRole", task_arn, {"iam:PassedToService": "ecs-tasks.amazonaws.com"}),
+             ("iam:PassRole", execution, {"iam:PassedToService": "ecs-tasks.amazonaws.com"})]
+    rule_arn = f"arn:{PARTITION}:events:{REGION}:{s3.account}:rule/StepFunctionsGetEventsForECSTaskRule"
+    needs += [(a, rule_arn, {}) for a in ("events:PutTargets", "events:PutRule", "events:DescribeRule")]
+    for action, resource, extra in needs:
+        if decide(wf, action, resource, {**wctx, **extra})[0] != "allow":
+            problems.append(f"{s3.name}: {wf_role} does not allow {action} on {resource}: the workflow's ecs:runTask.sync "
+                            "state fails (Step Functions developer guide, IAM policies for Amazon ECS/Fargate)")
+    other = f"arn:{PARTITION}:ecs:{REGION}:{s3.account}:cluster/default"
+    if decide(wf, "ecs:RunTask", td_arn, {**wctx, "ecs:cluster": other})[0] == "allow":
+        problems.append(f"{s3.name}: {wf_role} may RunTask the snapshot task in any cluster. Fix: ecs:cluster condition")
+
+    # The controller's environment names what was deployed.
+    env = s3.props("ControllerFunction")["Environment"]["Variables"]
+    want = {
+        "AIRF_SNAPSHOT_CLUSTER_ARN": cluster_arn,
+        "AIRF_SNAPSHOT_TASK_DEFINITION_ARN": s3.ref(td),
+        "AIRF_SNAPSHOT_SUBNET_IDS": ",".join(s3.params["SnapshotSubnetIds"]),
+        "AIRF_SNAPSHOT_SECURITY_GROUP_ID": s3.getatt(next(l for l, _ in s3.resources("AWS::EC2::SecurityGroup")), "GroupId"),
+        "AIRF_SNAPSHOT_READER_ROLE_NAME": reader_name,
+    }
+    for var, value in want.items():
+        if env.get(var) != value:
+            problems.append(f"{s3.name}: ControllerFunction's {var} is {env.get(var)!r}, not {value!r}")
+    return problems
+
+
 RULES = {
     "config-delivery": rule_config_delivery,
     "evidence-readers": rule_evidence_readers,
@@ -873,6 +1045,7 @@ RULES = {
     "documents-pinned": rule_documents_pinned,
     "lambda-arch": rule_lambda_arch,
     "deploy-readme": rule_deploy_readme,
+    "snapshot-path": rule_snapshot_path,
 }
 
 
