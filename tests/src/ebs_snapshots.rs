@@ -39,7 +39,9 @@ pub struct Ebs {
 impl Ebs {
     /// Clients on `moto` with its test credentials.
     pub fn on(moto: &S3Server) -> Result<Self> {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         let endpoint = moto.endpoint()?;
         let sdk = rt.block_on(
             aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -66,7 +68,8 @@ impl Ebs {
         parent: Option<&str>,
         complete: bool,
     ) -> Result<Planted> {
-        let mut f = std::fs::File::open(image).with_context(|| format!("open {}", image.display()))?;
+        let mut f =
+            std::fs::File::open(image).with_context(|| format!("open {}", image.display()))?;
         self.rt.block_on(async {
             let started = self
                 .ebs
@@ -147,7 +150,12 @@ impl Ebs {
     /// The snapshot's volume id, as EC2 reports it.
     pub fn volume_of(&self, id: &str) -> Result<String> {
         self.rt.block_on(async {
-            let out = self.ec2.describe_snapshots().snapshot_ids(id).send().await?;
+            let out = self
+                .ec2
+                .describe_snapshots()
+                .snapshot_ids(id)
+                .send()
+                .await?;
             out.snapshots()
                 .first()
                 .and_then(|s| s.volume_id())

@@ -29,7 +29,11 @@ impl Layout {
     /// Checks what the service reported: a block size that is a power of two between 64 KiB and
     /// 4 MiB (AWS uses 512 KiB; the API's block index is 32-bit, so smaller blocks could not
     /// address a large volume) and a volume of 1 GiB to 64 TiB, the EBS limits.
-    pub fn new(id: &str, volume_size: Option<i64>, block_size: Option<i32>) -> Result<Self, SnapshotError> {
+    pub fn new(
+        id: &str,
+        volume_size: Option<i64>,
+        block_size: Option<i32>,
+    ) -> Result<Self, SnapshotError> {
         let bad = |why: String| SnapshotError::BadResponse {
             id: id.to_owned(),
             why,
@@ -37,11 +41,19 @@ impl Layout {
         let gib = volume_size
             .and_then(|v| u64::try_from(v).ok())
             .filter(|v| (1..=64 * 1024).contains(v))
-            .ok_or_else(|| bad(format!("volume size {volume_size:?} GiB is outside 1 GiB-64 TiB")))?;
+            .ok_or_else(|| {
+                bad(format!(
+                    "volume size {volume_size:?} GiB is outside 1 GiB-64 TiB"
+                ))
+            })?;
         let bs = block_size
             .and_then(|b| u32::try_from(b).ok())
             .filter(|b| b.is_power_of_two() && (64 << 10..=4 << 20).contains(b))
-            .ok_or_else(|| bad(format!("block size {block_size:?} is not a power of two from 64 KiB to 4 MiB")))?;
+            .ok_or_else(|| {
+                bad(format!(
+                    "block size {block_size:?} is not a power of two from 64 KiB to 4 MiB"
+                ))
+            })?;
         Ok(Self {
             volume_size_gib: gib,
             block_size: bs,
@@ -127,11 +139,21 @@ impl BlockLister {
                 Ok(out) => break out,
                 Err(e) if self.next_token.is_some() && !expired_once && page_token_expired(&e) => {
                     // Resume by index: the next page starts where the last one ended.
-                    tracing::info!("{}: page token expired; listing resumes at block {}", self.id, self.next_index);
+                    tracing::info!(
+                        "{}: page token expired; listing resumes at block {}",
+                        self.id,
+                        self.next_index
+                    );
                     self.next_token = None;
                     expired_once = true;
                 }
-                Err(e) => return Err(SnapshotError::Api(explain("ebs:ListSnapshotBlocks", &self.id, &e))),
+                Err(e) => {
+                    return Err(SnapshotError::Api(explain(
+                        "ebs:ListSnapshotBlocks",
+                        &self.id,
+                        &e,
+                    )));
+                }
             }
         };
         self.pages += 1;
@@ -141,7 +163,9 @@ impl BlockLister {
             Some(first) if first != layout => {
                 return Err(SnapshotError::BadResponse {
                     id: self.id.clone(),
-                    why: format!("the volume's geometry changed between pages ({first:?} then {layout:?})"),
+                    why: format!(
+                        "the volume's geometry changed between pages ({first:?} then {layout:?})"
+                    ),
                 });
             }
             Some(_) => {}
@@ -154,12 +178,19 @@ impl BlockLister {
             self.next_index = index + 1;
         }
         self.listed += page.len() as u64;
-        self.next_token = out.next_token().filter(|t| !t.is_empty()).map(str::to_owned);
+        self.next_token = out
+            .next_token()
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned);
         // Empty pages that promise more are allowed (sparse volumes), but not without end.
         if self.next_token.is_some() && self.pages > layout.blocks() / 100 + 10_000 {
             return Err(SnapshotError::BadResponse {
                 id: self.id.clone(),
-                why: format!("{} pages for a volume of {} blocks: the listing does not end", self.pages, layout.blocks()),
+                why: format!(
+                    "{} pages for a volume of {} blocks: the listing does not end",
+                    self.pages,
+                    layout.blocks()
+                ),
             });
         }
         self.done = self.next_token.is_none();
@@ -203,18 +234,25 @@ fn check_token(id: &str, index: u64, token: Option<&str>) -> Result<String, Snap
         Some(t)
             if !t.is_empty()
                 && t.len() <= 256
-                && t.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=' | b'-' | b'_')) =>
+                && t.bytes().all(|c| {
+                    c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=' | b'-' | b'_')
+                }) =>
         {
             Ok(t.to_owned())
         }
         other => Err(SnapshotError::BadResponse {
             id: id.to_owned(),
-            why: format!("block {index} has no usable block token ({:?})", other.map(|t| t.chars().take(40).collect::<String>())),
+            why: format!(
+                "block {index} has no usable block token ({:?})",
+                other.map(|t| t.chars().take(40).collect::<String>())
+            ),
         }),
     }
 }
 
-fn page_token_expired<R>(e: &aws_smithy_runtime_api::client::result::SdkError<ListSnapshotBlocksError, R>) -> bool {
+fn page_token_expired<R>(
+    e: &aws_smithy_runtime_api::client::result::SdkError<ListSnapshotBlocksError, R>,
+) -> bool {
     matches!(
         e.as_service_error(),
         Some(ListSnapshotBlocksError::ValidationException(v))
@@ -266,7 +304,10 @@ pub async fn changed_blocks(
                 .filter(|&i| i < layout.blocks())
                 .ok_or_else(|| SnapshotError::BadResponse {
                     id: id.to_owned(),
-                    why: format!("changed block index {:?} is outside the volume", b.block_index()),
+                    why: format!(
+                        "changed block index {:?} is outside the volume",
+                        b.block_index()
+                    ),
                 })?;
             changed.push(i).map_err(|why| SnapshotError::BadResponse {
                 id: id.to_owned(),
@@ -289,14 +330,32 @@ mod tests {
         let l = Layout::new("snap-1", Some(8), Some(524_288)).unwrap();
         assert_eq!(l.volume_bytes(), 8 << 30);
         assert_eq!(l.blocks(), 16_384);
-        for (size, block) in [(Some(0), Some(524_288)), (None, Some(524_288)), (Some(8), Some(512)), (Some(8), Some(4096)), (Some(8), Some(524_289)), (Some(8), None), (Some(70_000), Some(524_288))] {
-            assert!(Layout::new("snap-1", size, block).is_err(), "{size:?} {block:?}");
+        for (size, block) in [
+            (Some(0), Some(524_288)),
+            (None, Some(524_288)),
+            (Some(8), Some(512)),
+            (Some(8), Some(4096)),
+            (Some(8), Some(524_289)),
+            (Some(8), None),
+            (Some(70_000), Some(524_288)),
+        ] {
+            assert!(
+                Layout::new("snap-1", size, block).is_err(),
+                "{size:?} {block:?}"
+            );
         }
     }
 
     #[test]
     fn tokens_are_checked() {
-        assert!(check_token("s", 1, Some("AAUBAcuWqOCnDNuKle11s7IIX6jp6FYcC/q8oT93913HhvLvA+bKRA==")).is_ok());
+        assert!(
+            check_token(
+                "s",
+                1,
+                Some("AAUBAcuWqOCnDNuKle11s7IIX6jp6FYcC/q8oT93913HhvLvA+bKRA==")
+            )
+            .is_ok()
+        );
         for bad in [None, Some(""), Some("a\nb"), Some("x".repeat(300).as_str())] {
             assert!(check_token("s", 1, bad).is_err(), "{bad:?}");
         }

@@ -47,9 +47,9 @@ pub async fn build(region: Option<String>, role_arn: Option<&str>, session: &str
             .await;
         shared = shared
             .into_builder()
-            .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(
-                provider,
-            ))
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(provider),
+            )
             .build();
     }
     let region = shared

