@@ -23,6 +23,8 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 log "building the shipped agent (packaging/release.sh: static, dist profile)"
 AIRF_STATIC_AGENT=$(packaging/release.sh | sed -n 1p)
 export AIRF_STATIC_AGENT AIRF_AGENT_BIN=$AIRF_STATIC_AGENT
+log "the agent's container image: reproducible OCI layout, runs as 65532 (packaging/oci-image.sh)"
+tests/scripts/oci-image-check.sh "$AIRF_STATIC_AGENT"
 log "unit, property and end-to-end tests"
 # Every emulator keeps its test's recorded AWS calls here (tests/src/iam_calls.rs).
 iam_calls=${CARGO_TARGET_DIR:-target}/iam-calls

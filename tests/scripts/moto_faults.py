@@ -101,6 +101,9 @@ _call_action = BaseResponse.call_action
 
 
 def call_action(self):
+    # EBS (restJson, with a Reason) shapes its own faults: moto_ebs.py.
+    if self.service_name == "ebs":
+        return _call_action(self)
     key = f"{self.service_name}:{self._get_action()}"
     code = _take_fault(key)
     if code is not None:

@@ -312,10 +312,12 @@ impl Emulator {
     /// Credentials of the acquisition role as the instance `instance_id` holds them (EC2 names
     /// an instance role's session after the instance), for the agent to run with.
     pub fn acquisition_credentials(&self, instance_id: &str) -> Result<Credentials> {
-        let role = format!(
-            "arn:aws:iam::{ACCOUNT}:role/{}",
-            self.deployment.acquisition_role
-        );
+        self.role_credentials(&self.deployment.acquisition_role, instance_id)
+    }
+
+    /// Credentials of a session of the deployed role `name` (as ECS gives a task its task role).
+    pub fn role_credentials(&self, name: &str, session: &str) -> Result<Credentials> {
+        let role = format!("arn:aws:iam::{ACCOUNT}:role/{name}");
         let sdk = self.rt.block_on(
             aws_config::defaults(BehaviorVersion::latest())
                 .endpoint_url(self.server.endpoint()?)
@@ -323,7 +325,7 @@ impl Emulator {
                 .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
                 .load(),
         );
-        self.rt.block_on(assume_role(&sdk, &role, instance_id))
+        self.rt.block_on(assume_role(&sdk, &role, session))
     }
 
     /// A running web server: profile WebServer, the default group, a root and a data volume.

@@ -67,6 +67,9 @@ pub struct Deployment {
     pub controller_role: String,
     /// The acquisition instance role (template 4, AcquisitionInstanceRole).
     pub acquisition_role: String,
+    /// Template 3's role of the snapshot task (Fargate), and template 4's snapshot reader.
+    pub snapshot_task_role: String,
+    pub snapshot_reader_role: String,
     /// The controller Lambda's environment (template 3, ControllerFunction).
     pub controller_env: BTreeMap<String, String>,
     pub evidence_bucket: String,
@@ -167,6 +170,8 @@ impl Deployment {
             managed_policies,
             controller_role: string(&v, "controller_role")?,
             acquisition_role: string(&v, "acquisition_role")?,
+            snapshot_task_role: string(&v, "snapshot_task_role")?,
+            snapshot_reader_role: string(&v, "snapshot_reader_role")?,
             controller_env,
             evidence_bucket: string(&v, "evidence_bucket")?,
             artifact_bucket: string(&v, "artifact_bucket")?,

@@ -7,6 +7,7 @@
 //! expires while the pipeline is slow, the listing resumes from the next block index instead.
 
 use airf_evidence::snapshot::ChangedBlocks;
+use aws_sdk_ebs::operation::list_changed_blocks::ListChangedBlocksError;
 use aws_sdk_ebs::operation::list_snapshot_blocks::ListSnapshotBlocksError;
 use aws_sdk_ebs::types::ValidationExceptionReason;
 
@@ -282,7 +283,9 @@ pub async fn changed_blocks(
             .await
             .map_err(|e| {
                 let mut msg = explain("ebs:ListChangedBlocks", &format!("{baseline} → {id}"), &e);
-                if msg.contains("UNRELATED_SNAPSHOTS") || msg.to_lowercase().contains("unrelated") {
+                if let Some(ListChangedBlocksError::ValidationException(v)) = e.as_service_error()
+                    && v.reason() == Some(&ValidationExceptionReason::UnrelatedSnapshots)
+                {
                     msg.push_str("; --baseline must be an earlier snapshot of the same volume");
                 }
                 SnapshotError::Api(msg)

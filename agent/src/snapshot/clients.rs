@@ -5,6 +5,7 @@
 //! account's KMS grant and nothing is shared or copied.
 
 use aws_config::sts::AssumeRoleProvider;
+use aws_smithy_runtime::client::retries::classifiers::HttpStatusCodeClassifier;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
@@ -55,9 +56,14 @@ pub async fn build(region: Option<String>, role_arn: Option<&str>, session: &str
     let region = shared
         .region()
         .map_or_else(|| "us-east-1".to_owned(), |r| r.to_string());
+    // The EBS direct APIs ask callers to retry every 5xx; the SDK's default classifiers retry
+    // only the error codes they know (not EBS's InternalServerException), so status codes too.
+    let ebs = aws_sdk_ebs::config::Builder::from(&shared)
+        .retry_classifier(HttpStatusCodeClassifier::default())
+        .build();
     Clients {
         ec2: aws_sdk_ec2::Client::new(&shared),
-        ebs: aws_sdk_ebs::Client::new(&shared),
+        ebs: aws_sdk_ebs::Client::from_conf(ebs),
         region,
     }
 }
