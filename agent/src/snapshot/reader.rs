@@ -413,3 +413,136 @@ impl Drop for SnapshotProducer {
         self.task.abort();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BS: u32 = 64 << 10;
+
+    /// A producer fed by `msgs` instead of the EBS reader task, over a 1 GiB volume of `BS`
+    /// blocks (only the first `blocks` are compared).
+    fn producer(rt: &tokio::runtime::Runtime, msgs: Vec<Msg>) -> SnapshotProducer {
+        let (tx, rx) = tokio::sync::mpsc::channel(msgs.len().max(1));
+        for m in msgs {
+            tx.try_send(m).unwrap();
+        }
+        SnapshotProducer {
+            rx,
+            task: rt.spawn(async {}),
+            layout: Layout {
+                volume_size_gib: 1,
+                block_size: BS,
+            },
+            pos: 0,
+            pending: None,
+            ended: false,
+            counters: Arc::new(Counters::default()),
+            settings: ReadSettings {
+                concurrency: 1,
+                max_rate: 1,
+                wait_timeout: Duration::from_secs(1),
+            },
+        }
+    }
+
+    fn block(index: u64) -> Msg {
+        Msg::Block(Block {
+            index,
+            data: Bytes::from(vec![(index % 251) as u8 + 1; BS as usize]),
+        })
+    }
+
+    /// Reads up to `limit` bytes (the whole stream when it is shorter) in `chunk`-sized fills.
+    fn drain(
+        p: &mut SnapshotProducer,
+        chunk: usize,
+        limit: usize,
+    ) -> Result<Vec<u8>, ProduceError> {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; chunk];
+        while out.len() < limit {
+            let n = p.fill(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        Ok(out)
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(16))]
+        #[test]
+        fn listed_blocks_land_at_their_offsets_and_the_rest_is_zeros(
+            listed in proptest::collection::btree_set(0u64..1024, 0..40),
+            chunk in 1usize..300_000,
+        ) {
+            // The first 64 MiB (1,024 blocks) of the volume: the whole of it is one test below.
+            let rt = runtime();
+            let mut msgs: Vec<Msg> = listed.iter().map(|&i| block(i)).collect();
+            msgs.push(Msg::End);
+            let mut p = producer(&rt, msgs);
+            let out = drain(&mut p, chunk, 64 << 20).unwrap();
+            let out = &out[..64 << 20];
+            for i in [0u64, 1, 500, 1023].into_iter().chain(listed.iter().copied()) {
+                let at = (i * u64::from(BS)) as usize;
+                let want = if listed.contains(&i) { (i % 251) as u8 + 1 } else { 0 };
+                proptest::prop_assert!(out[at..at + BS as usize].iter().all(|&b| b == want), "block {}", i);
+            }
+            let nonzero = out.chunks(BS as usize).filter(|c| c.iter().any(|&b| b != 0)).count();
+            proptest::prop_assert_eq!(nonzero, listed.len());
+        }
+    }
+
+    #[test]
+    fn a_stream_without_its_end_is_not_complete() {
+        let rt = runtime();
+        // The reader task died after two blocks: no End, so the image must not be finished.
+        let mut p = producer(&rt, vec![block(0), block(3)]);
+        let err = drain(&mut p, 1 << 20, usize::MAX).unwrap_err();
+        assert!(err.to_string().contains("stopped before the end"), "{err}");
+    }
+
+    #[test]
+    fn the_whole_volume_is_read_and_ends_only_with_end() {
+        let rt = runtime();
+        let last = 16_383;
+        let mut p = producer(&rt, vec![block(7), block(last), Msg::End]);
+        let out = drain(&mut p, 3 << 20, usize::MAX).unwrap();
+        assert_eq!(out.len(), 1 << 30);
+        let at = |i: u64| (i * u64::from(BS)) as usize;
+        assert!(out[at(last)..].iter().all(|&b| b == (last % 251) as u8 + 1));
+        assert!(out[at(8)..at(9)].iter().all(|&b| b == 0));
+        assert!(p.ended);
+        // A block after the last one would be past the end of the volume.
+        let mut p = producer(&rt, vec![block(last), block(last), Msg::End]);
+        assert!(drain(&mut p, 3 << 20, usize::MAX).is_err());
+    }
+
+    #[test]
+    fn a_failure_is_the_pipelines_error() {
+        let rt = runtime();
+        let fail = Msg::Failed(SnapshotError::Unusable {
+            id: "snap-1".into(),
+            why: "test".into(),
+        });
+        let mut p = producer(&rt, vec![block(0), fail]);
+        let err = drain(&mut p, 1 << 20, usize::MAX).unwrap_err();
+        assert!(err.to_string().contains("snap-1 cannot be read"), "{err}");
+    }
+
+    #[test]
+    fn blocks_out_of_order_are_refused() {
+        let rt = runtime();
+        let mut p = producer(&rt, vec![block(5), block(2), Msg::End]);
+        let err = drain(&mut p, 1 << 20, usize::MAX).unwrap_err();
+        assert!(err.to_string().contains("out of order"), "{err}");
+    }
+}
