@@ -44,6 +44,174 @@ pub struct Config {
     pub agent_endpoint_url: String,
     /// Member accounts the controller may act in; empty: any the member role exists in.
     pub member_accounts: Vec<String>,
+    /// The Fargate task that images disks from EBS snapshots; None: not deployed (an instance
+    /// that SSM cannot reach then ends in Error, as before).
+    pub snapshot: Option<SnapshotTask>,
+}
+
+/// Where `airf-agent snapshot` runs: template 3's ECS cluster and task definition, in the
+/// Security account, and the member accounts' reader role it assumes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotTask {
+    /// `AIRF_SNAPSHOT_CLUSTER_ARN`.
+    pub cluster_arn: String,
+    /// `AIRF_SNAPSHOT_TASK_DEFINITION_ARN` (family `airf-snapshot`, container `airf-agent`).
+    pub task_definition_arn: String,
+    /// `AIRF_SNAPSHOT_SUBNET_IDS`: where the task's interface goes (a route to S3, STS, EC2 and
+    /// EBS: NAT or endpoints).
+    pub subnet_ids: Vec<String>,
+    /// `AIRF_SNAPSHOT_SECURITY_GROUP_ID`: outbound 443 only.
+    pub security_group_id: String,
+    /// `AIRF_SNAPSHOT_READER_ROLE_NAME` (`AirfSnapshotReader`): the member-account role the
+    /// agent assumes to read the snapshots in place.
+    pub reader_role_name: String,
+}
+
+/// The snapshot task's variables: all four set, or none (with the role name's default).
+const SNAPSHOT_VARS: [&str; 4] = [
+    "AIRF_SNAPSHOT_CLUSTER_ARN",
+    "AIRF_SNAPSHOT_TASK_DEFINITION_ARN",
+    "AIRF_SNAPSHOT_SUBNET_IDS",
+    "AIRF_SNAPSHOT_SECURITY_GROUP_ID",
+];
+
+/// The container the workflow overrides the command of (template 3's task definition).
+pub const SNAPSHOT_CONTAINER: &str = "airf-agent";
+
+impl SnapshotTask {
+    /// Reads the `AIRF_SNAPSHOT_*` variables through `optional` (empty when unset): None when
+    /// none of the four is set; an error naming the missing or malformed one otherwise, since a
+    /// half-deployed task would only fail later, on the instance that needed it.
+    fn from_lookup(optional: impl Fn(&str, &str) -> String) -> Result<Option<Self>> {
+        let values = SNAPSHOT_VARS.map(|name| optional(name, ""));
+        if values.iter().all(String::is_empty) {
+            return Ok(None);
+        }
+        if let Some((name, _)) = SNAPSHOT_VARS.iter().zip(&values).find(|(_, v)| v.is_empty()) {
+            return Err(Error::Config(format!(
+                "{name} is not set, yet {} are: the snapshot task is half deployed (set all four, \
+                 or none to run without it)",
+                SNAPSHOT_VARS
+                    .iter()
+                    .zip(&values)
+                    .filter(|(_, v)| !v.is_empty())
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let [cluster_arn, task_definition_arn, subnets, security_group_id] = values;
+        let task = SnapshotTask {
+            cluster_arn,
+            task_definition_arn,
+            subnet_ids: subnets
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            security_group_id,
+            reader_role_name: optional("AIRF_SNAPSHOT_READER_ROLE_NAME", "AirfSnapshotReader"),
+        };
+        task.check()?;
+        Ok(Some(task))
+    }
+
+    /// The shapes ECS and IAM accept; they reach RunTask and an ARN verbatim.
+    fn check(&self) -> Result<()> {
+        let bad = |name: &str, value: &str, want: &str| {
+            Err(Error::Config(format!("{name}: {value:?} is not {want}")))
+        };
+        if !is_ecs_arn(&self.cluster_arn, "cluster/") {
+            return bad(
+                "AIRF_SNAPSHOT_CLUSTER_ARN",
+                &self.cluster_arn,
+                "an ECS cluster ARN (arn:aws:ecs:<region>:<account>:cluster/<name>)",
+            );
+        }
+        if !is_ecs_arn(&self.task_definition_arn, "task-definition/") {
+            return bad(
+                "AIRF_SNAPSHOT_TASK_DEFINITION_ARN",
+                &self.task_definition_arn,
+                "an ECS task definition ARN (arn:aws:ecs:<region>:<account>:task-definition/<family>:<revision>)",
+            );
+        }
+        if self.subnet_ids.is_empty() || self.subnet_ids.len() > 16 {
+            return bad(
+                "AIRF_SNAPSHOT_SUBNET_IDS",
+                &self.subnet_ids.join(","),
+                "1 to 16 comma-separated subnet ids (awsvpc takes at most 16)",
+            );
+        }
+        if let Some(s) = self.subnet_ids.iter().find(|s| !is_ec2_id(s, "subnet-")) {
+            return bad("AIRF_SNAPSHOT_SUBNET_IDS", s, "a subnet id (subnet-<hex>)");
+        }
+        if !is_ec2_id(&self.security_group_id, "sg-") {
+            return bad(
+                "AIRF_SNAPSHOT_SECURITY_GROUP_ID",
+                &self.security_group_id,
+                "a security group id (sg-<hex>)",
+            );
+        }
+        if self.reader_role_name.is_empty()
+            || self.reader_role_name.len() > 64
+            || !self
+                .reader_role_name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
+        {
+            return bad(
+                "AIRF_SNAPSHOT_READER_ROLE_NAME",
+                &self.reader_role_name,
+                "an IAM role name",
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A key prefix the agent accepts (agent/src/naming.rs `check_prefix`) and S3 keeps as typed:
+/// names of `A-Z a-z 0-9 . _ -` separated by single `/`, none `.` or `..`; at most 512
+/// characters, so that keys under it stay within S3's 1,024.
+pub fn is_evidence_prefix(prefix: &str) -> bool {
+    prefix.len() <= 512
+        && prefix.split('/').all(|segment| {
+            !segment.is_empty()
+                && segment != "."
+                && segment != ".."
+                && segment
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        })
+}
+
+/// `arn:<partition>:ecs:<region>:<account>:<kind><name>`.
+fn is_ecs_arn(s: &str, kind: &str) -> bool {
+    let parts: Vec<&str> = s.splitn(6, ':').collect();
+    let [arn, partition, service, region, account, resource] = parts.as_slice() else {
+        return false;
+    };
+    *arn == "arn"
+        && partition.starts_with("aws")
+        && *service == "ecs"
+        && crate::model::is_region(region)
+        && crate::model::is_account_id(account)
+        && resource.strip_prefix(kind).is_some_and(|name| {
+            !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_:".contains(&b))
+        })
+}
+
+/// `<prefix><hex>` (8 or 17 hex digits, as EC2 makes them).
+fn is_ec2_id(s: &str, prefix: &str) -> bool {
+    s.strip_prefix(prefix).is_some_and(|hex| {
+        (hex.len() == 8 || hex.len() == 17)
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
 }
 
 impl Config {
@@ -92,6 +260,7 @@ impl Config {
                 .filter(|a| !a.is_empty())
                 .map(str::to_owned)
                 .collect(),
+            snapshot: SnapshotTask::from_lookup(&optional)?,
         };
         if let Some(bad) = config
             .member_accounts
@@ -100,6 +269,13 @@ impl Config {
         {
             return Err(Error::Config(format!(
                 "AIRF_MEMBER_ACCOUNTS: {bad:?} is not a 12-digit account id"
+            )));
+        }
+        if !is_evidence_prefix(&config.evidence_prefix) {
+            return Err(Error::Config(format!(
+                "AIRF_EVIDENCE_PREFIX: {:?} is not a key prefix the agent stores under: use names of \
+                 A-Z a-z 0-9 . _ - separated by single '/', none of them '.' or '..' (e.g. evidence)",
+                config.evidence_prefix
             )));
         }
         if config.revoke_policy_name.len() > 128
@@ -200,6 +376,22 @@ pub(crate) fn test_config() -> Config {
     .expect("test config")
 }
 
+/// [`test_config`] with the snapshot task deployed.
+#[cfg(test)]
+pub(crate) fn test_config_with_snapshots() -> Config {
+    Config {
+        snapshot: Some(SnapshotTask {
+            cluster_arn: "arn:aws:ecs:us-east-1:111111111111:cluster/airf".into(),
+            task_definition_arn: "arn:aws:ecs:us-east-1:111111111111:task-definition/airf-snapshot:3"
+                .into(),
+            subnet_ids: vec!["subnet-0123456789abcdef0".into()],
+            security_group_id: "sg-0123456789abcdef0".into(),
+            reader_role_name: "AirfSnapshotReader".into(),
+        }),
+        ..test_config()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,6 +424,86 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("AIRF_SIGNING_KEY_ARN"), "{err}");
+    }
+
+    const SNAPSHOT_ENV: [(&str, &str); 4] = [
+        (
+            "AIRF_SNAPSHOT_CLUSTER_ARN",
+            "arn:aws:ecs:us-east-1:111111111111:cluster/airf",
+        ),
+        (
+            "AIRF_SNAPSHOT_TASK_DEFINITION_ARN",
+            "arn:aws:ecs:us-east-1:111111111111:task-definition/airf-snapshot:3",
+        ),
+        (
+            "AIRF_SNAPSHOT_SUBNET_IDS",
+            "subnet-0123456789abcdef0, subnet-01234567",
+        ),
+        ("AIRF_SNAPSHOT_SECURITY_GROUP_ID", "sg-0123456789abcdef0"),
+    ];
+
+    fn with_snapshot_env(
+        overrides: &[(&str, &str)],
+    ) -> Result<Option<SnapshotTask>> {
+        let lookup = |n: &str| -> Option<String> {
+            if let Some((_, v)) = overrides.iter().find(|(k, _)| *k == n) {
+                return Some((*v).to_owned());
+            }
+            SNAPSHOT_ENV
+                .iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, v)| (*v).to_owned())
+        };
+        SnapshotTask::from_lookup(|n, default| {
+            lookup(n)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| default.to_owned())
+        })
+    }
+
+    #[test]
+    fn evidence_prefixes_are_plain_names() {
+        for good in ["evidence", "cases/2026", "a.b_c-d/e"] {
+            assert!(is_evidence_prefix(good), "{good}");
+        }
+        for bad in ["", "/evidence", "evidence/", "a//b", "a/../b", ".", "a/%2e%2e", "a b", "a\nb"] {
+            assert!(!is_evidence_prefix(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_snapshot_task_is_all_or_nothing() {
+        let task = with_snapshot_env(&[]).unwrap().unwrap();
+        assert_eq!(
+            task.subnet_ids,
+            ["subnet-0123456789abcdef0", "subnet-01234567"]
+        );
+        assert_eq!(task.reader_role_name, "AirfSnapshotReader");
+        let none: Vec<(&str, &str)> = SNAPSHOT_ENV.iter().map(|(k, _)| (*k, "")).collect();
+        assert_eq!(with_snapshot_env(&none).unwrap(), None);
+        assert_eq!(test_config().snapshot, None, "not deployed by default");
+        let err = with_snapshot_env(&[("AIRF_SNAPSHOT_SECURITY_GROUP_ID", " ")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("AIRF_SNAPSHOT_SECURITY_GROUP_ID is not set")
+                && err.contains("half deployed"),
+            "{err}"
+        );
+        for (name, bad) in [
+            ("AIRF_SNAPSHOT_CLUSTER_ARN", "airf"),
+            (
+                "AIRF_SNAPSHOT_TASK_DEFINITION_ARN",
+                "arn:aws:ecs:us-east-1:111111111111:cluster/airf",
+            ),
+            ("AIRF_SNAPSHOT_SUBNET_IDS", "subnet-1,sg-01234567"),
+            ("AIRF_SNAPSHOT_SECURITY_GROUP_ID", "sg-x"),
+            ("AIRF_SNAPSHOT_READER_ROLE_NAME", "a/b"),
+        ] {
+            let err = with_snapshot_env(&[(name, bad)]).unwrap_err().to_string();
+            assert!(err.contains(name), "{name}={bad}: {err}");
+        }
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! rejected with a message that names what was expected, and nothing is changed.
 
 use crate::model::{
-    AcquisitionResult, Intent, STATUS_TAG, SentCommand, Status, Subject, Target, is_case_id,
+    Evidence, Intent, STATUS_TAG, SentCommand, SnapshotPlan, Status, Subject, Target, TaskRun,
+    is_case_id,
 };
 use airf_evidence::EvidenceKind;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
@@ -129,14 +130,35 @@ pub enum Task {
         /// The command sent by `acquire`.
         command: SentCommand,
     },
+    /// Takes (or reuses) the case's snapshots of the instance's volumes and answers the tasks
+    /// that image them.
+    SnapshotPlan {
+        /// Case.
+        case_id: String,
+        /// The instance.
+        subject: Subject,
+        /// What the memory step left: its result, or why there is none.
+        memory: Evidence,
+    },
+    /// Reads the results of the snapshot tasks.
+    SnapshotResults {
+        /// Case.
+        case_id: String,
+        /// The instance.
+        subject: Subject,
+        /// What `snapshot_plan` answered.
+        plan: SnapshotPlan,
+        /// The tasks that ran, as the workflow's Map returns them.
+        tasks: Vec<TaskRun>,
+    },
     /// Reads the manifests the agent wrote and checks them.
     Verify {
         /// Case.
         case_id: String,
         /// The instance.
         subject: Subject,
-        /// The acquisition results.
-        results: Vec<AcquisitionResult>,
+        /// The acquisition results, or why one was not acquired.
+        results: Vec<Evidence>,
         /// The Step Functions execution (`$$.Execution.Id`), named in the countersignatures and
         /// the custody log.
         execution_arn: String,
@@ -194,6 +216,12 @@ impl Task {
                 case_id, subject, ..
             }
             | Task::AcquireStatus {
+                case_id, subject, ..
+            }
+            | Task::SnapshotPlan {
+                case_id, subject, ..
+            }
+            | Task::SnapshotResults {
                 case_id, subject, ..
             }
             | Task::Verify {

@@ -528,9 +528,9 @@ impl Cloud for FakeCloud {
         _target: &Target,
         volume_id: &str,
         _description: &str,
-        _tags: &BTreeMap<String, String>,
+        tags: &BTreeMap<String, String>,
     ) -> Result<String> {
-        self.call(format!("CreateSnapshot {volume_id}"))?;
+        self.call(format!("CreateSnapshot {volume_id} {tags:?}"))?;
         let id = format!("snap-{volume_id}");
         self.lock()
             .snapshots

@@ -1,6 +1,8 @@
 //! The Lambda's one entry point: parse, check the account, run the action, answer JSON.
 
-use crate::actions::{acquire, claim, contain, fail, isolate, prepare, release, start, verify};
+use crate::actions::{
+    acquire, claim, contain, fail, isolate, prepare, release, snapshots, start, verify,
+};
 use crate::cloud::Cloud;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -59,6 +61,19 @@ async fn run_task<C: Cloud>(cloud: &C, config: &Config, task: Task, now: &str) -
             subject,
             command,
         } => to_value(acquire::status(cloud, config, &case_id, &subject, &command).await?),
+        Task::SnapshotPlan {
+            case_id,
+            subject,
+            memory,
+        } => to_value(snapshots::snapshot_plan(cloud, config, &case_id, &subject, &memory).await?),
+        Task::SnapshotResults {
+            case_id,
+            subject,
+            plan,
+            tasks,
+        } => to_value(
+            snapshots::snapshot_results(cloud, config, &case_id, &subject, &plan, &tasks).await?,
+        ),
         Task::Verify {
             case_id,
             subject,

@@ -21,6 +21,38 @@ pub const CONTAINED_TAG: &str = "airf:contained";
 pub const REASON_TAG: &str = "airf:reason";
 /// Tag on security groups and snapshots the controller created.
 pub const MANAGED_TAG: &str = "airf:managed";
+/// Tag on the snapshots the controller took: the instance whose volume it is.
+pub const INSTANCE_TAG: &str = "airf:instance";
+/// Set by a responder on the instance: where its disks are read from ([`DiskSource`]).
+pub const DISK_SOURCE_TAG: &str = "airf:disk-source";
+/// Set by the controller when memory was not acquired: why.
+pub const MEMORY_TAG: &str = "airf:memory";
+
+/// Where an investigation reads the instance's disks from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DiskSource {
+    /// The agent on the instance, through SSM (the default): the live block devices.
+    Ssm,
+    /// EBS snapshots of its volumes, read through the EBS direct APIs by a Fargate task: nothing
+    /// runs on the instance.
+    Snapshot,
+}
+
+impl DiskSource {
+    /// The [`DISK_SOURCE_TAG`] value, parsed: absent is [`DiskSource::Ssm`]; a value airf does
+    /// not know is refused, naming those it knows (a typo must not silently mean "the default").
+    pub fn from_tag(value: Option<&str>) -> Result<Self, String> {
+        match value {
+            None | Some("ssm") => Ok(DiskSource::Ssm),
+            Some("snapshot") => Ok(DiskSource::Snapshot),
+            Some(other) => Err(format!(
+                "tag {DISK_SOURCE_TAG}={other:?}: use \"snapshot\" (disks from EBS snapshots) or \"ssm\" \
+                 (the default: the agent on the instance)"
+            )),
+        }
+    }
+}
 
 /// Values of [`STATUS_TAG`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -328,10 +360,179 @@ pub struct AcquisitionResult {
     pub report: RunReport,
 }
 
+/// One volume's snapshot and the RunTask that reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRun {
+    /// `vol-…`.
+    pub volume_id: String,
+    /// Its device name on the instance, e.g. `/dev/xvda`.
+    pub device: String,
+    /// `snap-…`, tagged `airf:case` and `airf:instance`.
+    pub snapshot_id: String,
+    /// Whether it was taken by an earlier step of this case (and reused), not now.
+    pub reused: bool,
+    /// RunTask `Cluster`.
+    pub cluster: String,
+    /// RunTask `TaskDefinition`.
+    pub task_definition: String,
+    /// The container whose command is overridden.
+    pub container: String,
+    /// `AwsvpcConfiguration.Subnets`.
+    pub subnets: Vec<String>,
+    /// `AwsvpcConfiguration.SecurityGroups`.
+    pub security_groups: Vec<String>,
+    /// The container's command: `airf-agent` arguments.
+    pub command: Vec<String>,
+}
+
+/// What `snapshot_plan` (actions/snapshots.rs) answers: the workflow maps over `tasks`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotPlan {
+    /// One per attached EBS volume, in the instance's order.
+    pub tasks: Vec<SnapshotRun>,
+}
+
+/// One finished task, as the workflow's Map returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskRun {
+    /// The snapshot it read.
+    pub snapshot_id: String,
+    /// `arn:aws:ecs:…:task/…`.
+    pub task_arn: String,
+}
+
+/// What ran the agent for an [`AcquisitionResult`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runner<'a> {
+    /// An SSM command on the instance (its id).
+    Ssm(&'a str),
+    /// A snapshot task (its ECS task ARN).
+    EcsTask(&'a str),
+}
+
+impl std::fmt::Display for Runner<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Runner::Ssm(id) => write!(f, "SSM command {id}"),
+            Runner::EcsTask(arn) => write!(f, "ECS task {arn}"),
+        }
+    }
+}
+
+impl AcquisitionResult {
+    /// What ran the agent: snapshot results carry the ECS task's ARN where SSM's carry the
+    /// command id.
+    pub fn runner(&self) -> Runner<'_> {
+        let id = self.command_id.as_str();
+        if id.starts_with("arn:") && id.split(':').nth(2) == Some("ecs") {
+            Runner::EcsTask(id)
+        } else {
+            Runner::Ssm(id)
+        }
+    }
+}
+
+/// Evidence the workflow could not acquire, and why: recorded instead of an acquisition result
+/// (memory of a stopped instance, or of one SSM never reached).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotAcquired {
+    /// Memory (disks are always acquired, from snapshots at worst).
+    pub kind: EvidenceKind,
+    /// Why, for the responder.
+    pub not_acquired: String,
+}
+
+/// What an acquisition step left for `verify`: one result (an SSM command), several (one
+/// snapshot task per volume), or why there is none.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Evidence {
+    /// One agent run.
+    Acquired(Box<AcquisitionResult>),
+    /// Several agent runs of one kind.
+    Several(Vec<AcquisitionResult>),
+    /// None, and why.
+    NotAcquired(NotAcquired),
+}
+
+impl<'de> Deserialize<'de> for Evidence {
+    /// By shape, so that an acquisition result that does not parse says why, rather than
+    /// "matches no variant": an array is several results, an object with `not_acquired` is a
+    /// reason, anything else one result.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let value = serde_json::Value::deserialize(d)?;
+        let parsed = if value.is_array() {
+            serde_json::from_value(value).map(Evidence::Several)
+        } else if value.get("not_acquired").is_some() {
+            serde_json::from_value(value).map(Evidence::NotAcquired)
+        } else {
+            serde_json::from_value(value).map(|r| Evidence::Acquired(Box::new(r)))
+        };
+        parsed.map_err(D::Error::custom)
+    }
+}
+
+impl Evidence {
+    /// The acquisition results in it.
+    pub fn results(&self) -> &[AcquisitionResult] {
+        match self {
+            Evidence::Acquired(r) => std::slice::from_ref(r),
+            Evidence::Several(rs) => rs,
+            Evidence::NotAcquired(_) => &[],
+        }
+    }
+
+    /// Why it was not acquired, if it was not.
+    pub fn not_acquired(&self) -> Option<&NotAcquired> {
+        match self {
+            Evidence::NotAcquired(n) => Some(n),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn evidence_is_read_by_shape() {
+        let result = serde_json::json!({"kind": "disk", "command_id": "c-1", "ssm_status": "Success",
+            "report": {"command": "disk", "status": "complete", "exit_code": 0, "case": "IR-1",
+                       "evidence_folder": "s3://b/e/IR-1/i-1/t/", "sources": [], "errors": [],
+                       "duration_seconds": 1.0}});
+        let one: Evidence = serde_json::from_value(result.clone()).unwrap();
+        assert_eq!(one.results().len(), 1);
+        let two: Evidence = serde_json::from_value(serde_json::json!([result, result])).unwrap();
+        assert_eq!(two.results().len(), 2);
+        let none: Evidence = serde_json::from_value(
+            serde_json::json!({"kind": "memory", "not_acquired": "instance stopped"}),
+        )
+        .unwrap();
+        assert!(none.results().is_empty());
+        assert_eq!(none.not_acquired().unwrap().not_acquired, "instance stopped");
+        // A broken result names its missing field.
+        let err = serde_json::from_value::<Evidence>(serde_json::json!({"kind": "disk"}))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("command_id"), "{err}");
+        assert_eq!(serde_json::to_value(&none).unwrap()["not_acquired"], "instance stopped");
+    }
+
+    #[test]
+    fn the_disk_source_tag_is_read_strictly() {
+        assert_eq!(DiskSource::from_tag(None), Ok(DiskSource::Ssm));
+        assert_eq!(DiskSource::from_tag(Some("ssm")), Ok(DiskSource::Ssm));
+        assert_eq!(
+            DiskSource::from_tag(Some("snapshot")),
+            Ok(DiskSource::Snapshot)
+        );
+        let err = DiskSource::from_tag(Some("Snapshots")).unwrap_err();
+        assert!(err.contains("airf:disk-source") && err.contains("\"snapshot\""), "{err}");
+    }
 
     #[test]
     fn ids_are_checked() {

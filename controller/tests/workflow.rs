@@ -38,6 +38,9 @@ fn instantiate(parameters: &Value) -> Value {
             "intent" => json!("investigate"),
             "command" => command.clone(),
             "results" => json!([]),
+            "memory" => json!({"kind": "memory", "not_acquired": "the instance is stopped"}),
+            "plan" => json!({"tasks": []}),
+            "tasks" => json!([]),
             "error" => json!({"Error": "Airf.Failed", "Cause": "x"}),
             "input" => json!({"CaseId": "IR-1"}),
             // $$.Execution.Id of a Distributed Map's child execution.
@@ -62,11 +65,21 @@ fn task_states(states: &Value, found: &mut Vec<(String, Value)>) {
     }
 }
 
+/// The snapshot tasks' resource: a Step Functions service integration, not the controller.
+const ECS_RUN_TASK_SYNC: &str = "arn:aws:states:::ecs:runTask.sync";
+
+/// The controller's Task states (the snapshot tasks run on ECS).
+fn lambda_tasks(asl: &Value) -> Vec<(String, Value)> {
+    let mut tasks = Vec::new();
+    task_states(&asl["States"], &mut tasks);
+    tasks.retain(|(_, s)| s["Resource"] != ECS_RUN_TASK_SYNC);
+    tasks
+}
+
 #[test]
 fn every_task_sends_an_action_the_handler_parses() {
     let asl = definition();
-    let mut tasks = Vec::new();
-    task_states(&asl["States"], &mut tasks);
+    let tasks = lambda_tasks(&asl);
     assert!(tasks.len() >= 10, "{} task states", tasks.len());
     for (name, state) in &tasks {
         assert_eq!(state["Resource"], "${ControllerFunctionArn}", "{name}");
@@ -85,9 +98,7 @@ fn retried_and_caught_errors_are_ones_the_handler_returns() {
         .iter()
         .map(|k| k.error_type())
         .collect();
-    let mut tasks = Vec::new();
-    task_states(&asl["States"], &mut tasks);
-    for (name, state) in &tasks {
+    for (name, state) in &lambda_tasks(&asl) {
         let retries = state["Retry"]
             .as_array()
             .unwrap_or_else(|| panic!("state {name} has no Retry"));
@@ -140,6 +151,60 @@ fn retried_and_caught_errors_are_ones_the_handler_returns() {
         for p in pollers {
             assert_eq!(p["ErrorEquals"], json!(["Airf.Pending"]), "state {name}");
         }
+    }
+}
+
+/// The snapshot tasks: run on Fargate with the command the controller planned, retried on ECS's
+/// transient errors only, every failure (a non-zero exit, a container that never ran) turned
+/// into the instance's failure, and the Map that runs them caught into RecordError.
+#[test]
+fn snapshot_tasks_check_their_exit_code_and_fail_into_record_error() {
+    let asl = definition();
+    let states = &asl["States"]["Instances"]["ItemProcessor"]["States"];
+    let map = &states["ReadSnapshots"];
+    assert_eq!(map["Type"], "Map");
+    assert_eq!(map["ItemsPath"], "$.snapshot_plan.tasks");
+    assert_eq!(map["Catch"][0]["ErrorEquals"], json!(["States.ALL"]));
+    assert_eq!(map["Catch"][0]["Next"], "RecordError");
+    assert_eq!(map["Next"], "SnapshotResults");
+    let inner = &map["ItemProcessor"]["States"];
+    let task = &inner[map["ItemProcessor"]["StartAt"].as_str().expect("StartAt")];
+    assert_eq!(task["Resource"], ECS_RUN_TASK_SYNC);
+    let p = &task["Parameters"];
+    assert_eq!(p["LaunchType"], "FARGATE");
+    assert_eq!(p["Overrides"]["ContainerOverrides"][0]["Command.$"], "$.command");
+    assert_eq!(
+        p["NetworkConfiguration"]["AwsvpcConfiguration"]["AssignPublicIp"],
+        "DISABLED"
+    );
+    let retried: Vec<&str> = task["Retry"]
+        .as_array()
+        .expect("Retry")
+        .iter()
+        .flat_map(|r| r["ErrorEquals"].as_array().into_iter().flatten())
+        .filter_map(Value::as_str)
+        .collect();
+    for e in ["ECS.AmazonECSException", "ECS.ServerException"] {
+        assert!(retried.contains(&e), "{retried:?}");
+    }
+    assert!(
+        !retried.contains(&"States.TaskFailed") && !retried.contains(&"States.ALL"),
+        "an agent that failed is not run again blindly: {retried:?}"
+    );
+    // Every way out of the task but exit code 0 ends in the Fail state, whose error the Map's
+    // catcher records.
+    let caught = &task["Catch"][0];
+    assert_eq!(caught["ErrorEquals"], json!(["States.ALL"]));
+    let check = &inner[task["Next"].as_str().expect("Next")];
+    assert_eq!(check["Type"], "Choice");
+    let rule = check["Choices"][0].to_string();
+    assert!(
+        rule.contains("ExitCode") && rule.contains("IsPresent") && rule.contains("\"NumericEquals\":0"),
+        "{rule}"
+    );
+    for failed in [&inner[caught["Next"].as_str().expect("Next")], &inner[check["Default"].as_str().expect("Default")]] {
+        assert_eq!(failed["Type"], "Pass");
+        assert_eq!(inner[failed["Next"].as_str().expect("Next")]["Type"], "Fail");
     }
 }
 

@@ -17,6 +17,11 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Step Functions' limit of events in one execution's history.
 pub const HISTORY_LIMIT: u64 = 25_000;
 
+/// Items an inline Map inside an instance's execution runs at most: the snapshot tasks, one per
+/// attached EBS volume, and the largest Nitro instances take 128 EBS volumes (Amazon EC2 User
+/// Guide, "Amazon EBS volume limits for Amazon EC2 instances").
+pub const MAX_MAP_ITEMS: u64 = 128;
+
 /// The workflow definition, parsed.
 #[derive(Debug, Clone)]
 pub struct Workflow {
@@ -180,6 +185,17 @@ impl InstanceMap<'_> {
                     data = apply_result_path(data, state.get("ResultPath"), result)?;
                     next_state(&at, state)?
                 }
+                // A decision on something other than the loop's counters (whether a fallback is
+                // deployed): where the loop gives up to.
+                "Choice" if !numeric_choice(state) => {
+                    return Ok(PollLoop {
+                        task: task.to_owned(),
+                        polls,
+                        guaranteed_seconds: last_poll,
+                        gives_up_to: Some(at),
+                        visits,
+                    });
+                }
                 "Choice" => choose(state, &data)?,
                 "Wait" => {
                     seconds += state
@@ -265,10 +281,51 @@ impl InstanceMap<'_> {
 /// History events of one entry into `state`, at worst. Task (a Lambda function resource):
 /// TaskStateEntered, then per attempt LambdaFunctionScheduled, LambdaFunctionStarted and
 /// LambdaFunctionSucceeded/Failed/TimedOut, then TaskStateExited; attempts at worst are the
-/// first and every retry of every retrier. Pass, Choice, Wait, Succeed: Entered and Exited.
-/// Fail: FailStateEntered (ExecutionFailed is the execution's own).
+/// first and every retry of every retrier. A `.sync` service integration has four per attempt:
+/// TaskScheduled, TaskStarted, TaskSubmitted and TaskSucceeded/Failed. Pass, Choice, Wait,
+/// Succeed: Entered and Exited. Fail: FailStateEntered (ExecutionFailed is the execution's own).
+/// An inline Map: MapStateEntered, MapStateStarted, MapStateSucceeded/Failed, MapStateExited,
+/// and per item ([`MAX_MAP_ITEMS`]) MapIterationStarted, MapIterationSucceeded/Failed and its
+/// longest path.
 pub fn events_per_entry(state: &Map<String, Value>) -> Result<u64> {
     Ok(match type_of(state)? {
+        "Task" if state.get("Resource").and_then(Value::as_str).is_some_and(|r| r.ends_with(".sync")) => {
+            let mut attempts = 1;
+            for r in state
+                .get("Retry")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                attempts += r.get("MaxAttempts").and_then(Value::as_u64).unwrap_or(3);
+            }
+            2 + 4 * attempts
+        }
+        "Map" => {
+            let processor = state
+                .get("ItemProcessor")
+                .context("a Map state without ItemProcessor")?;
+            ensure!(
+                processor.pointer("/ProcessorConfig/Mode").and_then(Value::as_str) != Some("DISTRIBUTED"),
+                "a Distributed Map inside an instance's execution is not modelled"
+            );
+            let inner = InstanceMap {
+                state,
+                states: object(processor, "States")?,
+                start_at: processor
+                    .get("StartAt")
+                    .and_then(Value::as_str)
+                    .context("an ItemProcessor without StartAt")?,
+            };
+            let iteration = inner.longest(
+                inner.start_at,
+                &BTreeSet::new(),
+                &BTreeMap::new(),
+                &mut Vec::new(),
+                &mut BTreeMap::new(),
+            )?;
+            4 + MAX_MAP_ITEMS * (2 + iteration)
+        }
         "Task" => {
             let mut attempts = 1;
             for r in state
@@ -485,6 +542,23 @@ fn choose(state: &Map<String, Value>, data: &Value) -> Result<String> {
         .and_then(Value::as_str)
         .map(str::to_owned)
         .context("no Choice rule holds and there is no Default")
+}
+
+/// Whether every rule of a Choice compares a number (what a loop's counters are).
+fn numeric_choice(state: &Map<String, Value>) -> bool {
+    state
+        .get("Choices")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .all(|rule| {
+            rule.get("Variable").is_some()
+                && rule
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .any(|(k, _)| k.starts_with("Numeric"))
+        })
 }
 
 fn holds(rule: &Value, data: &Value) -> Result<bool> {

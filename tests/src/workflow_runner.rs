@@ -7,6 +7,15 @@
 //! Time is simulated: each instance's clock is the sum of the Wait states' `Seconds` it went
 //! through (Retry intervals count as 0, FULL jitter at its worst), and each Task call sees it,
 //! so a test can make the world change after so many simulated minutes ([`World::before_task`]).
+//!
+//! The snapshot tasks (`arn:aws:states:::ecs:runTask.sync`) run for real too: the container's
+//! command, as the workflow overrides it, is run with the agent under test ([`agent_bin`])
+//! against the emulator (its EC2, EBS, STS and S3), and answered as Step Functions' .sync
+//! integration answers: the stopped task's description (`TaskArn`, `Containers[].ExitCode`,
+//! ...), or `States.TaskFailed` with that description as the cause when the container exited
+//! non-zero (as Step Functions reports it: the cause is the task's JSON, StopCode
+//! `EssentialContainerExited`). A container that could not start has no `ExitCode`, as ECS
+//! reports a `CannotStartContainerError`.
 
 use std::io::{BufRead, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -18,7 +27,7 @@ use anyhow::{Context, Result, anyhow};
 use serde_json::{Value, json};
 
 use crate::emulator::{ACCOUNT, Emulator, REGION, workflow_definition};
-use crate::repo_root;
+use crate::{agent_bin, repo_root};
 
 /// What a workflow run did.
 #[derive(Debug)]
@@ -30,7 +39,30 @@ pub struct WorkflowRun {
     pub actions: Vec<String>,
     /// Every Task invocation, in the order the handler answered them.
     pub calls: Vec<TaskCall>,
+    /// The snapshot tasks run, in order.
+    pub snapshot_tasks: Vec<SnapshotTask>,
 }
+
+/// One `ecs:runTask.sync` the harness ran.
+#[derive(Debug, Clone)]
+pub struct SnapshotTask {
+    /// The container's command (the agent's arguments).
+    pub command: Vec<String>,
+    /// The task's ARN, as the harness named it.
+    pub task_arn: String,
+    /// The agent's exit code; None when it never ran or was killed.
+    pub exit_code: Option<i32>,
+    /// What it printed.
+    pub stdout: String,
+    /// Its log.
+    pub stderr: String,
+}
+
+/// The ECS container the task definition runs the agent in (template 3).
+const SNAPSHOT_CONTAINER: &str = "airf-agent";
+/// How long the harness lets one snapshot task run (the workflow allows 24 hours; a test's
+/// volumes are small).
+const SNAPSHOT_TASK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl WorkflowRun {
     /// Fails, showing the outcome, unless the workflow SUCCEEDED.
@@ -149,11 +181,13 @@ impl Emulator {
         let port = listener.local_addr()?.port();
         let done = AtomicBool::new(false);
         let calls = Mutex::new(Vec::new());
+        let snapshot_tasks = Mutex::new(Vec::new());
         let output = std::thread::scope(|scope| {
             scope.spawn(|| {
                 let tasks = TaskServer {
                     emulator: self,
                     calls: &calls,
+                    snapshot_tasks: &snapshot_tasks,
                     world,
                 };
                 tasks.serve(&listener, &done);
@@ -183,10 +217,14 @@ impl Emulator {
             .into_inner()
             .map_err(|_| anyhow!("the Task server panicked while recording a call"))?;
         let actions = calls.iter().map(|c| c.action.clone()).collect();
+        let snapshot_tasks = snapshot_tasks
+            .into_inner()
+            .map_err(|_| anyhow!("the Task server panicked while recording a snapshot task"))?;
         Ok(WorkflowRun {
             outcome,
             actions,
             calls,
+            snapshot_tasks,
         })
     }
 }
@@ -196,6 +234,7 @@ impl Emulator {
 struct TaskServer<'a, W> {
     emulator: &'a Emulator,
     calls: &'a Mutex<Vec<TaskCall>>,
+    snapshot_tasks: &'a Mutex<Vec<SnapshotTask>>,
     world: &'a W,
 }
 
@@ -226,10 +265,21 @@ impl<W: World> TaskServer<'_, W> {
 
     /// One Task state, answered in the shape run-local.cjs expects, and recorded.
     fn task(&self, payload: &Value, simulated_seconds: u64) -> Value {
-        let answer = self.answer(payload, simulated_seconds);
+        let ecs = payload.get("resource").and_then(Value::as_str) == Some(ECS_RUN_TASK_SYNC);
+        let (answer, action, instance_id) = if ecs {
+            let parameters = payload.get("parameters").unwrap_or(&Value::Null);
+            let (answer, instance) = self.run_task(parameters);
+            (answer, ECS_ACTION.to_owned(), instance)
+        } else {
+            (
+                self.answer(payload, simulated_seconds),
+                text(payload, "/action"),
+                text(payload, "/subject/instance_id"),
+            )
+        };
         let call = TaskCall {
-            action: text(payload, "/action"),
-            instance_id: text(payload, "/subject/instance_id"),
+            action,
+            instance_id,
             simulated_seconds,
             error: answer
                 .get("errorType")
@@ -269,6 +319,179 @@ impl<W: World> TaskServer<'_, W> {
             }
         }
         json!({ "result": result })
+    }
+}
+
+/// The resource of the snapshot tasks' Task state.
+const ECS_RUN_TASK_SYNC: &str = "arn:aws:states:::ecs:runTask.sync";
+/// How [`TaskCall::action`] names a snapshot task.
+pub const ECS_ACTION: &str = "ecs:runTask";
+
+/// What a RunTask request must hold for the snapshot task, as ECS would refuse it otherwise
+/// (`InvalidParameterException`): the agent's command, and the instance it names.
+fn run_task_request(p: &Value) -> Result<(Vec<String>, String), String> {
+    let need = |pointer: &str| -> Result<&Value, String> {
+        p.pointer(pointer)
+            .filter(|v| !v.is_null())
+            .ok_or_else(|| format!("RunTask without {pointer}: {p}"))
+    };
+    if need("/LaunchType")? != "FARGATE" {
+        return Err(format!("RunTask LaunchType is not FARGATE: {p}"));
+    }
+    for key in ["/Cluster", "/TaskDefinition"] {
+        if !need(key)?.as_str().is_some_and(|s| s.starts_with("arn:aws:ecs:")) {
+            return Err(format!("RunTask {key} is not an ECS ARN: {p}"));
+        }
+    }
+    for key in [
+        "/NetworkConfiguration/AwsvpcConfiguration/Subnets",
+        "/NetworkConfiguration/AwsvpcConfiguration/SecurityGroups",
+    ] {
+        if need(key)?.as_array().is_none_or(Vec::is_empty) {
+            return Err(format!("RunTask {key} is empty: Fargate needs awsvpc: {p}"));
+        }
+    }
+    let overrides = need("/Overrides/ContainerOverrides")?
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let [container] = overrides.as_slice() else {
+        return Err(format!("RunTask overrides {} containers, not one: {p}", overrides.len()));
+    };
+    if container.get("Name").and_then(Value::as_str) != Some(SNAPSHOT_CONTAINER) {
+        return Err(format!("RunTask overrides a container other than {SNAPSHOT_CONTAINER}: {p}"));
+    }
+    let command: Vec<String> = container
+        .get("Command")
+        .and_then(Value::as_array)
+        .ok_or_else(|| format!("RunTask overrides no command: {p}"))?
+        .iter()
+        .map(|a| a.as_str().map(str::to_owned))
+        .collect::<Option<_>>()
+        .ok_or_else(|| format!("a command argument that is not a string: {p}"))?;
+    let instance = command
+        .iter()
+        .position(|a| a == "--instance")
+        .and_then(|i| command.get(i + 1))
+        .cloned()
+        .unwrap_or_default();
+    Ok((command, instance))
+}
+
+impl<W: World> TaskServer<'_, W> {
+    /// Runs one snapshot task: the agent with the task's command, against the emulator; answers
+    /// as the .sync integration does. Returns the answer and the instance the command names.
+    fn run_task(&self, parameters: &Value) -> (Value, String) {
+        let (command, instance) = match run_task_request(parameters) {
+            Ok(request) => request,
+            Err(why) => {
+                return (
+                    json!({"errorType": "ECS.InvalidParameterException", "errorMessage": why}),
+                    String::new(),
+                );
+            }
+        };
+        let number = self.snapshot_tasks.lock().map(|t| t.len()).unwrap_or(0);
+        let cluster = text(parameters, "/Cluster");
+        let cluster_name = cluster.rsplit('/').next().unwrap_or("airf").to_owned();
+        let task_arn = format!("arn:aws:ecs:{REGION}:{ACCOUNT}:task/{cluster_name}/{:032x}", number + 1);
+        let (exit_code, stdout, stderr, reason) = match self.run_agent(&command) {
+            Ok((code, out, err)) => (code, out, err, None),
+            Err(e) => (
+                None,
+                String::new(),
+                String::new(),
+                Some(format!("CannotStartContainerError: {e:#}")),
+            ),
+        };
+        let mut container = json!({
+            "Name": SNAPSHOT_CONTAINER,
+            "LastStatus": "STOPPED",
+            "TaskArn": task_arn,
+        });
+        if let Some(code) = exit_code {
+            container["ExitCode"] = json!(code);
+        }
+        if let Some(reason) = &reason {
+            container["Reason"] = json!(reason);
+        }
+        let task = json!({
+            "TaskArn": task_arn,
+            "ClusterArn": cluster,
+            "TaskDefinitionArn": text(parameters, "/TaskDefinition"),
+            "LaunchType": "FARGATE",
+            "LastStatus": "STOPPED",
+            "DesiredStatus": "STOPPED",
+            "StartedBy": "AWS Step Functions",
+            "StopCode": if reason.is_some() { "TaskFailedToStart" } else { "EssentialContainerExited" },
+            "StoppedReason": "Essential container in task exited",
+            "Overrides": parameters.get("Overrides").cloned().unwrap_or(Value::Null),
+            "Containers": [container],
+        });
+        if let Ok(mut tasks) = self.snapshot_tasks.lock() {
+            tasks.push(SnapshotTask {
+                command,
+                task_arn,
+                exit_code,
+                stdout,
+                stderr,
+            });
+        }
+        let answer = match exit_code {
+            Some(code) if code != 0 => {
+                json!({"errorType": "States.TaskFailed", "errorMessage": task.to_string()})
+            }
+            _ => json!({ "result": task }),
+        };
+        (answer, instance)
+    }
+
+    /// Runs the agent with `args` as the task role would: the emulator's credentials and
+    /// endpoints (EC2, EBS, STS and S3 in one server). (exit code, stdout, stderr).
+    fn run_agent(&self, args: &[String]) -> Result<(Option<i32>, String, String)> {
+        let endpoint = self.emulator.server.endpoint()?;
+        let mut child = self
+            .emulator
+            .server
+            .command(agent_bin()?)
+            .args(args)
+            .env("AWS_ENDPOINT_URL_EC2", &endpoint)
+            .env("AWS_ENDPOINT_URL_EBS", &endpoint)
+            .env("AWS_ENDPOINT_URL_STS", &endpoint)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .context("starting airf-agent")?;
+        // Read both pipes while it runs: a full pipe would stop the agent.
+        let drain = |pipe: Option<Box<dyn Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut text = Vec::new();
+                if let Some(mut pipe) = pipe {
+                    let _ = pipe.read_to_end(&mut text);
+                }
+                String::from_utf8_lossy(&text).into_owned()
+            })
+        };
+        let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+        let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+        let deadline = std::time::Instant::now() + SNAPSHOT_TASK_TIMEOUT;
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                // A task Step Functions would time out: stopped, no exit code.
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        let joined = |h: std::thread::JoinHandle<String>| {
+            h.join().map_err(|_| anyhow!("a pipe reader panicked"))
+        };
+        Ok((status.and_then(|s| s.code()), joined(stdout)?, joined(stderr)?))
     }
 }
 

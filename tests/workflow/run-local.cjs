@@ -13,6 +13,11 @@
 // interpreter's events, which advance the clock, are all delivered before the next Task runs),
 // and Retry intervals are 0 ms: FULL jitter at its worst, and nothing else advances a clock.
 //
+// ECS: a Task state whose Resource is `arn:aws:states:::ecs:runTask.sync` (the snapshot tasks) is
+// sent to the same server as {"resource": ..., "parameters": ...}: the test runs the container's
+// command (the real agent) and answers with what Step Functions' .sync integration gives, the
+// stopped task's description, or States.TaskFailed with it as the cause.
+//
 // Distributed Map: aws-local-stepfunctions 3.0.0 ignores ProcessorConfig and runs every Map as
 // an inline one, with at most MaxConcurrency items at once (40 when it is 0 or absent). The
 // workflow's Distributed Map sets MaxConcurrency 1000, so here every instance of a test fleet runs
@@ -50,6 +55,9 @@ for (const name of named('Wait')) {
 const clocks = new Map();
 const clockKey = (data) => (data && data.subject && data.subject.instance_id) || '';
 
+const ECS_RUN_TASK_SYNC = 'arn:aws:states:::ecs:runTask.sync';
+const LAMBDA = '${ControllerFunctionArn}';
+
 async function invoke(payload) {
   const response = await fetch(`http://127.0.0.1:${port}/invoke`, {
     method: 'POST',
@@ -71,11 +79,22 @@ async function invoke(payload) {
 const executionArn = process.env.AIRF_EXECUTION_ARN
   || `arn:aws:states:us-east-1:123456789012:execution:airf-investigation:local-${process.pid}-${Date.now()}`;
 
+// The handler of Task state `name`, by its Resource: the controller's function (substituted by
+// the test) or the snapshot task. Any other integration is refused rather than faked.
+function handler(name) {
+  const resource = states[name].Resource;
+  if (resource === ECS_RUN_TASK_SYNC) {
+    return (parameters) => invoke({ resource, parameters });
+  }
+  if (resource === LAMBDA || /^arn:aws:lambda:/.test(resource)) return invoke;
+  throw new Error(`Task state ${name}: resource ${resource} is not played by this harness`);
+}
+
 const machine = new StateMachine(definition, {});
 const execution = machine.run(input, {
   context: { Execution: { Id: executionArn, Name: executionArn.split(':').pop() } },
   overrides: {
-    taskResourceLocalHandlers: Object.fromEntries(named('Task').map((name) => [name, invoke])),
+    taskResourceLocalHandlers: Object.fromEntries(named('Task').map((name) => [name, handler(name)])),
     retryIntervalOverrides: Object.fromEntries(named('Task').map((name) => [name, 0])),
     waitTimeOverrides: Object.fromEntries(named('Wait').map((name) => [name, 1])),
   },

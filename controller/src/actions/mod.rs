@@ -9,6 +9,7 @@ pub mod fail;
 pub mod isolate;
 pub mod prepare;
 pub mod release;
+pub mod snapshots;
 pub mod start;
 pub mod verify;
 

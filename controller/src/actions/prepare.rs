@@ -1,10 +1,15 @@
 //! `prepare` and `managed`: give the instance the SSM-capable instance profile (recording the
 //! one it had), tell the responders, then wait until SSM can reach it.
+//!
+//! `prepare` also decides where the evidence comes from, for the workflow's choices: disks from
+//! the agent on the instance, or from EBS snapshots (the `airf:disk-source=snapshot` tag, or a
+//! stopped instance); memory from the agent, or not at all (a stopped instance has none). A
+//! stopped instance is left as it is: no profile to swap, nothing runs on it.
 
 use crate::cloud::Cloud;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::model::{InstanceState, ProfileAssociation, Subject};
+use crate::model::{DISK_SOURCE_TAG, DiskSource, InstanceState, ProfileAssociation, Subject};
 use crate::notify::notify;
 use serde::{Deserialize, Serialize};
 
@@ -39,14 +44,67 @@ pub fn decide(current: Option<&ProfileAssociation>, acquisition_profile: &str) -
     }
 }
 
-/// What `prepare` did.
+/// Whether memory is acquired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemoryPlan {
+    /// By the agent on the instance, through SSM.
+    Ssm,
+    /// Not at all ([`Prepared::memory_not_acquired`] says why).
+    NotAcquired,
+}
+
+/// What `prepare` did, and where the evidence comes from (the workflow's choices read it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Prepared {
-    /// `kept`, `associated` or `replaced`.
+    /// `kept`, `associated`, `replaced`, or `unchanged` (a stopped instance).
     pub profile: String,
     /// The profile the instance had, when replaced.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub previous_profile_arn: Option<String>,
+    /// Where the disks are read from.
+    pub disks: DiskSource,
+    /// Whether memory is acquired.
+    pub memory: MemoryPlan,
+    /// Why memory is not acquired; empty when it is.
+    pub memory_not_acquired: String,
+    /// Whether the snapshot task is deployed: an instance SSM never reaches then has its disks
+    /// imaged from snapshots instead of ending in Error.
+    pub snapshots_deployed: bool,
+}
+
+/// Where the evidence of an instance in `state` comes from, given its [`DISK_SOURCE_TAG`]; an
+/// error when what it needs is not deployed (or the instance is gone).
+pub fn route(
+    instance_id: &str,
+    state: InstanceState,
+    disk_tag: Option<&str>,
+    snapshots_deployed: bool,
+) -> Result<(DiskSource, MemoryPlan, String)> {
+    let asked = DiskSource::from_tag(disk_tag).map_err(Error::failed)?;
+    let not_deployed = "the snapshot task that images disks from EBS snapshots is not deployed \
+                        (template 3's snapshot parameters; AIRF_SNAPSHOT_* in the controller's environment)";
+    match state {
+        InstanceState::Gone => Err(Error::failed(format!(
+            "{instance_id} is shutting down or terminated: nothing left to acquire"
+        ))),
+        InstanceState::Stopped if snapshots_deployed => Ok((
+            DiskSource::Snapshot,
+            MemoryPlan::NotAcquired,
+            "the instance is stopped (its memory is gone)".to_owned(),
+        )),
+        InstanceState::Stopped => Err(Error::failed(format!(
+            "{instance_id} is not running: memory cannot be taken and SSM cannot run commands, and {not_deployed}; \
+             tag it Contain to isolate it and snapshot its volumes"
+        ))),
+        InstanceState::Running if asked == DiskSource::Snapshot && !snapshots_deployed => {
+            Err(Error::failed(format!(
+                "{instance_id} is tagged {DISK_SOURCE_TAG}=snapshot, but {not_deployed}: remove the tag to \
+                 acquire its disks with the agent on the instance"
+            )))
+        }
+        InstanceState::Running => Ok((asked, MemoryPlan::Ssm, String::new())),
+    }
 }
 
 /// Attaches the acquisition profile and notifies.
@@ -58,12 +116,23 @@ pub async fn prepare<C: Cloud>(
 ) -> Result<Prepared> {
     let target = &subject.target;
     let facts = super::instance(cloud, target).await?;
-    if facts.state != InstanceState::Running {
-        return Err(Error::failed(format!(
-            "{} is not running: memory cannot be taken and SSM cannot run commands; tag it Contain to isolate it \
-             and snapshot its volumes",
-            target.instance_id
-        )));
+    let snapshots_deployed = config.snapshot.is_some();
+    let (disks, memory, memory_not_acquired) = route(
+        &target.instance_id,
+        facts.state,
+        facts.tag(DISK_SOURCE_TAG),
+        snapshots_deployed,
+    )?;
+    if memory == MemoryPlan::NotAcquired {
+        // Nothing runs on a stopped instance: its profile stays, and snapshot_plan notifies.
+        return Ok(Prepared {
+            profile: "unchanged".into(),
+            previous_profile_arn: None,
+            disks,
+            memory,
+            memory_not_acquired,
+            snapshots_deployed,
+        });
     }
     if target.region != config.evidence_region
         && let Some(routes) = cloud.subnet_routes(target).await?
@@ -81,6 +150,10 @@ pub async fn prepare<C: Cloud>(
         ProfileStep::Keep => Prepared {
             profile: "kept".into(),
             previous_profile_arn: None,
+            disks,
+            memory,
+            memory_not_acquired,
+            snapshots_deployed,
         },
         ProfileStep::Associate => {
             cloud
@@ -89,6 +162,10 @@ pub async fn prepare<C: Cloud>(
             Prepared {
                 profile: "associated".into(),
                 previous_profile_arn: None,
+                disks,
+                memory,
+                memory_not_acquired,
+                snapshots_deployed,
             }
         }
         ProfileStep::Replace {
@@ -106,6 +183,10 @@ pub async fn prepare<C: Cloud>(
             Prepared {
                 profile: "replaced".into(),
                 previous_profile_arn: Some(previous_arn.clone()),
+                disks,
+                memory,
+                memory_not_acquired,
+                snapshots_deployed,
             }
         }
     };
@@ -126,12 +207,29 @@ pub async fn prepare<C: Cloud>(
         target,
         "investigation started",
         &format!(
-            "{profile_note}\nNext: memory and disk acquisition into s3://{}/{}/{case_id}/{}/, then containment.\n\
+            "{profile_note}\nNext: memory and disk acquisition into s3://{}/{}/{case_id}/{}/, then containment. {}\n\
              If SSM does not report {} online within a few minutes, its SSM Agent is probably waiting out the 25 to 30 \
              minutes it backs off after being denied credentials. Fast path: on the instance, restart the agent \
              (sudo systemctl restart amazon-ssm-agent; snap installs: sudo snap restart amazon-ssm-agent) or reboot it. \
-             airf waits 40 minutes for it, then records an error.",
-            config.evidence_bucket, config.evidence_prefix, target.instance_id, target.instance_id
+             airf waits 40 minutes for it, then {}.",
+            config.evidence_bucket,
+            config.evidence_prefix,
+            target.instance_id,
+            match disks {
+                DiskSource::Snapshot => format!(
+                    "Disks: from EBS snapshots, as its tag {DISK_SOURCE_TAG}=snapshot asks (memory: by the agent)."
+                ),
+                DiskSource::Ssm => format!(
+                    "Disks: by the agent on the instance (tag it {DISK_SOURCE_TAG}=snapshot before the trigger to image \
+                     them from EBS snapshots instead)."
+                ),
+            },
+            target.instance_id,
+            if snapshots_deployed {
+                "images its disks from EBS snapshots without its memory"
+            } else {
+                "records an error"
+            }
         ),
     )
     .await?;
@@ -159,6 +257,31 @@ mod tests {
             association_id: "iip-assoc-1".into(),
             profile_arn: format!("arn:aws:iam::111111111111:instance-profile/{name}"),
         }
+    }
+
+    #[test]
+    fn evidence_routes() {
+        use InstanceState::*;
+        let ok = |state, tag, deployed| route("i-1", state, tag, deployed).map_err(|e| e.to_string());
+        assert_eq!(
+            ok(Running, None, true),
+            Ok((DiskSource::Ssm, MemoryPlan::Ssm, String::new()))
+        );
+        assert_eq!(
+            ok(Running, Some("snapshot"), true),
+            Ok((DiskSource::Snapshot, MemoryPlan::Ssm, String::new()))
+        );
+        let stopped = ok(Stopped, None, true).unwrap();
+        assert_eq!((stopped.0, stopped.1), (DiskSource::Snapshot, MemoryPlan::NotAcquired));
+        assert!(stopped.2.contains("stopped"), "{}", stopped.2);
+        // Not deployed: as before, an error that names what is missing.
+        for (state, tag) in [(Stopped, None), (Running, Some("snapshot"))] {
+            let e = ok(state, tag, false).unwrap_err();
+            assert!(e.contains("AIRF_SNAPSHOT_*"), "{e}");
+        }
+        assert!(ok(Stopped, None, false).unwrap_err().contains("not running"));
+        assert!(ok(Gone, None, true).unwrap_err().contains("terminated"));
+        assert!(ok(Running, Some("snap"), true).unwrap_err().contains("airf:disk-source"));
     }
 
     #[test]

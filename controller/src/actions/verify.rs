@@ -10,7 +10,7 @@ use crate::cloud::Cloud;
 use crate::config::Config;
 use crate::custody::{self, Countersigned, CustodyLog, Draft, s3_uri, sha256_hex};
 use crate::error::{Error, Result};
-use crate::model::{AcquisitionResult, Subject};
+use crate::model::{AcquisitionResult, Evidence, NotAcquired, Runner, Subject};
 use airf_evidence::EvidenceKind;
 use airf_evidence::custody::{CustodyAction, SignedObject};
 use airf_evidence::manifest::{Manifest, ManifestError};
@@ -45,6 +45,9 @@ pub struct VerifyOutcome {
     pub artifacts: Vec<Verified>,
     /// The countersignatures and the custody entries written.
     pub custody: CustodyRecord,
+    /// Evidence the workflow could not acquire, and why (memory of a stopped instance, or of one
+    /// SSM never reached); empty when everything was acquired.
+    pub not_acquired: Vec<NotAcquired>,
 }
 
 /// What verify added to the case's custody.
@@ -182,18 +185,27 @@ pub fn check(
 }
 
 /// Verifies every source of every acquisition; any problem fails the step, listing all of them.
-/// Then countersigns every manifest and appends the custody log, as execution `execution_arn`
-/// at `now` (RFC 3339 UTC).
+/// Memory may be missing with a reason ([`NotAcquired`]); disks never. Then countersigns every
+/// manifest and appends the custody log, as execution `execution_arn` at `now` (RFC 3339 UTC).
 pub async fn verify<C: Cloud>(
     cloud: &C,
     config: &Config,
     case_id: &str,
     subject: &Subject,
-    results: &[AcquisitionResult],
+    evidence: &[Evidence],
     execution_arn: &str,
     now: &str,
 ) -> Result<VerifyOutcome> {
-    let passed = check_all(cloud, config, case_id, subject, results).await?;
+    let results: Vec<AcquisitionResult> = evidence
+        .iter()
+        .flat_map(|e| e.results().iter().cloned())
+        .collect();
+    let not_acquired: Vec<NotAcquired> = evidence
+        .iter()
+        .filter_map(|e| e.not_acquired().cloned())
+        .collect();
+    let results = results.as_slice();
+    let passed = check_all(cloud, config, case_id, subject, results, &not_acquired).await?;
     let custody = record_custody(
         cloud,
         config,
@@ -208,6 +220,7 @@ pub async fn verify<C: Cloud>(
     Ok(VerifyOutcome {
         artifacts: passed.into_iter().map(|p| p.verified).collect(),
         custody,
+        not_acquired,
     })
 }
 
@@ -217,6 +230,7 @@ async fn check_all<C: Cloud>(
     case_id: &str,
     subject: &Subject,
     results: &[AcquisitionResult],
+    not_acquired: &[NotAcquired],
 ) -> Result<Vec<Passed>> {
     let mut problems = Vec::new();
     let mut artifacts = Vec::new();
@@ -227,8 +241,18 @@ async fn check_all<C: Cloud>(
             .filter(|(_, r)| r.kind == kind)
             .flat_map(|(i, r)| r.report.sources.iter().map(move |s| (i, s)))
             .collect();
-        if sources.is_empty() {
-            problems.push(format!("no {kind} evidence was reported"));
+        let skipped = not_acquired.iter().find(|n| n.kind == kind);
+        match (sources.is_empty(), skipped) {
+            // Memory is gone with a stopped instance, and out of reach without SSM: recorded.
+            (true, Some(n)) if kind == EvidenceKind::Memory => {
+                tracing::info!(reason = %n.not_acquired, "memory not acquired");
+            }
+            (true, Some(n)) => problems.push(format!(
+                "no {kind} evidence: {} (disks are always acquired, from snapshots at worst)",
+                n.not_acquired
+            )),
+            (true, None) => problems.push(format!("no {kind} evidence was reported")),
+            (false, _) => {}
         }
         for (result, source) in sources {
             let label = format!("{kind} {}", source.source);
@@ -354,7 +378,7 @@ async fn record_custody<C: Cloud>(
         });
         let manifest_uri = s3_uri(&p.bucket, &p.key);
         let image_uri = s3_uri(&p.bucket, &p.image_key);
-        let command = results.get(p.result).map(|r| r.command_id.as_str());
+        let runner = results.get(p.result).map(AcquisitionResult::runner);
         let finished_at = p
             .manifest
             .finished_at
@@ -368,19 +392,24 @@ async fn record_custody<C: Cloud>(
             objects,
             detail,
         };
+        // The agent on the instance acquired it, or a snapshot task (an ECS task ARN) did.
+        let actor = match &runner {
+            Some(Runner::EcsTask(arn)) => (*arn).to_owned(),
+            _ => subject.target.instance_arn(),
+        };
         let acquired = entry(
             CustodyAction::Acquired,
-            &subject.target.instance_arn(),
+            &actor,
             &finished_at,
             vec![image_uri.clone(), manifest_uri.clone()],
             format!(
-                "{} {} {} of {} on host {}, SSM command {}; raw SHA-256 {}",
+                "{} {} {} of {} on host {}, {}; raw SHA-256 {}",
                 p.manifest.tool.name,
                 p.manifest.tool.version,
                 p.manifest.kind,
                 p.verified.source,
                 p.manifest.host.hostname,
-                command.unwrap_or("-"),
+                runner.map_or_else(|| "SSM command -".to_owned(), |r| r.to_string()),
                 p.manifest.raw.sha256
             ),
         );
@@ -522,6 +551,114 @@ mod tests {
         results
     }
 
+    fn as_evidence(results: Vec<AcquisitionResult>) -> Vec<Evidence> {
+        results
+            .into_iter()
+            .map(|r| Evidence::Acquired(Box::new(r)))
+            .collect()
+    }
+
+    fn run_verify(
+        cloud: &crate::fake::FakeCloud,
+        evidence: &[Evidence],
+    ) -> Result<VerifyOutcome> {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+            .block_on(verify(
+                cloud,
+                &crate::config::test_config(),
+                "IR-7",
+                &crate::fake::subject("i-0123456789abcdef0"),
+                evidence,
+                EXECUTION,
+                "2026-12-02T06:10:00Z",
+            ))
+    }
+
+    /// Memory may be missing with a reason (a stopped instance, or SSM out of reach): the disk
+    /// is verified and signed, and the reason is in the outcome. Disks may not be missing.
+    #[test]
+    fn memory_not_acquired_with_a_reason_is_recorded_not_failed() {
+        use crate::fake::FakeCloud;
+        let cloud = FakeCloud::default();
+        let config = crate::config::test_config();
+        let mut results = stored_evidence(&cloud, &config);
+        let disk = results.pop().unwrap();
+        let reason = NotAcquired {
+            kind: EvidenceKind::Memory,
+            not_acquired: "the instance is stopped".into(),
+        };
+        let out = run_verify(
+            &cloud,
+            &[
+                Evidence::NotAcquired(reason.clone()),
+                Evidence::Several(vec![disk.clone()]),
+            ],
+        )
+        .unwrap();
+        assert_eq!(out.artifacts.len(), 1);
+        assert_eq!(out.artifacts[0].kind, EvidenceKind::Disk);
+        assert_eq!(out.not_acquired, [reason]);
+        assert_eq!(out.custody.signatures.len(), 1);
+
+        // Without the reason, missing memory is a problem, as before.
+        let err = run_verify(&cloud, &[Evidence::Several(vec![disk.clone()])]).unwrap_err();
+        assert!(err.to_string().contains("no memory evidence was reported"), "{err}");
+        // A disk "not acquired" is refused whatever the reason.
+        let memory_result = stored_evidence(&FakeCloud::default(), &config).remove(0);
+        let err = run_verify(
+            &cloud,
+            &[
+                Evidence::Acquired(Box::new(memory_result)),
+                Evidence::NotAcquired(NotAcquired {
+                    kind: EvidenceKind::Disk,
+                    not_acquired: "no snapshot".into(),
+                }),
+            ],
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("no disk evidence: no snapshot"),
+            "{err}"
+        );
+    }
+
+    /// A snapshot task's result: the custody log names the ECS task as the one that acquired.
+    #[test]
+    fn a_snapshot_tasks_acquisition_is_logged_as_the_tasks() {
+        use airf_evidence::custody::{CustodyAction, CustodyEntry};
+        let cloud = crate::fake::FakeCloud::default();
+        let config = crate::config::test_config();
+        let mut results = stored_evidence(&cloud, &config);
+        let task = "arn:aws:ecs:us-east-1:222222222222:task/airf/0123456789abcdef";
+        results[1].command_id = task.into();
+        let out = run_verify(&cloud, &as_evidence(results)).unwrap();
+        let s = cloud.lock();
+        let acquired: Vec<CustodyEntry> = out
+            .custody
+            .entries
+            .iter()
+            .map(|uri| {
+                let key = uri
+                    .strip_prefix(&format!("s3://{}/", config.evidence_bucket))
+                    .unwrap();
+                serde_json::from_slice(&s.objects[&(config.evidence_bucket.clone(), key.to_owned())])
+                    .unwrap()
+            })
+            .filter(|e: &CustodyEntry| e.action == CustodyAction::Acquired)
+            .collect();
+        assert_eq!(acquired.len(), 2);
+        assert!(acquired[0].detail.contains("SSM command c-mem"), "{}", acquired[0].detail);
+        assert_eq!(acquired[1].actor, task);
+        assert!(
+            acquired[1].detail.contains(&format!("ECS task {task}")),
+            "{}",
+            acquired[1].detail
+        );
+    }
+
     /// After the checks: each manifest countersigned beside it with If-None-Match, over a
     /// statement naming the stored manifest's SHA-256 and the execution; the custody log has
     /// acquired, read, verified and signed for each, chained.
@@ -541,7 +678,7 @@ mod tests {
                 &config,
                 "IR-7",
                 &subject("i-0123456789abcdef0"),
-                &results,
+                &as_evidence(results),
                 EXECUTION,
                 "2026-12-02T06:10:00Z",
             ))
@@ -649,7 +786,7 @@ mod tests {
                 &config,
                 "IR-7",
                 &subject("i-0123456789abcdef0"),
-                &results,
+                &as_evidence(results),
                 EXECUTION,
                 "2026-12-02T06:10:00Z",
             ))

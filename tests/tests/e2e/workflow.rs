@@ -3,18 +3,21 @@
 //!   waits for can take: the SSM Agent's registration back-off, each document's ExecutionTimeout;
 //! - each instance runs in its own child execution, whose history stays under 25,000 events;
 //! - on simulated time (run-local.cjs): an instance online only after 30 minutes is still
-//!   acquired, one that never registers ends in Error naming the fast path, and a 100-instance
-//!   fleet is claimed at once.
+//!   acquired, one that never registers ends in Error naming the fast path (without the
+//!   snapshot task) or has its disks imaged from EBS snapshots by the real agent (with it), a
+//!   stopped instance too, and a 100-instance fleet is claimed at once;
+//! - the snapshot task's command line passes the agent's own rules for case ids and prefixes.
 
 use airf_controller::actions::acquire;
 use airf_e2e::asl::{HISTORY_LIMIT, Workflow};
 use airf_e2e::emulator::{ACCOUNT, Emulator, REGION, sdk};
 use airf_e2e::guest_evidence::GuestEvidence;
 use airf_e2e::repo_root;
-use airf_e2e::workflow_runner::{TaskCall, World};
+use airf_e2e::workflow_runner::{ECS_ACTION, TaskCall, World};
 use anyhow::{Context, Result, bail, ensure};
 use aws_sdk_ec2::types as ec2t;
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 /// The SSM Agent's longest registration back-off: after it is denied credentials (the
@@ -138,14 +141,45 @@ fn polling_loops_outlast_the_agent_back_off_and_the_documents_timeouts() -> Resu
             l.guaranteed_seconds,
             l.polls
         );
-        // Giving up is recorded on the instance, with a reason, not a silent end.
-        ensure!(
-            l.gives_up_to.as_deref() == Some("RecordError"),
-            "{task} gives up to {:?}",
-            l.gives_up_to
-        );
+        // Giving up is recorded on the instance, with a reason, not a silent end; SSM's wait
+        // gives up to the disks from snapshots when they are deployed.
+        match (acquisition_polled_by(&workflow, task)?, l.gives_up_to.as_deref()) {
+            (_, Some("RecordError")) => {}
+            (None, Some(choice)) => ensure_snapshot_fallback(&workflow, choice, &l)?,
+            (_, other) => bail!("{task} gives up to {other:?}"),
+        }
     }
     ensure!(acquisitions == 2, "memory and disk pollers: {tasks:?}");
+    Ok(())
+}
+
+/// The Choice SSM's wait gives up to: to the snapshots (through a Pass that records why memory
+/// was not acquired, naming the wait's real length) when deployed, else through a Pass that
+/// sets the error to RecordError.
+fn ensure_snapshot_fallback(workflow: &Workflow, choice: &str, l: &airf_e2e::asl::PollLoop) -> Result<()> {
+    let map = workflow.instance_map()?;
+    let state = map.states.get(choice).context("no such state")?;
+    ensure!(state["Type"] == json!("Choice"), "{choice}: {state}");
+    let next = |name: &str| -> Result<&Value> {
+        map.states.get(name).with_context(|| format!("no state {name}"))
+    };
+    let fallback_name = state["Choices"][0]["Next"].as_str().context("no choice")?;
+    let fallback = next(fallback_name)?;
+    let why = fallback["Parameters"]["not_acquired"].as_str().unwrap_or("");
+    ensure!(
+        fallback["Type"] == json!("Pass")
+            && fallback["Parameters"]["kind"] == json!("memory")
+            && why.contains(&format!("{} s", l.guaranteed_seconds))
+            && fallback["Next"] == json!("SnapshotPlan"),
+        "{fallback_name}: {fallback} (the wait is {} s)",
+        l.guaranteed_seconds
+    );
+    let default_name = state["Default"].as_str().context("no Default")?;
+    let default = next(default_name)?;
+    ensure!(
+        default["Type"] == json!("Pass") && default["Next"] == json!("RecordError"),
+        "{default_name}: {default}"
+    );
     Ok(())
 }
 
@@ -329,7 +363,9 @@ fn an_instance_online_only_after_30_simulated_minutes_reaches_containment() -> R
 
 #[test]
 fn an_instance_that_never_registers_ends_in_error_naming_the_fast_path() -> Result<()> {
-    let emu = Emulator::start("")?;
+    let mut emu = Emulator::start("")?;
+    // A deployment without the snapshot task: nothing to fall back to.
+    emu.config.snapshot = None;
     let id = emu.instance(&[("Name", "web-1")])?;
     emu.set_ssm_registered(&id, false)?;
     let world = LateAgent {
@@ -539,5 +575,426 @@ fn a_contained_fleets_summary_fits_the_payload_limit_at_500_instances() -> Resul
         "{}",
         run.outcome
     );
+    Ok(())
+}
+
+// ------------------------------------------------------------ disks from EBS snapshots
+
+/// Bytes per EBS block (the EBS direct APIs' BlockSize).
+const EBS_BLOCK: usize = 512 * 1024;
+/// The test's volumes: the smallest EBS volume, so the agent reads them in seconds.
+const VOLUME_GIB: i32 = 1;
+
+/// The snapshot task as template 3 deploys it, named in the emulator's account and subnet
+/// (unless the rendered templates set it already).
+fn deploy_snapshot_task(emu: &mut Emulator) -> Result<()> {
+    if emu.config.snapshot.is_some() {
+        return Ok(());
+    }
+    let group = sdk(emu.rt.block_on(
+        emu.ec2
+            .create_security_group()
+            .group_name("airf-snapshot-task")
+            .description("airf snapshot task: egress 443")
+            .vpc_id(&emu.vpc)
+            .send(),
+    ))?
+    .group_id()
+    .context("no group id")?
+    .to_owned();
+    emu.config.snapshot = Some(airf_controller::config::SnapshotTask {
+        cluster_arn: format!("arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/airf"),
+        task_definition_arn: format!("arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/airf-snapshot:1"),
+        subnet_ids: vec![emu.subnet.clone()],
+        security_group_id: group,
+        reader_role_name: "AirfSnapshotReader".into(),
+    });
+    Ok(())
+}
+
+/// A web server with two 1 GiB EBS volumes (root /dev/xvda and data /dev/sdf), each with
+/// content planted where moto_ebs.py serves a CreateSnapshot's blocks from: (instance id,
+/// volume id → SHA-256 of the whole volume).
+fn instance_with_planted_volumes(emu: &Emulator) -> Result<(String, BTreeMap<String, String>)> {
+    let ami = emu.rt.block_on(emu.ami())?;
+    let disk = |device: &str| {
+        ec2t::BlockDeviceMapping::builder()
+            .device_name(device)
+            .ebs(ec2t::EbsBlockDevice::builder().volume_size(VOLUME_GIB).build())
+            .build()
+    };
+    let run = sdk(emu.rt.block_on(
+        emu.ec2
+            .run_instances()
+            .image_id(ami)
+            .instance_type(ec2t::InstanceType::T3Micro)
+            .min_count(1)
+            .max_count(1)
+            .subnet_id(&emu.subnet)
+            .block_device_mappings(disk("/dev/xvda"))
+            .block_device_mappings(disk("/dev/sdf"))
+            .iam_instance_profile(
+                ec2t::IamInstanceProfileSpecification::builder()
+                    .name(airf_e2e::emulator::SUSPECT_PROFILE)
+                    .build(),
+            )
+            .send(),
+    ))?;
+    let instance = run.instances().first().context("no instance")?;
+    let id = instance.instance_id().context("no instance id")?.to_owned();
+    let volumes: Vec<String> = instance
+        .block_device_mappings()
+        .iter()
+        .filter_map(|m| m.ebs()?.volume_id().map(str::to_owned))
+        .collect();
+    ensure!(volumes.len() == 2, "{instance:?}");
+    let dir = std::path::PathBuf::from(
+        emu.server
+            .env
+            .iter()
+            .find(|(k, _)| k == "AIRF_SSM_OUTPUT_DIR")
+            .map(|(_, v)| v.clone())
+            .context("no AIRF_SSM_OUTPUT_DIR")?,
+    )
+    .join("ebs-volumes");
+    std::fs::create_dir_all(&dir)?;
+    let mut hashes = BTreeMap::new();
+    for (n, volume) in volumes.iter().enumerate() {
+        // Blocks 0 and 5 written (distinct per volume), 1 to 4 and the rest of the GiB zeros:
+        // the snapshot lists two blocks, and the image must still be the whole volume.
+        let mut content = vec![0u8; 6 * EBS_BLOCK];
+        for (i, b) in content.iter_mut().enumerate() {
+            let block = i / EBS_BLOCK;
+            if block == 0 || block == 5 {
+                *b = ((i / 4096 + n * 7 + block) % 251) as u8 | 1;
+            }
+        }
+        let path = dir.join(format!("{volume}.img"));
+        std::fs::write(&path, &content)?;
+        // The whole volume's hash: the content, then zeros to 1 GiB (sha256sum of a sparse
+        // copy; hashing a GiB in a debug build takes too long).
+        let whole = tempfile::NamedTempFile::new()?;
+        std::fs::write(whole.path(), &content)?;
+        whole.as_file().set_len(u64::try_from(VOLUME_GIB)? << 30)?;
+        let out = airf_e2e::run_ok(std::process::Command::new("sha256sum").arg(whole.path()))?;
+        let hash = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .context("sha256sum printed nothing")?
+            .to_owned();
+        hashes.insert(volume.clone(), hash);
+    }
+    Ok((id, hashes))
+}
+
+/// The disk manifests stored for the instance: (key, manifest JSON).
+fn disk_manifests(emu: &Emulator, case: &str, id: &str) -> Result<Vec<(String, Value)>> {
+    let mut found = Vec::new();
+    for key in emu.server.keys(&format!("evidence/{case}/{id}/"))? {
+        if !key.ends_with(".manifest.json") {
+            continue;
+        }
+        let manifest: Value = serde_json::from_slice(&emu.server.get(&key)?)?;
+        found.push((key, manifest));
+    }
+    Ok(found)
+}
+
+/// What a case imaged from snapshots must show: the snapshot tasks ran the agent with the
+/// planned command and exited 0; each volume's image is the volume, byte for byte (its raw
+/// SHA-256), proven again by `airf-agent verify`; the snapshots are the case's; the instance is
+/// contained, with memory recorded as not acquired and why.
+fn ensure_disks_from_snapshots(
+    emu: &Emulator,
+    run: &airf_e2e::workflow_runner::WorkflowRun,
+    case: &str,
+    id: &str,
+    volumes: &BTreeMap<String, String>,
+    memory_reason: &str,
+) -> Result<()> {
+    for task in &run.snapshot_tasks {
+        ensure!(
+            task.exit_code == Some(0),
+            "airf-agent {:?} exited {:?}:\n{}\n{}",
+            task.command,
+            task.exit_code,
+            task.stdout,
+            task.stderr
+        );
+    }
+    run.ensure_succeeded()?;
+    let snapshots = emu.case_snapshots(case)?;
+    ensure!(
+        snapshots.len() == volumes.len()
+            && snapshots.iter().all(|(_, v)| volumes.contains_key(v)),
+        "case snapshots {snapshots:?}, volumes {volumes:?}"
+    );
+    ensure!(run.snapshot_tasks.len() == volumes.len(), "{:?}", run.snapshot_tasks);
+    for task in &run.snapshot_tasks {
+        let snapshot = task.command.get(1).context("no snapshot in the command")?;
+        ensure!(
+            snapshots.iter().any(|(s, _)| s == snapshot),
+            "task read {snapshot}, not a case snapshot: {snapshots:?}"
+        );
+    }
+    let result = &run.outcome["output"]["instances"][0];
+    ensure!(result["status"] == json!("contained"), "{result}");
+    let not_acquired = &result["custody"]["not_acquired"];
+    ensure!(
+        not_acquired.as_array().is_some_and(|a| a.len() == 1)
+            && not_acquired[0]["kind"] == json!("memory")
+            && not_acquired[0]["not_acquired"]
+                .as_str()
+                .is_some_and(|w| w.contains(memory_reason)),
+        "{result}"
+    );
+    ensure!(result["custody"]["signatures"] == json!(volumes.len()), "{result}");
+    emu.ensure_status(id, "Contain")?;
+    let tags = emu.tags(id)?;
+    ensure!(
+        tags.get("airf:memory")
+            .is_some_and(|m| m.starts_with("not acquired:") && m.contains(memory_reason)),
+        "{tags:?}"
+    );
+
+    let manifests = disk_manifests(emu, case, id)?;
+    ensure!(manifests.len() == volumes.len(), "{manifests:?}");
+    let snapshot_of: BTreeMap<&str, &str> = snapshots
+        .iter()
+        .map(|(s, v)| (s.as_str(), v.as_str()))
+        .collect();
+    let agent = airf_e2e::agent_bin()?;
+    for (key, manifest) in &manifests {
+        ensure!(manifest["kind"] == json!("disk") && manifest["case"] == json!(case), "{manifest}");
+        let snapshot = key
+            .rsplit('/')
+            .next()
+            .and_then(|n| n.strip_suffix(".manifest.json"))
+            .context("manifest name")?;
+        let volume = snapshot_of
+            .get(snapshot)
+            .with_context(|| format!("{key} is not the image of a case snapshot"))?;
+        ensure!(
+            manifest["raw"]["sha256"].as_str() == volumes.get(*volume).map(String::as_str),
+            "{key}: raw SHA-256 {} where volume {volume} hashes to {:?}",
+            manifest["raw"]["sha256"],
+            volumes.get(*volume)
+        );
+        ensure!(
+            manifest["raw"]["size"] == json!(u64::try_from(VOLUME_GIB)? << 30),
+            "{manifest}"
+        );
+        let uri = format!("s3://{}/{key}", emu.server.bucket);
+        airf_e2e::run_ok(emu.server.command(&agent).arg("verify").arg(&uri))
+            .with_context(|| format!("airf-agent verify {uri}"))?;
+    }
+    let messages = emu.messages()?;
+    ensure!(
+        messages.iter().any(|m| m.1.contains("disks from EBS snapshots")
+            && m.2.contains("Memory was NOT acquired")
+            && m.2.contains(memory_reason)),
+        "{messages:?}"
+    );
+    Ok(())
+}
+
+/// Issue 14, test 3: an instance SSM never reaches is not an Error when the snapshot task is
+/// deployed: after SSM's whole wait, its volumes are snapshotted (tagged with the case) and
+/// imaged by the real agent in one task each, verified, countersigned, and the instance
+/// contained; memory is recorded as not acquired, with the wait.
+#[test]
+fn an_unmanaged_instance_ends_with_disk_evidence_from_snapshots_and_a_verified_case() -> Result<()> {
+    let mut emu = Emulator::start("")?;
+    deploy_snapshot_task(&mut emu)?;
+    let (id, volumes) = instance_with_planted_volumes(&emu)?;
+    emu.set_ssm_registered(&id, false)?;
+    let world = LateAgent {
+        emu: &emu,
+        online_at: None,
+        evidence: None,
+    };
+    let case = "IR-SNAP";
+    let run = emu.run_workflow_in(&investigate(case, std::slice::from_ref(&id)), &world)?;
+    let budget = Workflow::repository()?
+        .instance_map()?
+        .poll_loop("WaitUntilManaged", "Airf.Pending")?;
+    ensure_disks_from_snapshots(
+        &emu,
+        &run,
+        case,
+        &id,
+        &volumes,
+        &format!("not SSM-managed within {} s", budget.guaranteed_seconds),
+    )?;
+    let managed = calls_of(&run.calls, "managed");
+    ensure!(managed.len() as u64 == budget.polls, "{} polls", managed.len());
+    let tail: Vec<&str> = run
+        .actions
+        .iter()
+        .skip_while(|a| *a != "snapshot_plan")
+        .map(String::as_str)
+        .collect();
+    ensure!(
+        tail == [
+            "snapshot_plan",
+            ECS_ACTION,
+            ECS_ACTION,
+            "snapshot_results",
+            "verify",
+            "contain"
+        ] && !run.actions.iter().any(|a| a == "acquire" || a == "fail"),
+        "{:?}",
+        run.actions
+    );
+    Ok(())
+}
+
+/// A stopped instance: no SSM wait, no profile change, straight to its snapshots.
+#[test]
+fn a_stopped_instance_has_its_disks_imaged_from_snapshots() -> Result<()> {
+    let mut emu = Emulator::start("")?;
+    deploy_snapshot_task(&mut emu)?;
+    let (id, volumes) = instance_with_planted_volumes(&emu)?;
+    sdk(emu.rt.block_on(emu.ec2.stop_instances().instance_ids(&id).send()))?;
+    let world = LateAgent {
+        emu: &emu,
+        online_at: None,
+        evidence: None,
+    };
+    let case = "IR-STOPPED";
+    let run = emu.run_workflow_in(&investigate(case, std::slice::from_ref(&id)), &world)?;
+    ensure_disks_from_snapshots(&emu, &run, case, &id, &volumes, "stopped")?;
+    ensure!(
+        !run.actions.iter().any(|a| a == "managed" || a == "acquire"),
+        "{:?}",
+        run.actions
+    );
+    ensure!(
+        emu.profile(&id)?.as_deref() == Some(airf_e2e::emulator::SUSPECT_PROFILE),
+        "the stopped instance's profile was changed"
+    );
+    Ok(())
+}
+
+/// An agent that fails (every read of block 0 corrupted: the checksum does not match) fails
+/// its task (States.TaskFailed): the instance ends in Error naming the snapshot and the volume,
+/// not contained as if its disks had been imaged.
+#[test]
+fn a_snapshot_task_that_fails_ends_the_instance_in_error_naming_it() -> Result<()> {
+    let mut emu = Emulator::start("")?;
+    deploy_snapshot_task(&mut emu)?;
+    let (id, _) = instance_with_planted_volumes(&emu)?;
+    sdk(emu.rt.block_on(emu.ec2.stop_instances().instance_ids(&id).send()))?;
+    emu.inject_fault("ebs:GetSnapshotBlock:0", "CorruptBlock", 1000)?;
+    let world = LateAgent {
+        emu: &emu,
+        online_at: None,
+        evidence: None,
+    };
+    let run = emu.run_workflow_in(&investigate("IR-SNAPFAIL", std::slice::from_ref(&id)), &world)?;
+    run.ensure_failed("Airf.Failed")?;
+    ensure!(
+        !run.snapshot_tasks.is_empty() && run.snapshot_tasks.iter().all(|t| t.exit_code.is_some_and(|c| c != 0)),
+        "{:?}",
+        run.snapshot_tasks
+    );
+    ensure!(
+        !run.actions.iter().any(|a| a == "verify" || a == "contain")
+            && run.actions.last().map(String::as_str) == Some("fail"),
+        "{:?}",
+        run.actions
+    );
+    let tags = emu.tags(&id)?;
+    let reason = tags.get("airf:reason").context("no airf:reason")?;
+    ensure!(
+        tags.get("SecurityIncidentStatus").map(String::as_str) == Some("Error")
+            && reason.starts_with("Airf.Failed: airf-agent snapshot snap-")
+            && reason.contains("States.TaskFailed"),
+        "{tags:?}"
+    );
+    Ok(())
+}
+
+/// The snapshot task's command line passes the agent's own rules (agent/src/naming.rs) for
+/// every case id the controller accepts and every evidence prefix its configuration accepts:
+/// names the agent would refuse (exit 2) never reach a task. Generated, not listed: letters,
+/// digits, the separators and the characters that trip prefixes (`.`, `/`, `%2e`, controls).
+#[test]
+fn snapshot_commands_pass_the_agents_naming_rules() -> Result<()> {
+    use airf_agent::naming::{check_case_id, check_prefix};
+    const PIECES: &[&str] = &[
+        "a", "Z", "7", ".", "..", "_", "-", "/", "//", "%2e", "%2E", " ", "\n", "é", "IR-2026",
+    ];
+    let base = |k: &str| -> Option<String> {
+        Some(match k {
+            "AIRF_STATE_MACHINE_ARN" => format!("arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:a"),
+            "AIRF_INCIDENT_TOPIC_ARN" => format!("arn:aws:sns:{REGION}:{ACCOUNT}:a"),
+            "AIRF_EVIDENCE_BUCKET" => "evidence".into(),
+            "AIRF_EVIDENCE_REGION" => REGION.into(),
+            "AIRF_ARTIFACT_BUCKET" => "artifacts".into(),
+            "AIRF_AGENT_VERSION" => "0.1.0".into(),
+            "AIRF_AGENT_SHA256" => "ab".repeat(32),
+            "AIRF_SIGNING_KEY_ARN" => {
+                format!("arn:aws:kms:{REGION}:{ACCOUNT}:key/00000000-0000-0000-0000-000000000001")
+            }
+            "AIRF_SNAPSHOT_CLUSTER_ARN" => format!("arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/airf"),
+            "AIRF_SNAPSHOT_TASK_DEFINITION_ARN" => {
+                format!("arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/airf-snapshot:1")
+            }
+            "AIRF_SNAPSHOT_SUBNET_IDS" => "subnet-0123456789abcdef0".into(),
+            "AIRF_SNAPSHOT_SECURITY_GROUP_ID" => "sg-0123456789abcdef0".into(),
+            _ => return None,
+        })
+    };
+    let target = airf_controller::model::Target {
+        instance_id: "i-0123456789abcdef0".into(),
+        account: "111111111111".into(),
+        region: "eu-west-1".into(),
+    };
+    // A small linear congruential generator: the same strings on every run.
+    let mut seed: u64 = 0x2026_1202;
+    let mut word = |max: usize| {
+        let mut w = String::new();
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        for _ in 0..(seed >> 33) as usize % (max + 1) {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            w.push_str(PIECES[(seed >> 33) as usize % PIECES.len()]);
+        }
+        w
+    };
+    let (mut cases_tried, mut prefixes_tried) = (0, 0);
+    for _ in 0..20_000 {
+        let case = word(6);
+        let prefix = word(6);
+        let config = airf_controller::Config::from_lookup(|k| {
+            if k == "AIRF_EVIDENCE_PREFIX" {
+                return Some(prefix.clone());
+            }
+            base(k)
+        });
+        let Ok(config) = config else { continue };
+        let task = config.snapshot.clone().context("the snapshot task is configured")?;
+        let command = airf_controller::actions::snapshots::command(&config, &task, &case, &target, "snap-0123456789abcdef0");
+        let after = |flag: &str| {
+            command
+                .iter()
+                .position(|a| a == flag)
+                .and_then(|i| command.get(i + 1))
+                .cloned()
+                .unwrap_or_default()
+        };
+        let to = after("--to");
+        let key_prefix = to
+            .strip_prefix("s3://evidence/")
+            .with_context(|| format!("--to {to}"))?;
+        check_prefix(key_prefix).map_err(|e| anyhow::anyhow!("prefix {prefix:?} → --to {to}: {e}"))?;
+        prefixes_tried += 1;
+        if airf_controller::model::is_case_id(&case) {
+            check_case_id(&after("--case")).map_err(|e| anyhow::anyhow!("case {case:?}: {e}"))?;
+            cases_tried += 1;
+        }
+    }
+    // The generator reaches both kinds often enough to mean something.
+    ensure!(cases_tried > 500 && prefixes_tried > 500, "{cases_tried} cases, {prefixes_tried} prefixes");
     Ok(())
 }
