@@ -87,7 +87,11 @@ impl SnapshotTask {
         if values.iter().all(String::is_empty) {
             return Ok(None);
         }
-        if let Some((name, _)) = SNAPSHOT_VARS.iter().zip(&values).find(|(_, v)| v.is_empty()) {
+        if let Some((name, _)) = SNAPSHOT_VARS
+            .iter()
+            .zip(&values)
+            .find(|(_, v)| v.is_empty())
+        {
             return Err(Error::Config(format!(
                 "{name} is not set, yet {} are: the snapshot task is half deployed (set all four, \
                  or none to run without it)",
@@ -229,7 +233,7 @@ impl Config {
                 .filter(|v| !v.is_empty())
                 .unwrap_or_else(|| default.to_owned())
         };
-        let config = Config {
+        let mut config = Config {
             state_machine_arn: required("AIRF_STATE_MACHINE_ARN")?,
             incident_topic_arn: required("AIRF_INCIDENT_TOPIC_ARN")?,
             chat_topic_arn: optional("AIRF_CHAT_TOPIC_ARN", ""),
@@ -260,7 +264,7 @@ impl Config {
                 .filter(|a| !a.is_empty())
                 .map(str::to_owned)
                 .collect(),
-            snapshot: SnapshotTask::from_lookup(&optional)?,
+            snapshot: None,
         };
         if let Some(bad) = config
             .member_accounts
@@ -304,6 +308,7 @@ impl Config {
                     .into(),
             ));
         }
+        config.snapshot = SnapshotTask::from_lookup(&optional)?;
         Ok(config)
     }
 
@@ -382,8 +387,8 @@ pub(crate) fn test_config_with_snapshots() -> Config {
     Config {
         snapshot: Some(SnapshotTask {
             cluster_arn: "arn:aws:ecs:us-east-1:111111111111:cluster/airf".into(),
-            task_definition_arn: "arn:aws:ecs:us-east-1:111111111111:task-definition/airf-snapshot:3"
-                .into(),
+            task_definition_arn:
+                "arn:aws:ecs:us-east-1:111111111111:task-definition/airf-snapshot:3".into(),
             subnet_ids: vec!["subnet-0123456789abcdef0".into()],
             security_group_id: "sg-0123456789abcdef0".into(),
             reader_role_name: "AirfSnapshotReader".into(),
@@ -442,9 +447,7 @@ mod tests {
         ("AIRF_SNAPSHOT_SECURITY_GROUP_ID", "sg-0123456789abcdef0"),
     ];
 
-    fn with_snapshot_env(
-        overrides: &[(&str, &str)],
-    ) -> Result<Option<SnapshotTask>> {
+    fn with_snapshot_env(overrides: &[(&str, &str)]) -> Result<Option<SnapshotTask>> {
         let lookup = |n: &str| -> Option<String> {
             if let Some((_, v)) = overrides.iter().find(|(k, _)| *k == n) {
                 return Some((*v).to_owned());
@@ -467,7 +470,17 @@ mod tests {
         for good in ["evidence", "cases/2026", "a.b_c-d/e"] {
             assert!(is_evidence_prefix(good), "{good}");
         }
-        for bad in ["", "/evidence", "evidence/", "a//b", "a/../b", ".", "a/%2e%2e", "a b", "a\nb"] {
+        for bad in [
+            "",
+            "/evidence",
+            "evidence/",
+            "a//b",
+            "a/../b",
+            ".",
+            "a/%2e%2e",
+            "a b",
+            "a\nb",
+        ] {
             assert!(!is_evidence_prefix(bad), "{bad:?}");
         }
     }

@@ -513,13 +513,19 @@ mod tests {
         )
         .unwrap();
         assert!(none.results().is_empty());
-        assert_eq!(none.not_acquired().unwrap().not_acquired, "instance stopped");
+        assert_eq!(
+            none.not_acquired().unwrap().not_acquired,
+            "instance stopped"
+        );
         // A broken result names its missing field.
         let err = serde_json::from_value::<Evidence>(serde_json::json!({"kind": "disk"}))
             .unwrap_err()
             .to_string();
         assert!(err.contains("command_id"), "{err}");
-        assert_eq!(serde_json::to_value(&none).unwrap()["not_acquired"], "instance stopped");
+        assert_eq!(
+            serde_json::to_value(&none).unwrap()["not_acquired"],
+            "instance stopped"
+        );
     }
 
     #[test]
@@ -531,7 +537,10 @@ mod tests {
             Ok(DiskSource::Snapshot)
         );
         let err = DiskSource::from_tag(Some("Snapshots")).unwrap_err();
-        assert!(err.contains("airf:disk-source") && err.contains("\"snapshot\""), "{err}");
+        assert!(
+            err.contains("airf:disk-source") && err.contains("\"snapshot\""),
+            "{err}"
+        );
     }
 
     #[test]

@@ -172,7 +172,10 @@ fn snapshot_tasks_check_their_exit_code_and_fail_into_record_error() {
     assert_eq!(task["Resource"], ECS_RUN_TASK_SYNC);
     let p = &task["Parameters"];
     assert_eq!(p["LaunchType"], "FARGATE");
-    assert_eq!(p["Overrides"]["ContainerOverrides"][0]["Command.$"], "$.command");
+    assert_eq!(
+        p["Overrides"]["ContainerOverrides"][0]["Command.$"],
+        "$.command"
+    );
     assert_eq!(
         p["NetworkConfiguration"]["AwsvpcConfiguration"]["AssignPublicIp"],
         "DISABLED"
@@ -199,12 +202,20 @@ fn snapshot_tasks_check_their_exit_code_and_fail_into_record_error() {
     assert_eq!(check["Type"], "Choice");
     let rule = check["Choices"][0].to_string();
     assert!(
-        rule.contains("ExitCode") && rule.contains("IsPresent") && rule.contains("\"NumericEquals\":0"),
+        rule.contains("ExitCode")
+            && rule.contains("IsPresent")
+            && rule.contains("\"NumericEquals\":0"),
         "{rule}"
     );
-    for failed in [&inner[caught["Next"].as_str().expect("Next")], &inner[check["Default"].as_str().expect("Default")]] {
+    for failed in [
+        &inner[caught["Next"].as_str().expect("Next")],
+        &inner[check["Default"].as_str().expect("Default")],
+    ] {
         assert_eq!(failed["Type"], "Pass");
-        assert_eq!(inner[failed["Next"].as_str().expect("Next")]["Type"], "Fail");
+        assert_eq!(
+            inner[failed["Next"].as_str().expect("Next")]["Type"],
+            "Fail"
+        );
     }
 }
 

@@ -289,7 +289,12 @@ impl InstanceMap<'_> {
 /// longest path.
 pub fn events_per_entry(state: &Map<String, Value>) -> Result<u64> {
     Ok(match type_of(state)? {
-        "Task" if state.get("Resource").and_then(Value::as_str).is_some_and(|r| r.ends_with(".sync")) => {
+        "Task"
+            if state
+                .get("Resource")
+                .and_then(Value::as_str)
+                .is_some_and(|r| r.ends_with(".sync")) =>
+        {
             let mut attempts = 1;
             for r in state
                 .get("Retry")
@@ -306,7 +311,10 @@ pub fn events_per_entry(state: &Map<String, Value>) -> Result<u64> {
                 .get("ItemProcessor")
                 .context("a Map state without ItemProcessor")?;
             ensure!(
-                processor.pointer("/ProcessorConfig/Mode").and_then(Value::as_str) != Some("DISTRIBUTED"),
+                processor
+                    .pointer("/ProcessorConfig/Mode")
+                    .and_then(Value::as_str)
+                    != Some("DISTRIBUTED"),
                 "a Distributed Map inside an instance's execution is not modelled"
             );
             let inner = InstanceMap {

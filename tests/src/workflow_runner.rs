@@ -335,11 +335,14 @@ fn run_task_request(p: &Value) -> Result<(Vec<String>, String), String> {
             .filter(|v| !v.is_null())
             .ok_or_else(|| format!("RunTask without {pointer}: {p}"))
     };
-    if need("/LaunchType")? != "FARGATE" {
+    if need("/LaunchType")?.as_str() != Some("FARGATE") {
         return Err(format!("RunTask LaunchType is not FARGATE: {p}"));
     }
     for key in ["/Cluster", "/TaskDefinition"] {
-        if !need(key)?.as_str().is_some_and(|s| s.starts_with("arn:aws:ecs:")) {
+        if !need(key)?
+            .as_str()
+            .is_some_and(|s| s.starts_with("arn:aws:ecs:"))
+        {
             return Err(format!("RunTask {key} is not an ECS ARN: {p}"));
         }
     }
@@ -356,10 +359,15 @@ fn run_task_request(p: &Value) -> Result<(Vec<String>, String), String> {
         .cloned()
         .unwrap_or_default();
     let [container] = overrides.as_slice() else {
-        return Err(format!("RunTask overrides {} containers, not one: {p}", overrides.len()));
+        return Err(format!(
+            "RunTask overrides {} containers, not one: {p}",
+            overrides.len()
+        ));
     };
     if container.get("Name").and_then(Value::as_str) != Some(SNAPSHOT_CONTAINER) {
-        return Err(format!("RunTask overrides a container other than {SNAPSHOT_CONTAINER}: {p}"));
+        return Err(format!(
+            "RunTask overrides a container other than {SNAPSHOT_CONTAINER}: {p}"
+        ));
     }
     let command: Vec<String> = container
         .get("Command")
@@ -394,7 +402,10 @@ impl<W: World> TaskServer<'_, W> {
         let number = self.snapshot_tasks.lock().map(|t| t.len()).unwrap_or(0);
         let cluster = text(parameters, "/Cluster");
         let cluster_name = cluster.rsplit('/').next().unwrap_or("airf").to_owned();
-        let task_arn = format!("arn:aws:ecs:{REGION}:{ACCOUNT}:task/{cluster_name}/{:032x}", number + 1);
+        let task_arn = format!(
+            "arn:aws:ecs:{REGION}:{ACCOUNT}:task/{cluster_name}/{:032x}",
+            number + 1
+        );
         let (exit_code, stdout, stderr, reason) = match self.run_agent(&command) {
             Ok((code, out, err)) => (code, out, err, None),
             Err(e) => (
@@ -473,8 +484,18 @@ impl<W: World> TaskServer<'_, W> {
                 String::from_utf8_lossy(&text).into_owned()
             })
         };
-        let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
-        let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+        let stdout = drain(
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        );
+        let stderr = drain(
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        );
         let deadline = std::time::Instant::now() + SNAPSHOT_TASK_TIMEOUT;
         let status = loop {
             if let Some(status) = child.try_wait()? {
@@ -491,7 +512,11 @@ impl<W: World> TaskServer<'_, W> {
         let joined = |h: std::thread::JoinHandle<String>| {
             h.join().map_err(|_| anyhow!("a pipe reader panicked"))
         };
-        Ok((status.and_then(|s| s.code()), joined(stdout)?, joined(stderr)?))
+        Ok((
+            status.and_then(|s| s.code()),
+            joined(stdout)?,
+            joined(stderr)?,
+        ))
     }
 }
 

@@ -262,7 +262,8 @@ mod tests {
     #[test]
     fn evidence_routes() {
         use InstanceState::*;
-        let ok = |state, tag, deployed| route("i-1", state, tag, deployed).map_err(|e| e.to_string());
+        let ok =
+            |state, tag, deployed| route("i-1", state, tag, deployed).map_err(|e| e.to_string());
         assert_eq!(
             ok(Running, None, true),
             Ok((DiskSource::Ssm, MemoryPlan::Ssm, String::new()))
@@ -272,16 +273,27 @@ mod tests {
             Ok((DiskSource::Snapshot, MemoryPlan::Ssm, String::new()))
         );
         let stopped = ok(Stopped, None, true).unwrap();
-        assert_eq!((stopped.0, stopped.1), (DiskSource::Snapshot, MemoryPlan::NotAcquired));
+        assert_eq!(
+            (stopped.0, stopped.1),
+            (DiskSource::Snapshot, MemoryPlan::NotAcquired)
+        );
         assert!(stopped.2.contains("stopped"), "{}", stopped.2);
         // Not deployed: as before, an error that names what is missing.
         for (state, tag) in [(Stopped, None), (Running, Some("snapshot"))] {
             let e = ok(state, tag, false).unwrap_err();
             assert!(e.contains("AIRF_SNAPSHOT_*"), "{e}");
         }
-        assert!(ok(Stopped, None, false).unwrap_err().contains("not running"));
+        assert!(
+            ok(Stopped, None, false)
+                .unwrap_err()
+                .contains("not running")
+        );
         assert!(ok(Gone, None, true).unwrap_err().contains("terminated"));
-        assert!(ok(Running, Some("snap"), true).unwrap_err().contains("airf:disk-source"));
+        assert!(
+            ok(Running, Some("snap"), true)
+                .unwrap_err()
+                .contains("airf:disk-source")
+        );
     }
 
     #[test]

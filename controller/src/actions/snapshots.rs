@@ -111,7 +111,10 @@ pub fn command(
         c.extend(["--sse-kms-key-id".to_owned(), config.kms_key_id.clone()]);
     }
     if !config.agent_endpoint_url.is_empty() {
-        c.extend(["--endpoint-url".to_owned(), config.agent_endpoint_url.clone()]);
+        c.extend([
+            "--endpoint-url".to_owned(),
+            config.agent_endpoint_url.clone(),
+        ]);
     }
     c
 }
@@ -193,7 +196,11 @@ pub async fn snapshot_plan<C: Cloud>(
                 t.snapshot_id,
                 t.volume_id,
                 t.device,
-                if t.reused { "taken before" } else { "taken now" }
+                if t.reused {
+                    "taken before"
+                } else {
+                    "taken now"
+                }
             )
         })
         .collect();

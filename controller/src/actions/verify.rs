@@ -558,10 +558,7 @@ mod tests {
             .collect()
     }
 
-    fn run_verify(
-        cloud: &crate::fake::FakeCloud,
-        evidence: &[Evidence],
-    ) -> Result<VerifyOutcome> {
+    fn run_verify(cloud: &crate::fake::FakeCloud, evidence: &[Evidence]) -> Result<VerifyOutcome> {
         tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
@@ -605,7 +602,10 @@ mod tests {
 
         // Without the reason, missing memory is a problem, as before.
         let err = run_verify(&cloud, &[Evidence::Several(vec![disk.clone()])]).unwrap_err();
-        assert!(err.to_string().contains("no memory evidence was reported"), "{err}");
+        assert!(
+            err.to_string().contains("no memory evidence was reported"),
+            "{err}"
+        );
         // A disk "not acquired" is refused whatever the reason.
         let memory_result = stored_evidence(&FakeCloud::default(), &config).remove(0);
         let err = run_verify(
@@ -644,13 +644,19 @@ mod tests {
                 let key = uri
                     .strip_prefix(&format!("s3://{}/", config.evidence_bucket))
                     .unwrap();
-                serde_json::from_slice(&s.objects[&(config.evidence_bucket.clone(), key.to_owned())])
-                    .unwrap()
+                serde_json::from_slice(
+                    &s.objects[&(config.evidence_bucket.clone(), key.to_owned())],
+                )
+                .unwrap()
             })
             .filter(|e: &CustodyEntry| e.action == CustodyAction::Acquired)
             .collect();
         assert_eq!(acquired.len(), 2);
-        assert!(acquired[0].detail.contains("SSM command c-mem"), "{}", acquired[0].detail);
+        assert!(
+            acquired[0].detail.contains("SSM command c-mem"),
+            "{}",
+            acquired[0].detail
+        );
         assert_eq!(acquired[1].actor, task);
         assert!(
             acquired[1].detail.contains(&format!("ECS task {task}")),

@@ -143,7 +143,10 @@ fn polling_loops_outlast_the_agent_back_off_and_the_documents_timeouts() -> Resu
         );
         // Giving up is recorded on the instance, with a reason, not a silent end; SSM's wait
         // gives up to the disks from snapshots when they are deployed.
-        match (acquisition_polled_by(&workflow, task)?, l.gives_up_to.as_deref()) {
+        match (
+            acquisition_polled_by(&workflow, task)?,
+            l.gives_up_to.as_deref(),
+        ) {
             (_, Some("RecordError")) => {}
             (None, Some(choice)) => ensure_snapshot_fallback(&workflow, choice, &l)?,
             (_, other) => bail!("{task} gives up to {other:?}"),
@@ -156,16 +159,24 @@ fn polling_loops_outlast_the_agent_back_off_and_the_documents_timeouts() -> Resu
 /// The Choice SSM's wait gives up to: to the snapshots (through a Pass that records why memory
 /// was not acquired, naming the wait's real length) when deployed, else through a Pass that
 /// sets the error to RecordError.
-fn ensure_snapshot_fallback(workflow: &Workflow, choice: &str, l: &airf_e2e::asl::PollLoop) -> Result<()> {
+fn ensure_snapshot_fallback(
+    workflow: &Workflow,
+    choice: &str,
+    l: &airf_e2e::asl::PollLoop,
+) -> Result<()> {
     let map = workflow.instance_map()?;
     let state = map.states.get(choice).context("no such state")?;
     ensure!(state["Type"] == json!("Choice"), "{choice}: {state}");
     let next = |name: &str| -> Result<&Value> {
-        map.states.get(name).with_context(|| format!("no state {name}"))
+        map.states
+            .get(name)
+            .with_context(|| format!("no state {name}"))
     };
     let fallback_name = state["Choices"][0]["Next"].as_str().context("no choice")?;
     let fallback = next(fallback_name)?;
-    let why = fallback["Parameters"]["not_acquired"].as_str().unwrap_or("");
+    let why = fallback["Parameters"]["not_acquired"]
+        .as_str()
+        .unwrap_or("");
     ensure!(
         fallback["Type"] == json!("Pass")
             && fallback["Parameters"]["kind"] == json!("memory")
@@ -604,7 +615,9 @@ fn deploy_snapshot_task(emu: &mut Emulator) -> Result<()> {
     .to_owned();
     emu.config.snapshot = Some(airf_controller::config::SnapshotTask {
         cluster_arn: format!("arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/airf"),
-        task_definition_arn: format!("arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/airf-snapshot:1"),
+        task_definition_arn: format!(
+            "arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/airf-snapshot:1"
+        ),
         subnet_ids: vec![emu.subnet.clone()],
         security_group_id: group,
         reader_role_name: "AirfSnapshotReader".into(),
@@ -620,7 +633,11 @@ fn instance_with_planted_volumes(emu: &Emulator) -> Result<(String, BTreeMap<Str
     let disk = |device: &str| {
         ec2t::BlockDeviceMapping::builder()
             .device_name(device)
-            .ebs(ec2t::EbsBlockDevice::builder().volume_size(VOLUME_GIB).build())
+            .ebs(
+                ec2t::EbsBlockDevice::builder()
+                    .volume_size(VOLUME_GIB)
+                    .build(),
+            )
             .build()
     };
     let run = sdk(emu.rt.block_on(
@@ -725,11 +742,14 @@ fn ensure_disks_from_snapshots(
     run.ensure_succeeded()?;
     let snapshots = emu.case_snapshots(case)?;
     ensure!(
-        snapshots.len() == volumes.len()
-            && snapshots.iter().all(|(_, v)| volumes.contains_key(v)),
+        snapshots.len() == volumes.len() && snapshots.iter().all(|(_, v)| volumes.contains_key(v)),
         "case snapshots {snapshots:?}, volumes {volumes:?}"
     );
-    ensure!(run.snapshot_tasks.len() == volumes.len(), "{:?}", run.snapshot_tasks);
+    ensure!(
+        run.snapshot_tasks.len() == volumes.len(),
+        "{:?}",
+        run.snapshot_tasks
+    );
     for task in &run.snapshot_tasks {
         let snapshot = task.command.get(1).context("no snapshot in the command")?;
         ensure!(
@@ -748,7 +768,10 @@ fn ensure_disks_from_snapshots(
                 .is_some_and(|w| w.contains(memory_reason)),
         "{result}"
     );
-    ensure!(result["custody"]["signatures"] == json!(volumes.len()), "{result}");
+    ensure!(
+        result["custody"]["signatures"] == json!(volumes.len()),
+        "{result}"
+    );
     emu.ensure_status(id, "Contain")?;
     let tags = emu.tags(id)?;
     ensure!(
@@ -765,7 +788,10 @@ fn ensure_disks_from_snapshots(
         .collect();
     let agent = airf_e2e::agent_bin()?;
     for (key, manifest) in &manifests {
-        ensure!(manifest["kind"] == json!("disk") && manifest["case"] == json!(case), "{manifest}");
+        ensure!(
+            manifest["kind"] == json!("disk") && manifest["case"] == json!(case),
+            "{manifest}"
+        );
         let snapshot = key
             .rsplit('/')
             .next()
@@ -790,9 +816,11 @@ fn ensure_disks_from_snapshots(
     }
     let messages = emu.messages()?;
     ensure!(
-        messages.iter().any(|m| m.1.contains("disks from EBS snapshots")
-            && m.2.contains("Memory was NOT acquired")
-            && m.2.contains(memory_reason)),
+        messages
+            .iter()
+            .any(|m| m.1.contains("disks from EBS snapshots")
+                && m.2.contains("Memory was NOT acquired")
+                && m.2.contains(memory_reason)),
         "{messages:?}"
     );
     Ok(())
@@ -803,7 +831,8 @@ fn ensure_disks_from_snapshots(
 /// imaged by the real agent in one task each, verified, countersigned, and the instance
 /// contained; memory is recorded as not acquired, with the wait.
 #[test]
-fn an_unmanaged_instance_ends_with_disk_evidence_from_snapshots_and_a_verified_case() -> Result<()> {
+fn an_unmanaged_instance_ends_with_disk_evidence_from_snapshots_and_a_verified_case() -> Result<()>
+{
     let mut emu = Emulator::start("")?;
     deploy_snapshot_task(&mut emu)?;
     let (id, volumes) = instance_with_planted_volumes(&emu)?;
@@ -827,7 +856,11 @@ fn an_unmanaged_instance_ends_with_disk_evidence_from_snapshots_and_a_verified_c
         &format!("not SSM-managed within {} s", budget.guaranteed_seconds),
     )?;
     let managed = calls_of(&run.calls, "managed");
-    ensure!(managed.len() as u64 == budget.polls, "{} polls", managed.len());
+    ensure!(
+        managed.len() as u64 == budget.polls,
+        "{} polls",
+        managed.len()
+    );
     let tail: Vec<&str> = run
         .actions
         .iter()
@@ -855,7 +888,9 @@ fn a_stopped_instance_has_its_disks_imaged_from_snapshots() -> Result<()> {
     let mut emu = Emulator::start("")?;
     deploy_snapshot_task(&mut emu)?;
     let (id, volumes) = instance_with_planted_volumes(&emu)?;
-    sdk(emu.rt.block_on(emu.ec2.stop_instances().instance_ids(&id).send()))?;
+    sdk(emu
+        .rt
+        .block_on(emu.ec2.stop_instances().instance_ids(&id).send()))?;
     let world = LateAgent {
         emu: &emu,
         online_at: None,
@@ -884,17 +919,26 @@ fn a_snapshot_task_that_fails_ends_the_instance_in_error_naming_it() -> Result<(
     let mut emu = Emulator::start("")?;
     deploy_snapshot_task(&mut emu)?;
     let (id, _) = instance_with_planted_volumes(&emu)?;
-    sdk(emu.rt.block_on(emu.ec2.stop_instances().instance_ids(&id).send()))?;
+    sdk(emu
+        .rt
+        .block_on(emu.ec2.stop_instances().instance_ids(&id).send()))?;
     emu.inject_fault("ebs:GetSnapshotBlock:0", "CorruptBlock", 1000)?;
     let world = LateAgent {
         emu: &emu,
         online_at: None,
         evidence: None,
     };
-    let run = emu.run_workflow_in(&investigate("IR-SNAPFAIL", std::slice::from_ref(&id)), &world)?;
+    let run = emu.run_workflow_in(
+        &investigate("IR-SNAPFAIL", std::slice::from_ref(&id)),
+        &world,
+    )?;
     run.ensure_failed("Airf.Failed")?;
     ensure!(
-        !run.snapshot_tasks.is_empty() && run.snapshot_tasks.iter().all(|t| t.exit_code.is_some_and(|c| c != 0)),
+        !run.snapshot_tasks.is_empty()
+            && run
+                .snapshot_tasks
+                .iter()
+                .all(|t| t.exit_code.is_some_and(|c| c != 0)),
         "{:?}",
         run.snapshot_tasks
     );
@@ -955,9 +999,13 @@ fn snapshot_commands_pass_the_agents_naming_rules() -> Result<()> {
     let mut seed: u64 = 0x2026_1202;
     let mut word = |max: usize| {
         let mut w = String::new();
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         for _ in 0..(seed >> 33) as usize % (max + 1) {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             w.push_str(PIECES[(seed >> 33) as usize % PIECES.len()]);
         }
         w
@@ -973,8 +1021,17 @@ fn snapshot_commands_pass_the_agents_naming_rules() -> Result<()> {
             base(k)
         });
         let Ok(config) = config else { continue };
-        let task = config.snapshot.clone().context("the snapshot task is configured")?;
-        let command = airf_controller::actions::snapshots::command(&config, &task, &case, &target, "snap-0123456789abcdef0");
+        let task = config
+            .snapshot
+            .clone()
+            .context("the snapshot task is configured")?;
+        let command = airf_controller::actions::snapshots::command(
+            &config,
+            &task,
+            &case,
+            &target,
+            "snap-0123456789abcdef0",
+        );
         let after = |flag: &str| {
             command
                 .iter()
@@ -987,7 +1044,8 @@ fn snapshot_commands_pass_the_agents_naming_rules() -> Result<()> {
         let key_prefix = to
             .strip_prefix("s3://evidence/")
             .with_context(|| format!("--to {to}"))?;
-        check_prefix(key_prefix).map_err(|e| anyhow::anyhow!("prefix {prefix:?} → --to {to}: {e}"))?;
+        check_prefix(key_prefix)
+            .map_err(|e| anyhow::anyhow!("prefix {prefix:?} → --to {to}: {e}"))?;
         prefixes_tried += 1;
         if airf_controller::model::is_case_id(&case) {
             check_case_id(&after("--case")).map_err(|e| anyhow::anyhow!("case {case:?}: {e}"))?;
@@ -995,6 +1053,9 @@ fn snapshot_commands_pass_the_agents_naming_rules() -> Result<()> {
         }
     }
     // The generator reaches both kinds often enough to mean something.
-    ensure!(cases_tried > 500 && prefixes_tried > 500, "{cases_tried} cases, {prefixes_tried} prefixes");
+    ensure!(
+        cases_tried > 500 && prefixes_tried > 500,
+        "{cases_tried} cases, {prefixes_tried} prefixes"
+    );
     Ok(())
 }

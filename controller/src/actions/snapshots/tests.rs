@@ -138,7 +138,10 @@ fn case_snapshots_are_reused_and_the_missing_ones_taken_tagged() {
         Some("not acquired: the instance is stopped")
     );
     let (_, subject_line, message) = s.published.first().unwrap();
-    assert!(subject_line.contains("disks from EBS snapshots"), "{subject_line}");
+    assert!(
+        subject_line.contains("disks from EBS snapshots"),
+        "{subject_line}"
+    );
     assert!(
         message.contains("Memory was NOT acquired: the instance is stopped")
             && message.contains("snap-0aaa (vol-1 /dev/xvda, taken before)")
@@ -183,9 +186,18 @@ fn the_command_carries_the_evidence_options_the_documents_give_disk() {
             .and_then(|i| c.get(i + 1))
             .cloned()
     };
-    assert_eq!(after("--to").as_deref(), Some("s3://forensics-evidence/cases/2026/"));
-    assert_eq!(after("--sse-kms-key-id").as_deref(), Some("alias/airf-evidence"));
-    assert_eq!(after("--endpoint-url").as_deref(), Some("http://127.0.0.1:9000"));
+    assert_eq!(
+        after("--to").as_deref(),
+        Some("s3://forensics-evidence/cases/2026/")
+    );
+    assert_eq!(
+        after("--sse-kms-key-id").as_deref(),
+        Some("alias/airf-evidence")
+    );
+    assert_eq!(
+        after("--endpoint-url").as_deref(),
+        Some("http://127.0.0.1:9000")
+    );
     config.evidence_prefix = String::new();
     let c = command(&config, &task, CASE, &f.target, "snap-1");
     assert!(c.contains(&"s3://forensics-evidence/".to_owned()), "{c:?}");
@@ -250,11 +262,31 @@ fn ran(snapshots: &[&str]) -> Vec<TaskRun> {
 fn results_are_the_latest_complete_run_of_each_snapshot() {
     let cloud = FakeCloud::with(two_volumes());
     let base = format!("evidence/{CASE}/{ID}");
-    stored_result(&cloud, &format!("{base}/20261202T060000Z-aaaaaaaa"), "snap-1", "failed");
-    stored_result(&cloud, &format!("{base}/20261202T060100Z-bbbbbbbb"), "snap-1", "complete");
-    stored_result(&cloud, &format!("{base}/20261202T060000Z-cccccccc"), "snap-2", "complete");
+    stored_result(
+        &cloud,
+        &format!("{base}/20261202T060000Z-aaaaaaaa"),
+        "snap-1",
+        "failed",
+    );
+    stored_result(
+        &cloud,
+        &format!("{base}/20261202T060100Z-bbbbbbbb"),
+        "snap-1",
+        "complete",
+    );
+    stored_result(
+        &cloud,
+        &format!("{base}/20261202T060000Z-cccccccc"),
+        "snap-2",
+        "complete",
+    );
     // Another case's folder is not read.
-    stored_result(&cloud, &format!("evidence/IR-1/{ID}/20261202T070000Z-dddddddd"), "snap-1", "complete");
+    stored_result(
+        &cloud,
+        &format!("evidence/IR-1/{ID}/20261202T070000Z-dddddddd"),
+        "snap-1",
+        "complete",
+    );
     let results = block_on(snapshot_results(
         &cloud,
         &test_config(),
@@ -271,15 +303,22 @@ fn results_are_the_latest_complete_run_of_each_snapshot() {
     assert_eq!(got.len(), 2);
     assert!(got[0].0.ends_with("20261202T060100Z-bbbbbbbb/") && got[0].1.ends_with("/snap-1"));
     assert!(got[1].0.ends_with("20261202T060000Z-cccccccc/") && got[1].1.ends_with("/snap-2"));
-    assert!(results.iter().all(|r| r.kind == EvidenceKind::Disk
-        && matches!(r.runner(), crate::model::Runner::EcsTask(_))));
+    assert!(
+        results.iter().all(|r| r.kind == EvidenceKind::Disk
+            && matches!(r.runner(), crate::model::Runner::EcsTask(_)))
+    );
 }
 
 #[test]
 fn a_task_that_left_no_complete_result_fails_naming_it() {
     let cloud = FakeCloud::with(two_volumes());
     let base = format!("evidence/{CASE}/{ID}");
-    stored_result(&cloud, &format!("{base}/20261202T060000Z-aaaaaaaa"), "snap-1", "failed");
+    stored_result(
+        &cloud,
+        &format!("{base}/20261202T060000Z-aaaaaaaa"),
+        "snap-1",
+        "failed",
+    );
     let err = block_on(snapshot_results(
         &cloud,
         &test_config(),
@@ -291,7 +330,9 @@ fn a_task_that_left_no_complete_result_fails_naming_it() {
     .unwrap_err()
     .to_string();
     assert!(
-        err.contains("task/airf/snap-1") && err.contains("no complete result") && err.contains("snap-1"),
+        err.contains("task/airf/snap-1")
+            && err.contains("no complete result")
+            && err.contains("snap-1"),
         "{err}"
     );
 }

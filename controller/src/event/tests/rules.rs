@@ -57,6 +57,8 @@ fn task() -> impl Strategy<Value = Value> {
         Just("isolation_plan"),
         Just("isolate"),
         Just("release"),
+        Just("snapshot_plan"),
+        Just("snapshot_results"),
     ];
     (action, case_id(), target(), 1..1000u32).prop_map(|(action, case_id, t, claim)| {
         let mut task = json!({"action": action, "case_id": case_id, "subject": subject(&t, claim)});
@@ -68,6 +70,10 @@ fn task() -> impl Strategy<Value = Value> {
                 json!({"command_id": "c-1", "document": "airf-acquire-disk", "plugin": "AcquireDisks", "kind": "disk"}),
             )),
             "verify" => Some(("results", json!([]))),
+            "snapshot_plan" => Some((
+                "memory",
+                json!({"kind": "memory", "not_acquired": "the instance is stopped"}),
+            )),
             "fail" => Some((
                 "error",
                 json!({"Error": "Airf.Failed", "Cause": "x"}),
@@ -79,6 +85,10 @@ fn task() -> impl Strategy<Value = Value> {
         }
         if action == "verify" {
             task["execution_arn"] = json!(EXECUTION);
+        }
+        if action == "snapshot_results" {
+            task["plan"] = json!({"tasks": []});
+            task["tasks"] = json!([]);
         }
         task
     })
@@ -300,7 +310,7 @@ proptest! {
         prop_assume!(!matches!(
             action.as_str(),
             "normalize" | "claim" | "prepare" | "managed" | "acquire" | "acquire_status"
-                | "verify" | "contain" | "fail"
+                | "verify" | "contain" | "fail" | "snapshot_plan" | "snapshot_results"
         ));
         let mut task = task;
         task["action"] = json!(action);
