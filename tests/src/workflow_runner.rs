@@ -128,6 +128,12 @@ pub trait World: Sync {
     /// The instance's side of a command, after each `acquire` and before the workflow polls
     /// it; an error fails that Task (`Test.InstanceSide`).
     fn instance_side(&self, kind: &str, command_id: &str) -> Result<()>;
+    /// Whether a snapshot task's container starts (its image pulled, its ENI attached); an
+    /// error is ECS's reason it did not (`CannotPullContainerError: ...`): the task then stops
+    /// with no exit code.
+    fn container_starts(&self, _command: &[String]) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// A [`World`] that only plays the instance's side of commands.
@@ -406,14 +412,14 @@ impl<W: World> TaskServer<'_, W> {
             "arn:aws:ecs:{REGION}:{ACCOUNT}:task/{cluster_name}/{:032x}",
             number + 1
         );
-        let (exit_code, stdout, stderr, reason) = match self.run_agent(&command) {
+        let started = self.world.container_starts(&command).and_then(|()| {
+            let task_id = task_arn.rsplit('/').next().unwrap_or_default();
+            self.run_agent(&command, task_id)
+                .context("CannotStartContainerError")
+        });
+        let (exit_code, stdout, stderr, reason) = match started {
             Ok((code, out, err)) => (code, out, err, None),
-            Err(e) => (
-                None,
-                String::new(),
-                String::new(),
-                Some(format!("CannotStartContainerError: {e:#}")),
-            ),
+            Err(e) => (None, String::new(), String::new(), Some(format!("{e:#}"))),
         };
         let mut container = json!({
             "Name": SNAPSHOT_CONTAINER,
@@ -457,15 +463,39 @@ impl<W: World> TaskServer<'_, W> {
         (answer, instance)
     }
 
-    /// Runs the agent with `args` as the task role would: the emulator's credentials and
-    /// endpoints (EC2, EBS, STS and S3 in one server). (exit code, stdout, stderr).
-    fn run_agent(&self, args: &[String]) -> Result<(Option<i32>, String, String)> {
-        let endpoint = self.emulator.server.endpoint()?;
-        let mut child = self
-            .emulator
+    /// Runs the agent with `args` as the task would: with a session of the snapshot task's role
+    /// (template 3; ECS names it after the task), so that moto records its calls for the IAM
+    /// evaluation, and the emulator's endpoints (EC2, EBS, STS and S3 in one server).
+    /// (exit code, stdout, stderr).
+    fn run_agent(&self, args: &[String], task_id: &str) -> Result<(Option<i32>, String, String)> {
+        let emu = self.emulator;
+        let endpoint = emu.server.endpoint()?;
+        let role = format!(
+            "arn:aws:iam::{ACCOUNT}:role/{}",
+            emu.deployment.snapshot_task_role
+        );
+        let sdk = emu.rt.block_on(
+            aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .endpoint_url(&endpoint)
+                .region(aws_config::Region::new(REGION))
+                .credentials_provider(aws_credential_types::Credentials::new(
+                    "testing", "testing", None, None, "test",
+                ))
+                .load(),
+        );
+        let session = emu
+            .rt
+            .block_on(crate::iam_calls::assume_role(&sdk, &role, task_id))?;
+        let mut child = emu
             .server
             .command(agent_bin()?)
             .args(args)
+            .env("AWS_ACCESS_KEY_ID", session.access_key_id())
+            .env("AWS_SECRET_ACCESS_KEY", session.secret_access_key())
+            .env(
+                "AWS_SESSION_TOKEN",
+                session.session_token().unwrap_or_default(),
+            )
             .env("AWS_ENDPOINT_URL_EC2", &endpoint)
             .env("AWS_ENDPOINT_URL_EBS", &endpoint)
             .env("AWS_ENDPOINT_URL_STS", &endpoint)

@@ -296,6 +296,35 @@ mod tests {
         );
     }
 
+    /// A stopped instance with the snapshot task deployed: nothing is changed or sent (its
+    /// profile stays; snapshot_plan notifies), and the answer routes it to its snapshots.
+    #[test]
+    fn a_stopped_instance_is_left_as_it_is() {
+        use crate::fake::{FakeCloud, facts, subject};
+        let mut f = facts("i-0123456789abcdef0");
+        f.state = InstanceState::Stopped;
+        let cloud = FakeCloud::with(f);
+        let config = crate::config::test_config_with_snapshots();
+        let prepared = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(prepare(
+                &cloud,
+                &config,
+                "IR-1",
+                &subject("i-0123456789abcdef0"),
+            ))
+            .unwrap();
+        assert_eq!(prepared.profile, "unchanged");
+        assert_eq!(prepared.memory, MemoryPlan::NotAcquired);
+        assert_eq!(prepared.disks, DiskSource::Snapshot);
+        assert!(prepared.snapshots_deployed);
+        assert!(cloud.lock().calls.is_empty(), "{:?}", cloud.lock().calls);
+        let json = serde_json::to_value(&prepared).unwrap();
+        assert_eq!(json["memory"], "not_acquired");
+        assert_eq!(json["disks"], "snapshot");
+    }
+
     #[test]
     fn profile_steps() {
         assert_eq!(decide(None, "Acq"), ProfileStep::Associate);

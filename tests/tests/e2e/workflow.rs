@@ -630,16 +630,6 @@ fn deploy_snapshot_task(emu: &mut Emulator) -> Result<()> {
 /// volume id → SHA-256 of the whole volume).
 fn instance_with_planted_volumes(emu: &Emulator) -> Result<(String, BTreeMap<String, String>)> {
     let ami = emu.rt.block_on(emu.ami())?;
-    let disk = |device: &str| {
-        ec2t::BlockDeviceMapping::builder()
-            .device_name(device)
-            .ebs(
-                ec2t::EbsBlockDevice::builder()
-                    .volume_size(VOLUME_GIB)
-                    .build(),
-            )
-            .build()
-    };
     let run = sdk(emu.rt.block_on(
         emu.ec2
             .run_instances()
@@ -648,8 +638,6 @@ fn instance_with_planted_volumes(emu: &Emulator) -> Result<(String, BTreeMap<Str
             .min_count(1)
             .max_count(1)
             .subnet_id(&emu.subnet)
-            .block_device_mappings(disk("/dev/xvda"))
-            .block_device_mappings(disk("/dev/sdf"))
             .iam_instance_profile(
                 ec2t::IamInstanceProfileSpecification::builder()
                     .name(airf_e2e::emulator::SUSPECT_PROFILE)
@@ -659,12 +647,47 @@ fn instance_with_planted_volumes(emu: &Emulator) -> Result<(String, BTreeMap<Str
     ))?;
     let instance = run.instances().first().context("no instance")?;
     let id = instance.instance_id().context("no instance id")?.to_owned();
-    let volumes: Vec<String> = instance
-        .block_device_mappings()
-        .iter()
-        .filter_map(|m| m.ebs()?.volume_id().map(str::to_owned))
-        .collect();
-    ensure!(volumes.len() == 2, "{instance:?}");
+    // Its 8 GiB root volume swapped for two 1 GiB ones. (Block device mappings would do it in
+    // RunInstances, but moto reads their Encrypted=false as true, and then names no KMS key.)
+    for mapping in instance.block_device_mappings() {
+        let (Some(device), Some(root)) = (
+            mapping.device_name(),
+            mapping.ebs().and_then(|e| e.volume_id()),
+        ) else {
+            continue;
+        };
+        // moto needs the instance and device to detach (EC2 takes the volume alone).
+        sdk(emu.rt.block_on(
+            emu.ec2
+                .detach_volume()
+                .volume_id(root)
+                .instance_id(&id)
+                .device(device)
+                .send(),
+        ))?;
+    }
+    let mut volumes = Vec::new();
+    for device in ["/dev/xvda", "/dev/sdf"] {
+        let volume = sdk(emu.rt.block_on(
+            emu.ec2
+                .create_volume()
+                .availability_zone(&emu.az)
+                .size(VOLUME_GIB)
+                .send(),
+        ))?
+        .volume_id()
+        .context("no volume id")?
+        .to_owned();
+        sdk(emu.rt.block_on(
+            emu.ec2
+                .attach_volume()
+                .device(device)
+                .instance_id(&id)
+                .volume_id(&volume)
+                .send(),
+        ))?;
+        volumes.push(volume);
+    }
     let dir = std::path::PathBuf::from(
         emu.server
             .env
@@ -861,6 +884,9 @@ fn an_unmanaged_instance_ends_with_disk_evidence_from_snapshots_and_a_verified_c
         "{} polls",
         managed.len()
     );
+    // The controller's, the snapshot task role's and the reader role's calls, as the templates
+    // allow them.
+    emu.check_iam()?;
     let tail: Vec<&str> = run
         .actions
         .iter()
@@ -882,7 +908,7 @@ fn an_unmanaged_instance_ends_with_disk_evidence_from_snapshots_and_a_verified_c
     Ok(())
 }
 
-/// A stopped instance: no SSM wait, no profile change, straight to its snapshots.
+/// A stopped instance: no SSM wait, straight to its snapshots.
 #[test]
 fn a_stopped_instance_has_its_disks_imaged_from_snapshots() -> Result<()> {
     let mut emu = Emulator::start("")?;
@@ -904,9 +930,12 @@ fn a_stopped_instance_has_its_disks_imaged_from_snapshots() -> Result<()> {
         "{:?}",
         run.actions
     );
+    // Contained like any other: the deny-all profile (prepare left the profile alone; its unit
+    // test checks it makes no call on a stopped instance).
     ensure!(
-        emu.profile(&id)?.as_deref() == Some(airf_e2e::emulator::SUSPECT_PROFILE),
-        "the stopped instance's profile was changed"
+        emu.profile(&id)?.as_deref() == Some(emu.config.isolation_profile_name.as_str()),
+        "{:?}",
+        emu.profile(&id)?
     );
     Ok(())
 }
@@ -950,6 +979,7 @@ fn a_snapshot_task_that_fails_ends_the_instance_in_error_naming_it() -> Result<(
     );
     let tags = emu.tags(&id)?;
     let reason = tags.get("airf:reason").context("no airf:reason")?;
+    eprintln!("airf:reason: {reason}");
     ensure!(
         tags.get("SecurityIncidentStatus").map(String::as_str) == Some("Error")
             && reason.starts_with("Airf.Failed: airf-agent snapshot snap-")
@@ -1056,6 +1086,61 @@ fn snapshot_commands_pass_the_agents_naming_rules() -> Result<()> {
     ensure!(
         cases_tried > 500 && prefixes_tried > 500,
         "{cases_tried} cases, {prefixes_tried} prefixes"
+    );
+    Ok(())
+}
+
+/// A snapshot task whose container never started (ECS reports no exit code): the workflow's
+/// own exit-code check fails the instance, rather than read on as if the agent had run.
+#[test]
+fn a_snapshot_task_that_never_ran_is_not_taken_for_success() -> Result<()> {
+    struct NoImage<'a>(LateAgent<'a>);
+    impl World for NoImage<'_> {
+        fn before_task(&self, action: &str, payload: &Value, seconds: u64) -> Result<()> {
+            self.0.before_task(action, payload, seconds)
+        }
+        fn instance_side(&self, kind: &str, command_id: &str) -> Result<()> {
+            self.0.instance_side(kind, command_id)
+        }
+        fn container_starts(&self, _command: &[String]) -> Result<()> {
+            bail!("CannotPullContainerError: pull image manifest has been retried 5 time(s)")
+        }
+    }
+    let mut emu = Emulator::start("")?;
+    deploy_snapshot_task(&mut emu)?;
+    let (id, _) = instance_with_planted_volumes(&emu)?;
+    sdk(emu
+        .rt
+        .block_on(emu.ec2.stop_instances().instance_ids(&id).send()))?;
+    let world = NoImage(LateAgent {
+        emu: &emu,
+        online_at: None,
+        evidence: None,
+    });
+    let run = emu.run_workflow_in(
+        &investigate("IR-NOIMAGE", std::slice::from_ref(&id)),
+        &world,
+    )?;
+    run.ensure_failed("Airf.Failed")?;
+    ensure!(
+        !run.snapshot_tasks.is_empty() && run.snapshot_tasks.iter().all(|t| t.exit_code.is_none()),
+        "{:?}",
+        run.snapshot_tasks
+    );
+    ensure!(
+        !run.actions
+            .iter()
+            .any(|a| a == "snapshot_results" || a == "verify" || a == "contain"),
+        "{:?}",
+        run.actions
+    );
+    let tags = emu.tags(&id)?;
+    let reason = tags.get("airf:reason").context("no airf:reason")?;
+    ensure!(
+        tags.get("SecurityIncidentStatus").map(String::as_str) == Some("Error")
+            && reason.contains("did not exit 0")
+            && reason.contains("CannotPullContainerError"),
+        "{tags:?}"
     );
     Ok(())
 }
