@@ -308,7 +308,7 @@ impl Config {
                     .into(),
             ));
         }
-        config.snapshot = SnapshotTask::from_lookup(&optional)?;
+        config.snapshot = SnapshotTask::from_lookup(optional)?;
         Ok(config)
     }
 

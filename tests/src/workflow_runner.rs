@@ -421,16 +421,15 @@ impl<W: World> TaskServer<'_, W> {
             Ok((code, out, err)) => (code, out, err, None),
             Err(e) => (None, String::new(), String::new(), Some(format!("{e:#}"))),
         };
-        let mut container = json!({
-            "Name": SNAPSHOT_CONTAINER,
-            "LastStatus": "STOPPED",
-            "TaskArn": task_arn,
-        });
+        let mut container = serde_json::Map::new();
+        container.insert("Name".into(), json!(SNAPSHOT_CONTAINER));
+        container.insert("LastStatus".into(), json!("STOPPED"));
+        container.insert("TaskArn".into(), json!(task_arn));
         if let Some(code) = exit_code {
-            container["ExitCode"] = json!(code);
+            container.insert("ExitCode".into(), json!(code));
         }
         if let Some(reason) = &reason {
-            container["Reason"] = json!(reason);
+            container.insert("Reason".into(), json!(reason));
         }
         let task = json!({
             "TaskArn": task_arn,

@@ -166,29 +166,40 @@ fn ensure_snapshot_fallback(
 ) -> Result<()> {
     let map = workflow.instance_map()?;
     let state = map.states.get(choice).context("no such state")?;
-    ensure!(state["Type"] == json!("Choice"), "{choice}: {state}");
+    ensure!(
+        state.get("Type") == Some(&json!("Choice")),
+        "{choice}: {state}"
+    );
     let next = |name: &str| -> Result<&Value> {
         map.states
             .get(name)
             .with_context(|| format!("no state {name}"))
     };
-    let fallback_name = state["Choices"][0]["Next"].as_str().context("no choice")?;
+    let fallback_name = state
+        .pointer("/Choices/0/Next")
+        .and_then(Value::as_str)
+        .context("no choice")?;
     let fallback = next(fallback_name)?;
-    let why = fallback["Parameters"]["not_acquired"]
-        .as_str()
+    let why = fallback
+        .pointer("/Parameters/not_acquired")
+        .and_then(Value::as_str)
         .unwrap_or("");
     ensure!(
-        fallback["Type"] == json!("Pass")
-            && fallback["Parameters"]["kind"] == json!("memory")
+        fallback.get("Type") == Some(&json!("Pass"))
+            && fallback.pointer("/Parameters/kind") == Some(&json!("memory"))
             && why.contains(&format!("{} s", l.guaranteed_seconds))
-            && fallback["Next"] == json!("SnapshotPlan"),
+            && fallback.get("Next") == Some(&json!("SnapshotPlan")),
         "{fallback_name}: {fallback} (the wait is {} s)",
         l.guaranteed_seconds
     );
-    let default_name = state["Default"].as_str().context("no Default")?;
+    let default_name = state
+        .get("Default")
+        .and_then(Value::as_str)
+        .context("no Default")?;
     let default = next(default_name)?;
     ensure!(
-        default["Type"] == json!("Pass") && default["Next"] == json!("RecordError"),
+        default.get("Type") == Some(&json!("Pass"))
+            && default.get("Next") == Some(&json!("RecordError")),
         "{default_name}: {default}"
     );
     Ok(())
@@ -780,19 +791,28 @@ fn ensure_disks_from_snapshots(
             "task read {snapshot}, not a case snapshot: {snapshots:?}"
         );
     }
-    let result = &run.outcome["output"]["instances"][0];
-    ensure!(result["status"] == json!("contained"), "{result}");
-    let not_acquired = &result["custody"]["not_acquired"];
+    let result = run
+        .outcome
+        .pointer("/output/instances/0")
+        .with_context(|| format!("{}", run.outcome))?;
+    ensure!(
+        result.get("status") == Some(&json!("contained")),
+        "{result}"
+    );
+    let not_acquired = result
+        .pointer("/custody/not_acquired")
+        .unwrap_or(&Value::Null);
     ensure!(
         not_acquired.as_array().is_some_and(|a| a.len() == 1)
-            && not_acquired[0]["kind"] == json!("memory")
-            && not_acquired[0]["not_acquired"]
-                .as_str()
+            && not_acquired.pointer("/0/kind") == Some(&json!("memory"))
+            && not_acquired
+                .pointer("/0/not_acquired")
+                .and_then(Value::as_str)
                 .is_some_and(|w| w.contains(memory_reason)),
         "{result}"
     );
     ensure!(
-        result["custody"]["signatures"] == json!(volumes.len()),
+        result.pointer("/custody/signatures") == Some(&json!(volumes.len())),
         "{result}"
     );
     emu.ensure_status(id, "Contain")?;
@@ -812,7 +832,8 @@ fn ensure_disks_from_snapshots(
     let agent = airf_e2e::agent_bin()?;
     for (key, manifest) in &manifests {
         ensure!(
-            manifest["kind"] == json!("disk") && manifest["case"] == json!(case),
+            manifest.get("kind") == Some(&json!("disk"))
+                && manifest.get("case") == Some(&json!(case)),
             "{manifest}"
         );
         let snapshot = key
@@ -824,13 +845,14 @@ fn ensure_disks_from_snapshots(
             .get(snapshot)
             .with_context(|| format!("{key} is not the image of a case snapshot"))?;
         ensure!(
-            manifest["raw"]["sha256"].as_str() == volumes.get(*volume).map(String::as_str),
-            "{key}: raw SHA-256 {} where volume {volume} hashes to {:?}",
-            manifest["raw"]["sha256"],
+            manifest.pointer("/raw/sha256").and_then(Value::as_str)
+                == volumes.get(*volume).map(String::as_str),
+            "{key}: raw SHA-256 {:?} where volume {volume} hashes to {:?}",
+            manifest.pointer("/raw/sha256"),
             volumes.get(*volume)
         );
         ensure!(
-            manifest["raw"]["size"] == json!(u64::try_from(VOLUME_GIB)? << 30),
+            manifest.pointer("/raw/size") == Some(&json!(u64::try_from(VOLUME_GIB)? << 30)),
             "{manifest}"
         );
         let uri = format!("s3://{}/{key}", emu.server.bucket);

@@ -108,7 +108,10 @@ fn case_snapshots_are_reused_and_the_missing_ones_taken_tagged() {
     assert_eq!(t.cluster, deployed.cluster_arn);
     assert_eq!(t.task_definition, deployed.task_definition_arn);
     assert_eq!(t.subnets, deployed.subnet_ids);
-    assert_eq!(t.security_groups, [deployed.security_group_id.clone()]);
+    assert_eq!(
+        t.security_groups,
+        std::slice::from_ref(&deployed.security_group_id)
+    );
     assert_eq!(t.container, "airf-agent");
     assert_eq!(
         t.command,
