@@ -799,9 +799,7 @@ fn ensure_disks_from_snapshots(
         result.get("status") == Some(&json!("contained")),
         "{result}"
     );
-    let not_acquired = result
-        .pointer("/custody/not_acquired")
-        .unwrap_or(&Value::Null);
+    let not_acquired = result.pointer("/not_acquired").unwrap_or(&Value::Null);
     ensure!(
         not_acquired.as_array().is_some_and(|a| a.len() == 1)
             && not_acquired.pointer("/0/kind") == Some(&json!("memory"))
