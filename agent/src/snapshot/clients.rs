@@ -82,7 +82,7 @@ pub fn is_transient<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
     match err {
         SdkError::ServiceError(se) => {
             let code = se.err().code().unwrap_or("");
-            is_throttling(code) || code == "InternalServerException"
+            is_busy(code) || code == "InternalServerException"
         }
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
             true
@@ -91,7 +91,8 @@ pub fn is_transient<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
     }
 }
 
-fn is_throttling(code: &str) -> bool {
+/// Error codes that mean "busy, try again later" (throttling or a server-side fault).
+fn is_busy(code: &str) -> bool {
     matches!(
         code,
         "RequestThrottledException"
@@ -130,14 +131,10 @@ where
                 "AccessDeniedException" | "AccessDenied" | "UnauthorizedOperation" => {
                     format!("; {}", permission_hint(op))
                 }
-                "KMSAccessDeniedException" | "KMS.AccessDeniedException" => format!(
-                    "; the snapshot is encrypted and its KMS key refused the reader: {}",
-                    permission_hint(op)
-                ),
                 "InvalidClientTokenId" | "UnrecognizedClientException" | "ExpiredToken" => {
                     "; check the AWS credentials in use (`aws sts get-caller-identity`)".into()
                 }
-                _ if is_throttling(code) || code == "InternalServerException" => {
+                _ if is_busy(code) || code == "InternalServerException" => {
                     "; the service stayed busy through every retry: run again, or lower --max-block-rate and --block-requests".into()
                 }
                 _ => String::new(),
