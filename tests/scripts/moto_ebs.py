@@ -24,7 +24,8 @@ change. Here, after the EBS direct APIs reference (ebs-2019-11-02) and user guid
 - Injected faults (moto_faults.py's faults.json): "ebs:<Action>" with RequestThrottledException,
   InternalServerException or AccessDeniedException fails the next TIMES calls;
   "ebs:GetSnapshotBlock:<index>" with CorruptBlock serves that block with one byte flipped
-  (its checksum header unchanged) TIMES times.
+  (its checksum header unchanged) TIMES times; "ebs:ListSnapshotBlocks:page" with
+  ExpiredPageToken refuses the next TIMES page tokens as expired (INVALID_PAGE_TOKEN).
 """
 import base64
 import hashlib
@@ -229,6 +230,9 @@ def complete_snapshot(self):
 @_json_api
 def list_snapshot_blocks(self):
     _fault("ListSnapshotBlocks")
+    # A page token lives 60 minutes (EBS direct APIs FAQ): a test expires one on demand.
+    if self.querystring.get("pageToken") and moto_faults._take_fault("ebs:ListSnapshotBlocks:page") == "ExpiredPageToken":
+        raise EbsError("ValidationException", "The pagination token has expired.", "INVALID_PAGE_TOKEN")
     snap = _snap(self.ebs_backend, self.path.split("?")[0].split("/")[-2])
     items = sorted((i, b) for i, b in snap.blocks.items())
     page, next_token = _page(self, items)

@@ -152,6 +152,11 @@ fn round_trip_through_the_ebs_direct_apis_with_sleuth_kit() -> Result<()> {
         "only {} blocks planted",
         planted.written.len()
     );
+    // The second page's token has expired (they live 60 minutes): the listing resumes by index.
+    faults(
+        &moto,
+        &serde_json::json!({ "ebs:ListSnapshotBlocks:page": ["ExpiredPageToken", 1] }),
+    )?;
 
     let run = run_agent(agent(&moto, &garage)?.arg(&planted.id).args([
         "--to",
@@ -217,6 +222,13 @@ fn round_trip_through_the_ebs_direct_apis_with_sleuth_kit() -> Result<()> {
     );
     ensure!(source["tags"].to_string().contains(INSTANCE), "{source}");
     ensure!(manifest["raw"]["size"] == 1u64 << 30, "{manifest}");
+    let left: Value = serde_json::from_str(&std::fs::read_to_string(
+        ssm_output(&moto)?.join("faults.json"),
+    )?)?;
+    ensure!(
+        left["ebs:ListSnapshotBlocks:page"][1] == 0,
+        "no page token expired: {left}"
+    );
 
     // The analyst's path: download, decompress with the zstd CLI, read with Sleuth Kit.
     let work = tempfile::tempdir()?;
