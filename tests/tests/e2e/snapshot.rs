@@ -119,6 +119,34 @@ fn to(s3: &S3Server) -> String {
     format!("s3://{}/snapshots/", s3.bucket)
 }
 
+/// `snapshot ID` on moto into moto's bucket, 5 MiB parts, plus `extra` options.
+fn acquire(moto: &S3Server, id: &str, extra: &[&str]) -> Result<airf_e2e::AgentRun> {
+    run_agent(
+        agent(moto, moto)?
+            .arg(id)
+            .args([
+                "--to",
+                &to(moto),
+                "--case",
+                CASE,
+                "--part-size",
+                "5MiB",
+                "--json",
+            ])
+            .args(extra),
+    )
+}
+
+/// The manifest a run stored, read back.
+fn stored_manifest(server: &S3Server, run: &airf_e2e::AgentRun) -> Result<Value> {
+    let key = run
+        .json
+        .pointer("/sources/0/manifest/key")
+        .and_then(Value::as_str)
+        .with_context(|| format!("no manifest in {}", run.stdout))?;
+    Ok(serde_json::from_slice(&server.get(key)?)?)
+}
+
 fn decompress_to(compressed: &[u8], out: &Path) -> Result<()> {
     let packed = out.with_extension("zst");
     std::fs::write(&packed, compressed)?;
@@ -297,15 +325,7 @@ fn a_block_that_never_matches_its_checksum_fails_naming_it_and_one_that_heals_is
         &moto,
         &serde_json::json!({ format!("ebs:GetSnapshotBlock:{bad}"): ["CorruptBlock", 10] }),
     )?;
-    let run = run_agent(agent(&moto, &moto)?.arg(&planted.id).args([
-        "--to",
-        &to(&moto),
-        "--case",
-        CASE,
-        "--part-size",
-        "5MiB",
-        "--json",
-    ]))?;
+    let run = acquire(&moto, &planted.id, &[])?;
     let error = run.json["sources"][0]["error"]
         .as_str()
         .unwrap_or("")
@@ -329,23 +349,9 @@ fn a_block_that_never_matches_its_checksum_fails_naming_it_and_one_that_heals_is
         &moto,
         &serde_json::json!({ format!("ebs:GetSnapshotBlock:{bad}"): ["CorruptBlock", 1] }),
     )?;
-    let run = run_agent(agent(&moto, &moto)?.arg(&planted.id).args([
-        "--to",
-        &to(&moto),
-        "--case",
-        CASE,
-        "--part-size",
-        "5MiB",
-        "--json",
-    ]))?;
+    let run = acquire(&moto, &planted.id, &[])?;
     ensure!(run.code == 0, "{run:?}");
-    let manifest: Value = serde_json::from_slice(
-        &moto.get(
-            run.json["sources"][0]["manifest"]["key"]
-                .as_str()
-                .context("manifest")?,
-        )?,
-    )?;
+    let manifest = stored_manifest(&moto, &run)?;
     ensure!(
         manifest["source"]["reads"]["checksum_retries"] == 1,
         "{manifest}"
@@ -365,30 +371,16 @@ fn throttling_and_server_error_bursts_are_retried_and_the_image_is_right() -> Re
     let planted = ebs.plant(&image.path, 1, &[("airf:case", CASE)], None, true)?;
     let want = sha256_file(&image.path)?;
     for (code, times) in [
-        ("RequestThrottledException", 40),
-        ("InternalServerException", 40),
+        ("RequestThrottledException", 16),
+        ("InternalServerException", 16),
     ] {
         faults(
             &moto,
             &serde_json::json!({ "ebs:GetSnapshotBlock": [code, times], "ebs:ListSnapshotBlocks": [code, 3] }),
         )?;
-        let run = run_agent(agent(&moto, &moto)?.arg(&planted.id).args([
-            "--to",
-            &to(&moto),
-            "--case",
-            CASE,
-            "--part-size",
-            "5MiB",
-            "--json",
-        ]))?;
+        let run = acquire(&moto, &planted.id, &[])?;
         ensure!(run.code == 0, "{code}: {run:?}");
-        let manifest: Value = serde_json::from_slice(
-            &moto.get(
-                run.json["sources"][0]["manifest"]["key"]
-                    .as_str()
-                    .context("manifest")?,
-            )?,
-        )?;
+        let manifest = stored_manifest(&moto, &run)?;
         ensure!(
             manifest["raw"]["sha256"] == want.as_str(),
             "{code}: {manifest}"
@@ -411,15 +403,7 @@ fn a_pending_snapshot_is_waited_for_and_one_that_stays_pending_is_refused() -> R
     let ebs = Ebs::on(&moto)?;
     let planted = ebs.plant(&image.path, 1, &[("airf:case", CASE)], None, false)?;
 
-    let run = run_agent(agent(&moto, &moto)?.arg(&planted.id).args([
-        "--to",
-        &to(&moto),
-        "--case",
-        CASE,
-        "--wait-timeout",
-        "2",
-        "--json",
-    ]))?;
+    let run = acquire(&moto, &planted.id, &["--wait-timeout", "2"])?;
     let error = run.json["errors"].to_string();
     ensure!(
         run.code == 1 && error.contains("is still pending") && error.contains("--wait-timeout"),
@@ -480,13 +464,7 @@ fn unknown_refused_and_malformed_snapshots_fail_clearly_and_store_nothing() -> R
         &moto,
         &serde_json::json!({ "ebs:ListSnapshotBlocks": ["AccessDeniedException", 1] }),
     )?;
-    let run = run_agent(agent(&moto, &moto)?.arg(&planted.id).args([
-        "--to",
-        &to(&moto),
-        "--case",
-        CASE,
-        "--json",
-    ]))?;
+    let run = acquire(&moto, &planted.id, &[])?;
     let errors = run.json["errors"].to_string();
     ensure!(
         run.code == 1
@@ -550,25 +528,9 @@ fn a_baseline_lists_exactly_the_blocks_changed_since() -> Result<()> {
     ebs.complete(&incident.id, changed.len())?;
     changed.sort_unstable();
 
-    let run = run_agent(agent(&moto, &moto)?.arg(&incident.id).args([
-        "--baseline",
-        &nightly.id,
-        "--to",
-        &to(&moto),
-        "--case",
-        CASE,
-        "--part-size",
-        "5MiB",
-        "--json",
-    ]))?;
+    let run = acquire(&moto, &incident.id, &["--baseline", &nightly.id])?;
     ensure!(run.code == 0, "{run:?}");
-    let manifest: Value = serde_json::from_slice(
-        &moto.get(
-            run.json["sources"][0]["manifest"]["key"]
-                .as_str()
-                .context("manifest")?,
-        )?,
-    )?;
+    let manifest = stored_manifest(&moto, &run)?;
     let baseline = &manifest["source"]["baseline"];
     ensure!(
         baseline["baseline_snapshot_id"] == nightly.id.as_str() && baseline["changed_blocks"] == 4,
@@ -590,15 +552,7 @@ fn a_baseline_lists_exactly_the_blocks_changed_since() -> Result<()> {
 
     // A snapshot of another volume is no baseline.
     let other = ebs.plant(&image.path, 1, &[("airf:case", CASE)], None, true)?;
-    let run = run_agent(agent(&moto, &moto)?.arg(&incident.id).args([
-        "--baseline",
-        &other.id,
-        "--to",
-        &to(&moto),
-        "--case",
-        CASE,
-        "--json",
-    ]))?;
+    let run = acquire(&moto, &incident.id, &["--baseline", &other.id])?;
     ensure!(
         run.code == 1 && run.json["errors"].to_string().contains("same volume"),
         "{run:?}"
