@@ -19,6 +19,7 @@
 
 pub mod acquire;
 pub mod destination;
+pub mod fetch;
 pub mod hash;
 pub mod host;
 pub mod manifest;
@@ -33,5 +34,6 @@ pub mod seekable;
 pub mod sink;
 pub mod snapshot;
 pub mod source;
+pub mod symbols;
 pub mod tls;
 pub mod verify;

@@ -148,6 +148,7 @@ mod tests {
             error: None,
             cleanup: None,
             warnings: Vec::new(),
+            symbol_table: None,
             extra: airf_evidence::Extra::new(),
         }
     }

@@ -5,6 +5,8 @@
 //!   host ([`host`]), the source ([`disk`], [`snapshot`], [`memory`], [`ram`], [`content`]), the stored objects
 //!   ([`stored`]) and the unreadable ranges ([`unreadable`]);
 //! - [`report`]: the JSON result the agent prints at the end of every command;
+//! - [`symbols`]: whether a memory capture stored what a Volatility symbol table is built from,
+//!   and the manifest stored beside each table;
 //! - [`custody`]: the controller's countersignature of a verified manifest and the per-case
 //!   custody log;
 //! - [`EvidenceKind`]: memory or disk, the same word in manifests, reports and the workflow.
@@ -30,6 +32,7 @@ pub mod ram;
 pub mod report;
 pub mod snapshot;
 pub mod stored;
+pub mod symbols;
 pub mod unreadable;
 pub mod value;
 

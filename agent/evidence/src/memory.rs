@@ -115,6 +115,10 @@ pub struct MemoryFacts {
     /// manifests made before the content check existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<MemoryContent>,
+    /// Whether the inputs of a Volatility symbol table (BTF, kallsyms, VMCOREINFO, banner) were
+    /// all stored, and why not (absent in manifests made before symbol tables existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symbol_inputs: Option<crate::symbols::SymbolInputs>,
 }
 
 /// What the manifest records about the module that was (or would have been) loaded.

@@ -78,6 +78,9 @@ pub struct SourceReport {
     /// upload left by a lost response), and objects a failed run left behind, by name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The Volatility symbol table stored beside a memory image (`memory --symbols`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symbol_table: Option<StoredObject>,
     /// Fields a newer agent wrote, kept as they were.
     #[serde(flatten)]
     pub extra: Extra,
@@ -103,6 +106,7 @@ impl SourceReport {
             error: None,
             cleanup: None,
             warnings: Vec::new(),
+            symbol_table: None,
             extra: Extra::new(),
         }
     }

@@ -16,8 +16,10 @@ use crate::acquire::{AcquireSettings, Evidence, acquire};
 use crate::destination::EvidenceSet;
 use crate::host::HostFacts;
 use crate::pipeline::Control;
-use crate::report::SourceReport;
+use crate::report::{SourceReport, Status};
+use crate::symbols::{self, InputBytes};
 use airf_evidence::memory::{MemoryFacts, MemorySource, SourceAttempt};
+use airf_evidence::symbols::names;
 
 /// Where the running kernel's banner is read from.
 const PROC_VERSION: &str = "/proc/version";
@@ -77,21 +79,37 @@ pub fn prepare(
     })
 }
 
+/// What to do besides the image.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MemoryOptions {
+    /// Lift `kernel.kptr_restrict=2` for the kallsyms read (put back at once, recorded).
+    pub allow_sysctl: bool,
+    /// Build the Volatility symbol table here, after the image is stored.
+    pub symbols: bool,
+}
+
 /// Stores the artifacts, then streams the memory image into `set` as `memory.lime.zst` +
-/// `memory.manifest.json`. LiME, when it was the source, is unloaded before this returns.
+/// `memory.manifest.json`, then (with `options.symbols`) the symbol table. LiME, when it was
+/// the source, is unloaded before this returns.
 pub fn acquire_memory(
     prepared: PreparedMemory,
     set: &EvidenceSet,
     host: &HostFacts,
     settings: &AcquireSettings,
     control: &Arc<Control>,
+    options: MemoryOptions,
 ) -> SourceReport {
     let PreparedMemory {
         map,
         opened,
         banner,
     } = prepared;
-    let (stored, missing) = artifacts::collect(set);
+    let collected = artifacts::collect(set, options.allow_sysctl);
+    let symbol_problems = collected
+        .symbol_inputs
+        .as_ref()
+        .map(|s| s.problems.clone())
+        .unwrap_or_default();
     let ram = map.ram.clone();
     let size = iomem::lime_image_size(&ram);
     let OpenedSource {
@@ -115,19 +133,55 @@ pub fn acquire_memory(
         boot_id: host.boot_id.clone(),
         lime_module,
         kcore_segments,
-        artifacts: stored,
-        artifacts_missing: missing,
+        artifacts: collected.stored,
+        artifacts_missing: collected.missing,
         partial_pages,
         unreadable_offsets: "physical_address".into(),
         lockdown: lockdown::current(),
         content: None,
+        symbol_inputs: collected.symbol_inputs,
     };
-    acquire(
+    let mut report = acquire(
         &mut producer,
         Evidence::memory(facts, size),
         set,
         host,
         settings,
         control,
-    )
+    );
+    for p in symbol_problems {
+        report.warnings.push(format!("no symbol table: {p}"));
+    }
+    if options.symbols
+        && report.status == Status::Complete
+        && let Some(inputs) = collected.input_bytes
+    {
+        store_table(&inputs, set, &mut report);
+    }
+    report
+}
+
+/// Builds the symbol table from the inputs just stored and stores it beside the image; a
+/// failure is a warning, because the image itself is whole.
+fn store_table(inputs: &InputBytes, set: &EvidenceSet, report: &mut SourceReport) {
+    let built = match symbols::build(inputs, None, "airf-agent memory --symbols") {
+        Ok(b) => b,
+        Err(e) => {
+            report.warnings.push(e.to_string());
+            return;
+        }
+    };
+    let manifest = symbols::manifest_bytes(&built.manifest);
+    let stored = set
+        .put_file(names::TABLE, built.xz, "application/x-xz")
+        .and_then(|t| {
+            set.put_file(names::TABLE_MANIFEST, manifest, "application/json")
+                .map(|_| t)
+        });
+    match stored {
+        Ok(t) => report.symbol_table = t,
+        Err(e) => report
+            .warnings
+            .push(format!("storing the symbol table failed: {e}")),
+    }
 }

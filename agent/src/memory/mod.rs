@@ -23,7 +23,7 @@ pub mod lime_format;
 pub mod lockdown;
 mod source;
 
-pub use acquire::{PrepareError, PreparedMemory, acquire_memory, prepare};
+pub use acquire::{MemoryOptions, PrepareError, PreparedMemory, acquire_memory, prepare};
 pub use airf_evidence::memory::{
     Artifact, MemoryFacts, MemorySource, MissingArtifact, SourceAttempt,
 };

@@ -2,8 +2,10 @@
 
 mod common;
 mod disk;
+mod fetch;
 mod memory;
 mod snapshot;
+mod symbols;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -33,6 +35,11 @@ enum Command {
     Snapshot(snapshot::SnapshotArgs),
     /// Check stored evidence against its manifest.
     Verify(verify::VerifyArgs),
+    /// Build the Volatility 3 symbol table of a stored memory image (from its BTF and kallsyms).
+    Symbols(symbols::SymbolsArgs),
+    /// Copy a stored memory image, its artifacts and symbol table here, verify and unpack them,
+    /// and print the Volatility 3 command.
+    Fetch(fetch::FetchArgs),
 }
 
 fn main() {
@@ -54,6 +61,8 @@ fn main() {
         Command::Memory(args) => memory::run(args),
         Command::Snapshot(args) => snapshot::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::Symbols(args) => symbols::run(args),
+        Command::Fetch(args) => fetch::run(args),
     };
     std::process::exit(code);
 }

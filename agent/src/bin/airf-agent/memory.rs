@@ -39,6 +39,15 @@ pub struct MemoryArgs {
     /// purpose. Default 0: LiME never skips.
     #[arg(long, default_value_t = 0, value_name = "MS", hide = true)]
     pub lime_page_timeout_ms: u64,
+    /// Also build the Volatility symbol table (memory.isf.json.xz) here, after the image is
+    /// stored. Costs CPU on the suspect; without it, run `airf-agent symbols` (or the workflow)
+    /// anywhere later.
+    #[arg(long)]
+    pub symbols: bool,
+    /// Never change a sysctl. By default, when kernel.kptr_restrict=2 hides every kallsyms
+    /// address, it is set to 1 for that one read and put back at once (recorded in the manifest).
+    #[arg(long)]
+    pub no_sysctl_changes: bool,
     #[command(flatten)]
     pub acquire: AcquireArgs,
 }
@@ -90,7 +99,11 @@ pub fn run(args: MemoryArgs) -> i32 {
         Err(e) => return session.usage(e),
     };
     let settings = session.acquire_settings(started.frame_size);
-    let r = memory::acquire_memory(prepared, &set, &host, &settings, &started.control);
+    let options = memory::MemoryOptions {
+        allow_sysctl: !args.no_sysctl_changes,
+        symbols: args.symbols,
+    };
+    let r = memory::acquire_memory(prepared, &set, &host, &settings, &started.control, options);
     say_outcome(&r);
     set.remove_empty_folders();
     session.finish(Some(&set), vec![r], Vec::new(), Some(&started.signal))
