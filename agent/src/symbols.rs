@@ -5,32 +5,16 @@
 //! Used by `airf-agent symbols` (an analyst, on any stored image) and `airf-agent memory
 //! --symbols` (at capture time, from the bytes just stored).
 
-use std::time::Instant;
-
 use airf_evidence::EvidenceKind;
-use airf_evidence::symbols::{SymbolTableManifest, TableInput, names};
+use airf_evidence::symbols::{TableInput, names};
 use aws_sdk_s3::Client;
 use tokio::runtime::Handle;
+
+pub use airf_isf::table::{BuiltTable, InputBytes, build, manifest_bytes};
 
 use crate::hash::Sha256;
 use crate::manifest::SourceFacts;
 use crate::verify::store::{Location, ReadError, read_small};
-
-/// The four inputs of a table.
-#[derive(Debug, Clone)]
-pub struct InputBytes {
-    pub btf: Vec<u8>,
-    pub kallsyms: Vec<u8>,
-    pub vmcoreinfo: Vec<u8>,
-    pub banner: Vec<u8>,
-}
-
-/// A table and its manifest, ready to store.
-#[derive(Debug)]
-pub struct BuiltTable {
-    pub xz: Vec<u8>,
-    pub manifest: SymbolTableManifest,
-}
 
 /// Why no table was made for a stored image.
 #[derive(Debug, thiserror::Error)]
@@ -57,71 +41,6 @@ pub enum SymbolsError {
     Generate(#[from] airf_isf::IsfError),
     #[error("storing {name}: {why}")]
     Store { name: &'static str, why: String },
-}
-
-fn input(name: &str, bytes: &[u8]) -> TableInput {
-    TableInput {
-        name: name.to_owned(),
-        size: bytes.len() as u64,
-        sha256: hex::encode(Sha256::digest(bytes)),
-    }
-}
-
-fn now() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
-/// Builds the table of `inputs`.
-pub fn build(
-    inputs: &InputBytes,
-    memory_manifest: Option<TableInput>,
-    made_by: &str,
-) -> Result<BuiltTable, SymbolsError> {
-    let started = Instant::now();
-    let (isf, summary) = airf_isf::generate(&airf_isf::Inputs {
-        btf: airf_isf::Input {
-            name: names::BTF,
-            bytes: &inputs.btf,
-        },
-        kallsyms: airf_isf::Input {
-            name: names::KALLSYMS,
-            bytes: &inputs.kallsyms,
-        },
-        vmcoreinfo: airf_isf::Input {
-            name: names::VMCOREINFO,
-            bytes: &inputs.vmcoreinfo,
-        },
-        banner: airf_isf::Input {
-            name: names::BANNER,
-            bytes: &inputs.banner,
-        },
-    })?;
-    let json = serde_json::to_vec(&isf).map_err(airf_isf::IsfError::from)?;
-    let json_sha256 = hex::encode(Sha256::digest(&json));
-    let xz = airf_isf::compress(&isf)?;
-    let manifest = SymbolTableManifest {
-        kind: "isf".into(),
-        table: names::TABLE.into(),
-        size: xz.len() as u64,
-        sha256: hex::encode(Sha256::digest(&xz)),
-        json_sha256,
-        memory_manifest,
-        inputs: vec![
-            input(names::BTF, &inputs.btf),
-            input(names::KALLSYMS, &inputs.kallsyms),
-            input(names::VMCOREINFO, &inputs.vmcoreinfo),
-            input(names::BANNER, &inputs.banner),
-        ],
-        producer: format!("{} {}", airf_isf::PRODUCER, env!("CARGO_PKG_VERSION")),
-        made_by: made_by.into(),
-        generated_at: now(),
-        duration_seconds: started.elapsed().as_secs_f64(),
-        summary,
-        extra: Default::default(),
-    };
-    Ok(BuiltTable { xz, manifest })
 }
 
 /// Reads the inputs of the memory image whose manifest is at `loc`, each checked against the
@@ -178,14 +97,12 @@ pub fn read_inputs(
         vmcoreinfo: read(names::VMCOREINFO)?,
         banner: read(names::BANNER)?,
     };
-    Ok((inputs, input(&loc.name(), &raw)))
-}
-
-/// The table's manifest as stored: pretty JSON with a final newline.
-pub fn manifest_bytes(manifest: &SymbolTableManifest) -> Vec<u8> {
-    let mut out = serde_json::to_vec_pretty(manifest).unwrap_or_default();
-    out.push(b'\n');
-    out
+    let manifest = TableInput {
+        name: loc.name(),
+        size: raw.len() as u64,
+        sha256: hex::encode(Sha256::digest(&raw)),
+    };
+    Ok((inputs, manifest))
 }
 
 /// Stores one object of a table: a local file (kept when it already holds these bytes), or an

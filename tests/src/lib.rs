@@ -27,6 +27,7 @@ pub mod slow_link;
 pub mod ssm_agent;
 pub mod ssm_run_command;
 pub mod vm;
+pub mod volatility;
 pub mod web_server;
 pub mod workflow_runner;
 

@@ -5,7 +5,8 @@
 //!
 //! - [`btf`], [`kallsyms`], [`vmcoreinfo`]: readers of the untrusted inputs;
 //! - [`types`]: BTF types as ISF types; [`symbols`]: kallsyms as ISF symbols;
-//! - [`model`]: the ISF JSON itself; [`generate`] ties them, [`compress`] writes `.json.xz`.
+//! - [`model`]: the ISF JSON itself; [`generate`] ties them, [`compress`] writes `.json.xz`;
+//! - [`table`]: a table with the manifest stored beside it.
 //!
 //! The controller Lambda and the agent both link this crate, so it depends on neither.
 
@@ -13,6 +14,7 @@ pub mod btf;
 pub mod kallsyms;
 pub mod model;
 pub mod symbols;
+pub mod table;
 pub mod types;
 pub mod vmcoreinfo;
 

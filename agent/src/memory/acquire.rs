@@ -167,7 +167,7 @@ fn store_table(inputs: &InputBytes, set: &EvidenceSet, report: &mut SourceReport
     let built = match symbols::build(inputs, None, "airf-agent memory --symbols") {
         Ok(b) => b,
         Err(e) => {
-            report.warnings.push(e.to_string());
+            report.warnings.push(format!("no symbol table: {e}"));
             return;
         }
     };

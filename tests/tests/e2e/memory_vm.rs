@@ -20,7 +20,8 @@ use std::process::Command;
 use airf_agent::memory::iomem::{RamRange, lime_image_size, parse_system_ram};
 use airf_agent::memory::lime_format::{HEADER_SIZE, LimeHeader};
 use airf_e2e::slow_link::{SlowLink, Slowness};
-use airf_e2e::vm::{GuestRun, env_path, guest, guest_via};
+use airf_e2e::vm::{GuestRun, Series, VmKernel, env_path, guest, guest_on, guest_via};
+use airf_e2e::volatility;
 use airf_e2e::{S3Server, ServerKind, agent_bin, run_agent, sha256, zstd_decompress};
 use anyhow::{Context, Result, bail, ensure};
 
@@ -160,13 +161,14 @@ fn volatility_finds_banner(image: &Path, banner: &str) -> Result<()> {
     Ok(())
 }
 
-/// Downloads, decompresses and checks one memory capture; returns the manifest.
+/// Downloads, decompresses and checks one memory capture; returns the manifest and the
+/// decompressed image, kept in `work`.
 fn check_capture(
     server: &S3Server,
     run: &GuestRun,
     want_source: &str,
     work: &Path,
-) -> Result<serde_json::Value> {
+) -> Result<Capture> {
     let json: serde_json::Value = serde_json::from_str(&run.stdout)
         .with_context(|| format!("agent JSON: {}\n{}", run.stdout, run.stderr))?;
     ensure!(
@@ -236,7 +238,6 @@ fn check_capture(
     std::fs::write(&image, &raw)?;
     drop(raw);
     volatility_finds_banner(&image, &banner)?;
-    std::fs::remove_file(&image)?;
 
     let verify = run_agent(server.command(agent_bin()?).args([
         "verify",
@@ -244,14 +245,125 @@ fn check_capture(
         "--json",
     ]))?;
     ensure!(verify.code == 0, "verify failed: {verify:?}");
-    Ok(manifest)
+    Ok(Capture {
+        manifest,
+        manifest_key,
+        image,
+    })
+}
+
+/// A capture without BTF, VMCOREINFO or kallsyms addresses says so in its manifest and its
+/// result, and `airf-agent symbols` refuses it naming the missing input.
+fn no_symbol_table_and_why(server: &S3Server, c: &Capture, run: &GuestRun) -> Result<()> {
+    let inputs = &c.manifest["source"]["symbol_inputs"];
+    let problems = inputs["problems"].to_string();
+    ensure!(
+        inputs["complete"] == false
+            && inputs["kallsyms_zeroed"] == true
+            && inputs["kptr_restrict"] == 2
+            && inputs["sysctl_changes"].is_null()
+            && problems.contains("this kernel has no BTF")
+            && problems.contains("kptr_restrict=2")
+            && problems.contains("VMCOREINFO was not stored"),
+        "{inputs:#}"
+    );
+    let result: serde_json::Value = serde_json::from_str(&run.stdout)?;
+    let warnings = result["sources"][0]["warnings"].to_string();
+    ensure!(
+        warnings.contains("no symbol table: this kernel has no BTF"),
+        "the result must say it too: {warnings}"
+    );
+    let made = run_agent(server.command(agent_bin()?).args([
+        "symbols",
+        &format!("s3://{}/{}", server.bucket, c.manifest_key),
+        "--json",
+    ]))?;
+    ensure!(
+        made.code == 1
+            && made.stderr.contains("memory.btf-vmlinux is not in")
+            && made.stderr.contains("/sys/kernel/btf/vmlinux"),
+        "symbols must refuse naming the input: {made:?}"
+    );
+    let table = c
+        .manifest_key
+        .replace("memory.manifest.json", "memory.isf.json.xz");
+    ensure!(server.get(&table).is_err(), "a table was stored: {table}");
+    Ok(())
+}
+
+/// One checked capture.
+struct Capture {
+    manifest: serde_json::Value,
+    manifest_key: String,
+    /// The decompressed LiME image.
+    image: PathBuf,
+}
+
+/// `airf-agent symbols` builds the table from what the capture stored, the table validates
+/// against Volatility's schema, and Volatility 3 with it lists the guest's processes, modules
+/// and listening socket. Returns the linux.pslist lines.
+fn symbols_open_the_image(
+    server: &S3Server,
+    capture: &Capture,
+    run: &GuestRun,
+    work: &Path,
+) -> Result<Vec<String>> {
+    let inputs = &capture.manifest["source"]["symbol_inputs"];
+    ensure!(
+        inputs["complete"] == true,
+        "symbol inputs incomplete: {inputs:#}"
+    );
+    let started = std::time::Instant::now();
+    let made = run_agent(server.command(agent_bin()?).args([
+        "symbols",
+        &format!("s3://{}/{}", server.bucket, capture.manifest_key),
+        "--json",
+    ]))?;
+    ensure!(made.code == 0, "symbols failed: {made:?}");
+    let result: serde_json::Value = serde_json::from_str(&made.stdout)?;
+    let table_key = key_of(result["table"].as_str().context("table")?, &server.bucket)?;
+    ensure!(
+        table_key
+            == capture
+                .manifest_key
+                .replace("memory.manifest.json", "memory.isf.json.xz"),
+        "the table is not beside the image: {table_key}"
+    );
+    let symbols = work.join(format!(
+        "symbols-{}",
+        capture.manifest_key.replace('/', "_")
+    ));
+    std::fs::create_dir_all(&symbols)?;
+    let table = symbols.join("memory.isf.json.xz");
+    let xz = server.get(&table_key)?;
+    std::fs::write(&table, &xz)?;
+    eprintln!(
+        "symbol table: {} bytes, built in {:.1} s ({}), {}",
+        xz.len(),
+        started.elapsed().as_secs_f64(),
+        result["summary"],
+        capture.manifest_key
+    );
+    volatility::validate_isf(&table)?;
+    let guest = volatility::GuestState::parse(&run.stderr)?;
+    let cache = work.join("vol-cache");
+    let report = volatility::check_plugins(&[], &symbols, &capture.image, &guest, &cache)?;
+    eprintln!(
+        "Volatility 3: {} processes, {} modules, {} sockets; linux.pslist:\n{}",
+        report.processes,
+        report.modules,
+        report.sockets,
+        report.pslist.join("\n")
+    );
+    Ok(report.pslist)
 }
 
 const PRELUDE: &str = r#"echo "BANNER=$(cat /proc/version)" >&2; { echo ==IOMEM==; cat /proc/iomem; echo ==END==; } >&2;"#;
 
 fn memory_cmd(source: &str, extra: &str) -> String {
     format!(
-        r#"{PRELUDE} airf-agent memory --source {source} {extra} --to "s3://$AIRF_TEST_BUCKET/vm/" --case VM-{source} --no-progress --json"#
+        r#"{PRELUDE} {} airf-agent memory --source {source} {extra} --to "s3://$AIRF_TEST_BUCKET/vm/" --case VM-{source} --no-progress --json"#,
+        volatility::CANARY_PRELUDE
     )
 }
 
@@ -267,13 +379,13 @@ fn kcore_capture_opens_in_volatility() -> Result<()> {
     let server = S3Server::start(ServerKind::Garage)?;
     let work = tempfile::tempdir()?;
     let run = guest(Some(&server), &[], &memory_cmd("kcore", ""))?;
-    let m = check_capture(&server, &run, "kcore", work.path())?;
-    let names = m["source"]["artifacts"].to_string();
+    let c = check_capture(&server, &run, "kcore", work.path())?;
+    let names = c.manifest["source"]["artifacts"].to_string();
     ensure!(
-        names.contains("memory.vmcoreinfo.txt"),
-        "no VMCOREINFO: {names}"
+        names.contains("memory.vmcoreinfo.txt") && names.contains("memory.kallsyms.txt"),
+        "no VMCOREINFO or kallsyms: {names}"
     );
-    Ok(())
+    symbols_open_the_image(&server, &c, &run, work.path()).map(|_| ())
 }
 
 #[test]
@@ -282,7 +394,8 @@ fn kcore_capture_with_kaslr() -> Result<()> {
     let server = S3Server::start(ServerKind::Garage)?;
     let work = tempfile::tempdir()?;
     let run = guest(Some(&server), &["--kaslr"], &memory_cmd("kcore", ""))?;
-    check_capture(&server, &run, "kcore", work.path()).map(|_| ())
+    let c = check_capture(&server, &run, "kcore", work.path())?;
+    symbols_open_the_image(&server, &c, &run, work.path()).map(|_| ())
 }
 
 /// An upload path that holds everything back for 5 s and then runs at 4 MB/s: far slower than
@@ -310,7 +423,9 @@ fn lime_capture_opens_in_volatility() -> Result<()> {
         memory_cmd("lime", &lime_args()?)
     );
     let run = guest_via(Some(&server), Some(link.port), &[], &cmd)?;
-    let m = check_capture(&server, &run, "lime", work.path())?;
+    let c = check_capture(&server, &run, "lime", work.path())?;
+    symbols_open_the_image(&server, &c, &run, work.path())?;
+    let m = &c.manifest;
     ensure!(
         m["source"]["lime_module"]["parameters"]
             .as_str()
@@ -406,12 +521,16 @@ fn lime_that_skips_under_backpressure_is_reported_hollow() -> Result<()> {
 fn auto_falls_back_to_lime_when_kcore_is_hidden() -> Result<()> {
     let server = S3Server::start(ServerKind::Garage)?;
     let work = tempfile::tempdir()?;
+    // BTF hidden and kallsyms restricted too, with sysctl changes refused: the capture is
+    // whole, and says plainly why no symbol table can be built from it.
     let cmd = format!(
-        "mount --bind /dev/null /proc/kcore && {}",
+        "mount --bind /dev/null /proc/kcore && mount -t tmpfs none /sys/kernel/btf && echo 2 > /proc/sys/kernel/kptr_restrict && {} --no-sysctl-changes",
         memory_cmd("auto", &lime_args()?)
     );
     let run = guest(Some(&server), &[], &cmd)?;
-    let m = check_capture(&server, &run, "lime", work.path())?;
+    let c = check_capture(&server, &run, "lime", work.path())?;
+    no_symbol_table_and_why(&server, &c, &run)?;
+    let m = c.manifest;
     let skipped = &m["source"]["sources_skipped"];
     ensure!(
         skipped[0]["source"] == "kcore"
@@ -520,7 +639,7 @@ fn kernel_lockdown_is_named_and_integrity_still_allows_kcore() -> Result<()> {
         "LiME must be refused under integrity: {}",
         run.stderr
     );
-    let m = check_capture(&server, &run, "kcore", work.path())?;
+    let m = check_capture(&server, &run, "kcore", work.path())?.manifest;
     ensure!(m["source"]["lockdown"] == "integrity", "{:#}", m["source"]);
     Ok(())
 }
@@ -667,4 +786,117 @@ fn walk(dir: &Path) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(out)
+}
+
+/// The newer kernel series, with its own BTF and LiME build: kcore with KASLR, LiME with KASLR,
+/// and kcore without KASLR each open in Volatility 3 with the table built from their artifacts.
+/// The last boot also sets kernel.kptr_restrict=2: the agent lifts it to 1 for the one kallsyms
+/// read, puts it back (the guest reads 2 afterwards) and records the change.
+#[test]
+#[ignore = "boots a VM; run by tests/vm/run-tests.sh"]
+fn kernel_6_12_captures_open_in_volatility() -> Result<()> {
+    let kernel = VmKernel::get(Series::V6_12)?;
+    let lime = format!(
+        "--lime-module /root/lime.ko --lime-sha256 {}",
+        sha256(&std::fs::read(&kernel.lime_ko)?)
+    );
+    let server = S3Server::start(ServerKind::Garage)?;
+    let work = tempfile::tempdir()?;
+    for (source, extra, boot) in [
+        ("kcore", "", &["--kaslr"][..]),
+        ("lime", lime.as_str(), &["--kaslr"][..]),
+    ] {
+        let run = guest_on(&kernel, Some(&server), boot, &memory_cmd(source, extra))?;
+        let c = check_capture(&server, &run, source, work.path())?;
+        ensure!(
+            c.manifest["source"]["kernel_release"] == kernel.release.as_str(),
+            "{}",
+            c.manifest["source"]["kernel_release"]
+        );
+        symbols_open_the_image(&server, &c, &run, work.path())?;
+        std::fs::remove_file(&c.image)?;
+    }
+    let cmd = format!(
+        "echo 2 > /proc/sys/kernel/kptr_restrict; {}; echo \"KPTR_AFTER=$(cat /proc/sys/kernel/kptr_restrict)\" >&2",
+        memory_cmd("kcore", "")
+    );
+    let run = guest_on(&kernel, Some(&server), &[], &cmd)?;
+    let c = check_capture(&server, &run, "kcore", work.path())?;
+    let inputs = &c.manifest["source"]["symbol_inputs"];
+    ensure!(
+        inputs["kptr_restrict"] == 2
+            && inputs["sysctl_changes"][0]["name"] == "kernel.kptr_restrict"
+            && inputs["sysctl_changes"][0]["from"] == "2"
+            && inputs["sysctl_changes"][0]["to"] == "1"
+            && inputs["sysctl_changes"][0]["restored"] == true,
+        "the kptr_restrict change must be recorded: {inputs:#}"
+    );
+    ensure!(
+        marker(&run.stderr, "KPTR_AFTER")? == "2",
+        "kptr_restrict not restored"
+    );
+    symbols_open_the_image(&server, &c, &run, work.path()).map(|_| ())
+}
+
+/// The analyst's path from the bucket: `airf-agent fetch` copies, verifies and unpacks the
+/// image with its table, and the command it prints runs as printed.
+#[test]
+#[ignore = "boots a VM; run by tests/vm/run-tests.sh"]
+fn fetch_then_the_printed_vol_command_lists_the_canary() -> Result<()> {
+    let server = S3Server::start(ServerKind::Garage)?;
+    let work = tempfile::tempdir()?;
+    // The table is built at capture time this once (`--symbols`), so fetch takes the stored one.
+    let run = guest(
+        Some(&server),
+        &["--kaslr"],
+        &memory_cmd("kcore", "--symbols"),
+    )?;
+    let c = check_capture(&server, &run, "kcore", work.path())?;
+    let result: serde_json::Value = serde_json::from_str(&run.stdout)?;
+    ensure!(
+        result["sources"][0]["symbol_table"]["location"]
+            .as_str()
+            .is_some_and(|l| l.ends_with("/memory.isf.json.xz")),
+        "memory --symbols stored no table: {result:#}"
+    );
+    let to = work.path().join("analyst");
+    let fetched = run_agent(server.command(agent_bin()?).args([
+        "fetch",
+        &format!("s3://{}/{}", server.bucket, c.manifest_key),
+        "--to",
+        &to.display().to_string(),
+        "--json",
+    ]))?;
+    ensure!(fetched.code == 0, "fetch failed: {fetched:?}");
+    let f: serde_json::Value = serde_json::from_str(&fetched.stdout)?;
+    ensure!(
+        f["verified"] == "intact" && f["symbol_table_origin"] == "stored",
+        "{f:#}"
+    );
+    let unpacked = std::path::PathBuf::from(f["unpacked"].as_str().context("unpacked")?);
+    ensure!(sha256(&std::fs::read(&unpacked)?) == sha256(&std::fs::read(&c.image)?));
+    let command = f["vol_command"].as_str().context("vol_command")?;
+    let guest_state = volatility::GuestState::parse(&run.stderr)?;
+    let cache = work.path().join("vol-cache");
+    let printed = command
+        .strip_prefix("vol ")
+        .context("the printed command does not start with vol")?;
+    let out = std::process::Command::new(volatility::vol_bin())
+        .args(["-q", "-r", "json", "--offline", "--cache-path"])
+        .arg(&cache)
+        .args(printed.split(' '))
+        .output()?;
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "{command}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    ensure!(
+        rows.iter()
+            .any(|r| r["PID"] == guest_state.canary_pid && r["COMM"] == "airfcanary"),
+        "{command} does not list the canary"
+    );
+    Ok(())
 }
