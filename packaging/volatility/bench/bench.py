@@ -73,7 +73,7 @@ def main():
         ("sequential, 1 MiB reads, whole image", lambda layer: sequential(layer, MIB, size)),
         (
             "sequential, 4 KiB reads, first 128 MiB",
-            lambda layer: sequential(layer, PAGE, 128 * MIB),
+            lambda layer: sequential(layer, PAGE, min(128 * MIB, size)),
         ),
         ("random 4 KiB pages anywhere (2000)", lambda layer: random_pages(layer, anywhere)),
         ("random 4 KiB pages within 32 MiB (20000)", lambda layer: random_pages(layer, nearby)),
