@@ -22,6 +22,7 @@ import tempfile
 import unittest
 
 import volatility3.plugins
+import zstandard
 from volatility3.framework import contexts, exceptions
 from volatility3.framework.automagic import stacker
 from volatility3.framework.configuration import requirements
@@ -230,6 +231,30 @@ class RandomAccess(Fixtures):
         table += struct.pack("<IBI", frames, 0x80, 0x8F92EAB1)
         layer = self.open_layer(self.variant("checksums.zst", data[:table_start] + table))
         self.assertEqual(layer.read(1000, 3 * FRAME), self.expected[1000 : 1000 + 3 * FRAME])
+
+    def test_empty_frames_are_skipped(self):
+        # The format allows frames of no bytes (airf writes none): one after frame 4, one last.
+        data = self.zst.read_bytes()
+        frames = struct.unpack_from("<I", data, len(data) - 9)[0]
+        table_start = len(data) - (8 + 8 * frames + 9)
+        entries = [struct.unpack_from("<II", data, table_start + 8 + 8 * n) for n in range(frames)]
+        pieces, at = [], 0  # (stored bytes, decompressed size) per frame
+        for stored, decompressed in entries:
+            pieces.append((data[at : at + stored], decompressed))
+            at += stored
+        # Without a content size, as a streaming writer makes them: zstandard cannot size these.
+        empty = (zstandard.ZstdCompressor(write_content_size=False).compress(b""), 0)
+        pieces.insert(5, empty)
+        pieces.append(empty)
+        body = b"".join(piece for piece, _ in pieces)
+        table = b"".join(struct.pack("<II", len(piece), d) for piece, d in pieces)
+        table = struct.pack("<II", 0x184D2A5E, len(table) + 9) + table
+        table += struct.pack("<IBI", len(pieces), 0, 0x8F92EAB1)
+        layer = self.open_layer(self.variant("empty-frames.zst", body + table))
+        self.assertEqual(layer.frame_count, len(pieces))
+        self.assertEqual(layer.maximum_address, len(self.expected) - 1)
+        for offset, length in ((5 * FRAME - 3, 6), (5 * FRAME, 1), (0, len(self.expected))):
+            self.assertEqual(layer.read(offset, length), self.expected[offset : offset + length])
 
 
 class Corruption(Fixtures):
