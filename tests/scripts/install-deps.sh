@@ -11,8 +11,15 @@ GARAGE_VERSION=2.5.0
 # moto 5.2 serializes CompleteMultipartUpload with the wrong XML root; 5.1.22 is right.
 MOTO_VERSION=5.1.22
 
+# Volatility 3 and what packaging/volatility/ (the seekable zstd layer) needs, in their own venv.
+VOLATILITY_VERSION=2.28.2
+ZSTANDARD_VERSION=0.25.0
+JSONSCHEMA_VERSION=4.26.0
+
 # `install-deps.sh demo` installs only what packaging/demo.sh needs (a loop device, zstd,
 # Garage), so a newcomer's first result does not wait for the test tools.
+# `install-deps.sh volatility` installs only Volatility 3 (tests/vm/run-tests.sh,
+# tests/scripts/volatility-layer-check.sh).
 mode=${1:-all}
 case $mode in
   all) apt_pairs="fls:sleuthkit mkfs.ext4:e2fsprogs zstd:zstd losetup:mount /usr/bin/time:time
@@ -20,7 +27,8 @@ case $mode in
                   cpio:cpio socat:socat file:file readelf:binutils shellcheck:shellcheck
                   umoci:umoci skopeo:skopeo" ;;
   demo) apt_pairs="mkfs.ext4:e2fsprogs zstd:zstd losetup:mount" ;;
-  *) die "usage: install-deps.sh [all|demo]" ;;
+  volatility) apt_pairs="zstd:zstd" ;;
+  *) die "usage: install-deps.sh [all|demo|volatility]" ;;
 esac
 
 need_apt=()
@@ -33,6 +41,32 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
+
+# Volatility 3 in a venv of its own: analysts' version, pinned, with zstandard for the seekable
+# zstd layer (Debian 12's Python 3.11 has no zstd module) and jsonschema, which Volatility uses
+# to validate symbol tables. `vol` is linked alone into $AIRF_CACHE/volatility-bin, so that
+# directory can go first on PATH without the venv's python3 and pip hiding the system's.
+install_volatility() {
+  local venv=$AIRF_CACHE/volatility-venv want have
+  want="$VOLATILITY_VERSION $ZSTANDARD_VERSION $JSONSCHEMA_VERSION"
+  have=$("$venv/bin/python" -c 'import importlib.metadata as m
+print(*(m.version(p) for p in ("volatility3", "zstandard", "jsonschema")))' 2>/dev/null || true)
+  if [ "$have" != "$want" ] || ! [ -x "$venv/bin/vol" ]; then
+    # A fresh Debian has python3 without ensurepip, which `python3 -m venv` needs.
+    if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import ensurepip' 2>/dev/null; then
+      log "apt-get install python3 python3-venv"
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >/dev/null
+    fi
+    log "pip install volatility3 $VOLATILITY_VERSION, zstandard, jsonschema (venv $venv)"
+    mkdir -p "$AIRF_CACHE"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q "volatility3==$VOLATILITY_VERSION" \
+      "zstandard==$ZSTANDARD_VERSION" "jsonschema==$JSONSCHEMA_VERSION"
+  fi
+  mkdir -p "$AIRF_CACHE/volatility-bin"
+  ln -sfn "$venv/bin/vol" "$AIRF_CACHE/volatility-bin/vol"
+}
 
 install_python_tools() {
   moto_have=$(python3 -c 'import moto; print(moto.__version__)' 2>/dev/null || true)
@@ -79,7 +113,13 @@ install_node_tools() {
   fi
 }
 
+if [ "$mode" = volatility ]; then
+  install_volatility
+  log "Volatility ready ($AIRF_CACHE/volatility-venv/bin/vol)"
+  exit 0
+fi
 if [ "$mode" = all ]; then
+  install_volatility
   install_python_tools
   install_node_tools
 fi
