@@ -32,6 +32,8 @@ rm -rf "$iam_calls"
 cargo test --workspace --quiet -- --test-threads=2
 # The fault sweep's tally (evidence_faults::seeded_fault_sweep_…), for the release note.
 log "fault sweep: $(tail -n 1 "${CARGO_TARGET_DIR:-target}/fault-runs.txt")"
+log "Volatility layer for seekable zstd images (packaging/volatility)"
+tests/scripts/volatility-layer-check.sh
 if [ -x tests/vm/run-tests.sh ]; then
   log "real-kernel tests in a VM"
   tests/vm/run-tests.sh
