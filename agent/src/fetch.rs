@@ -244,6 +244,7 @@ fn fetch_table(
             let built =
                 crate::symbols::read_inputs(local_manifest, None).and_then(|(inputs, m)| {
                     crate::symbols::build(&inputs, Some(m), "airf-agent fetch")
+                        .map_err(crate::symbols::SymbolsError::from)
                 });
             match built {
                 Ok(b) => {
