@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Prepare the cached artefacts for the airf VM test harness (tests/vm/run.sh):
+# Prepare the cached artefacts for the airf VM test harness (tests/vm/run.sh)
+# for one Debian 12 kernel series:
 #   * installs host packages (qemu-system-x86, busybox-static, cpio, kmod, socat)
-#   * downloads a Debian 12 linux-image-6.1.0-*-amd64 package (newest one in
-#     apt that also has linux-headers), extracts vmlinuz + modules
-#   * asserts CONFIG_PROC_KCORE=y (the agent reads /proc/kcore in the guest)
+#   * downloads the newest kernel of the series in apt that also has
+#     linux-headers (same version), extracts vmlinuz + modules:
+#       6.1   linux-image-6.1.0-<abi>-amd64[-unsigned]       (Debian 12's own)
+#       6.12  linux-image-6.12.<n>+deb12-amd64[-unsigned]    (bookworm-security)
+#   * asserts CONFIG_PROC_KCORE=y (the agent reads /proc/kcore in the guest),
+#     CONFIG_DEBUG_INFO_BTF=y (/sys/kernel/btf/vmlinux: Volatility's symbol
+#     tables are built from it) and CONFIG_KALLSYMS=y
 #   * builds a base initramfs (busybox-static + virtio modules)
 #   * builds lime.ko for that kernel via vendor-lime/build.sh
 #
@@ -12,11 +17,18 @@
 #
 # Environment:
 #   AIRF_CACHE                 cache root (default /opt/airf-cache)
-#   AIRF_VM_KERNEL_RELEASE     use this release (e.g. 6.1.0-57-amd64) instead of
-#                              the cached / newest one
+#   AIRF_VM_SERIES             6.1 (default) or 6.12
+#   AIRF_VM_KERNEL_RELEASE     use this release (e.g. 6.1.0-57-amd64 or
+#                              6.12.118+deb12-amd64) instead of the cached /
+#                              newest one; its series is implied
 #   AIRF_VM_REFRESH=1          re-pick the newest kernel even if one is cached
 #
+# Pointers (the last release prepared for each series):
+#   vm/kernel-release-<series>, vm/current-<series> -> <release>
+#   vm/kernel-release, vm/current                   the same for 6.1 (older callers)
+#
 # On success prints (stdout) shell-style lines:
+#   AIRF_VM_SERIES=6.1
 #   AIRF_VM_KERNEL_RELEASE=6.1.0-57-amd64
 #   AIRF_VM_DIR=/opt/airf-cache/vm/6.1.0-57-amd64
 #   AIRF_VM_LIME_KO=/opt/airf-cache/vm/6.1.0-57-amd64/lime.ko
@@ -66,32 +78,59 @@ command -v socat >/dev/null || die "socat missing after install"
 [[ -x /bin/busybox ]] || die "/bin/busybox missing (busybox-static)"
 
 # ---- pick the kernel release -------------------------------------------------
+# series -> the release names of its amd64 flavour
+declare -A release_re=(
+  [6.1]='^6\.1\.0-[0-9]+-amd64$'
+  [6.12]='^6\.12\.[0-9]+\+deb12-amd64$'
+)
+series_of() { local s; for s in "${!release_re[@]}"; do [[ $1 =~ ${release_re[$s]} ]] && { echo "$s"; return 0; }; done; return 1; }
 candidate() { apt-cache policy "$1" 2>/dev/null | awk '/Candidate:/ {print $2}'; }
+# image_pkg RELEASE: the image package to download (-unsigned first: SeaBIOS needs no signature)
+image_pkg() {
+  local p
+  for p in "linux-image-$1-unsigned" "linux-image-$1"; do
+    local v; v=$(candidate "$p")
+    [[ -n $v && $v != "(none)" ]] && { echo "$p $v"; return 0; }
+  done
+  return 1
+}
+# pick_newest SERIES: the newest release whose image and headers apt has in the same version
 pick_newest() {
-  local rel
-  # Debian 12 ABI names: linux-image-6.1.0-<abi>-amd64[-unsigned]
-  for rel in $(apt-cache pkgnames linux-image-6.1.0- 2>/dev/null \
-                 | sed -nE 's/^linux-image-(6\.1\.0-[0-9]+-amd64)(-unsigned)?$/\1/p' \
-                 | sort -u | sort -t- -k2,2nr); do
-    local h; h=$(candidate "linux-headers-$rel")
+  local re=${release_re[$1]} rel h img
+  # the prefix "linux-image-6.1." does not match 6.12 names; the pattern drops other flavours
+  for rel in $(apt-cache pkgnames "linux-image-$1." 2>/dev/null \
+                 | sed -nE 's/^linux-image-(.*-amd64)(-unsigned)?$/\1/p' \
+                 | grep -E "$re" | sort -u | sort -rV); do
+    h=$(candidate "linux-headers-$rel")
     [[ -n $h && $h != "(none)" ]] || continue
-    local i; i=$(candidate "linux-image-$rel-unsigned")
-    [[ -n $i && $i != "(none)" ]] || i=$(candidate "linux-image-$rel")
-    [[ -n $i && $i != "(none)" ]] || continue
+    img=$(image_pkg "$rel") || continue
+    [[ ${img#* } == "$h" ]] || continue
     echo "$rel"; return 0
   done
   return 1
 }
 
+series=${AIRF_VM_SERIES:-}
 release=${AIRF_VM_KERNEL_RELEASE:-}
-if [[ -z $release && ${AIRF_VM_REFRESH:-0} != 1 && -s $vm/kernel-release ]]; then
-  release=$(<"$vm/kernel-release")
+if [[ -n $release ]]; then
+  rs=$(series_of "$release") \
+    || die "unsupported kernel release '$release' (expected 6.1.0-N-amd64 or 6.12.N+deb12-amd64)"
+  [[ -z $series || $series == "$rs" ]] || die "AIRF_VM_KERNEL_RELEASE=$release is not in AIRF_VM_SERIES=$series"
+  series=$rs
+fi
+series=${series:-6.1}
+[[ -n ${release_re[$series]:-} ]] || die "unknown AIRF_VM_SERIES '$series' (want 6.1 or 6.12)"
+pointer=$vm/kernel-release-$series
+[[ -s $pointer || $series != 6.1 ]] || pointer=$vm/kernel-release   # caches from before the series
+if [[ -z $release && ${AIRF_VM_REFRESH:-0} != 1 && -s $pointer ]]; then
+  release=$(<"$pointer")
 fi
 if [[ -z $release ]]; then
-  release=$(pick_newest) || { apt_update_once; release=$(pick_newest); } || die "no linux-image-6.1.0-*-amd64 with matching linux-headers found in apt (run 'apt-get update'; Debian 12 repos needed)"
-  log "picked newest kernel in apt: $release"
+  release=$(pick_newest "$series") || { apt_update_once; release=$(pick_newest "$series"); } \
+    || die "no Debian 12 $series kernel (linux-image + linux-headers of one version) found in apt (run 'apt-get update'; the 6.12 series is in bookworm-security)"
+  log "picked newest $series kernel in apt: $release"
 fi
-[[ $release =~ ^6\.1\.0-[0-9]+-amd64$ ]] || die "unsupported kernel release '$release' (expected 6.1.0-N-amd64)"
+[[ $release =~ ${release_re[$series]} ]] || die "cached release '$release' in $pointer is not a $series kernel"
 
 rdir=$vm/$release
 stamp=$rdir/.prepared
@@ -102,10 +141,9 @@ if [[ -f $stamp && $(<"$stamp") == "$stamp_want" && -s $rdir/vmlinuz && -s $rdir
 else
   rm -rf "$rdir"; mkdir -p "$rdir"
   # ---- download the kernel package ----------------------------------------
-  pkg=linux-image-$release-unsigned
-  ver=$(candidate "$pkg")
-  if [[ -z $ver || $ver == "(none)" ]]; then pkg=linux-image-$release; ver=$(candidate "$pkg"); fi
-  [[ -n $ver && $ver != "(none)" ]] || die "neither linux-image-$release-unsigned nor linux-image-$release is available in apt"
+  img=$(image_pkg "$release") \
+    || die "neither linux-image-$release-unsigned nor linux-image-$release is available in apt"
+  read -r pkg ver <<<"$img"
   deb=$(ls "$vm/debs/${pkg}_${ver//:/%3a}_amd64.deb" 2>/dev/null || true)
   if [[ -z $deb ]]; then
     log "apt-get download $pkg=$ver"
@@ -156,16 +194,26 @@ else
 fi
 
 # ---- checks on the kernel config ----------------------------------------------
-grep -qx 'CONFIG_PROC_KCORE=y' "$rdir/config" || die "$release lacks CONFIG_PROC_KCORE=y: /proc/kcore would not exist"
-grep -qx 'CONFIG_DEVTMPFS=y' "$rdir/config" || die "$release lacks CONFIG_DEVTMPFS=y"
+for want in 'CONFIG_PROC_KCORE=y:/proc/kcore would not exist' \
+            'CONFIG_DEBUG_INFO_BTF=y:no /sys/kernel/btf/vmlinux to build symbol tables from' \
+            'CONFIG_KALLSYMS=y:no /proc/kallsyms' \
+            'CONFIG_DEVTMPFS=y:the guest init mounts devtmpfs'; do
+  grep -qx "${want%%:*}" "$rdir/config" || die "$release lacks ${want%%:*}: ${want#*:}"
+done
 
 # ---- lime.ko -------------------------------------------------------------------
 "$repo/vendor-lime/build.sh" "$release" "$rdir" >/dev/null || die "vendor-lime/build.sh $release failed"
 cp -f "$rdir/lime-$release.ko" "$rdir/lime.ko.tmp" && mv -f "$rdir/lime.ko.tmp" "$rdir/lime.ko"
 
-echo "$release" >"$vm/kernel-release.tmp" && mv -f "$vm/kernel-release.tmp" "$vm/kernel-release"
-ln -sfn "$release" "$vm/current"
-log "ready: kernel $release ($(<"$rdir/package")), lime $rdir/lime.ko"
+# pointers: per series, and the unsuffixed ones for 6.1 (what older callers read)
+suffixes=("-$series")
+[[ $series != 6.1 ]] || suffixes+=("")
+for sfx in "${suffixes[@]}"; do
+  echo "$release" >"$vm/kernel-release$sfx.tmp" && mv -f "$vm/kernel-release$sfx.tmp" "$vm/kernel-release$sfx"
+  ln -sfn "$release" "$vm/current$sfx.tmp" && mv -fT "$vm/current$sfx.tmp" "$vm/current$sfx"
+done
+log "ready: $series kernel $release ($(<"$rdir/package")), lime $rdir/lime.ko"
+echo "AIRF_VM_SERIES=$series"
 echo "AIRF_VM_KERNEL_RELEASE=$release"
 echo "AIRF_VM_DIR=$rdir"
 echo "AIRF_VM_LIME_KO=$rdir/lime.ko"

@@ -5,6 +5,10 @@
 # usage: tests/vm/run.sh [options] -- <guest shell command...>
 #
 # options:
+#   --kernel REL|SERIES     boot this kernel: a release (6.1.0-57-amd64,
+#                           6.12.118+deb12-amd64) or a series (6.1, 6.12: the
+#                           release prepare.sh last prepared for it); default
+#                           $AIRF_VM_KERNEL_RELEASE, else 6.1
 #   --mem SIZE              guest RAM (default 512M)
 #   --smp N                 guest CPUs (default 1)
 #   --timeout SECONDS       kill the guest after this long (default 300)
@@ -27,7 +31,8 @@
 # exit status: the guest command's exit code; 124 if the guest timed out,
 # 125 for harness errors (boot failure, no exit code reported, bad options).
 # Environment: AIRF_CACHE (default /opt/airf-cache), AIRF_VM_ACCEL=tcg|kvm
-# (default tcg), AIRF_VM_KERNEL_RELEASE, AIRF_VM_DEBUG=1 (same as --verbose).
+# (default tcg), AIRF_VM_KERNEL_RELEASE (same as --kernel), AIRF_VM_DEBUG=1
+# (same as --verbose).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -38,10 +43,11 @@ info() { if [[ $verbose == 1 ]]; then echo "tests/vm/run.sh: $*" >&2; fi; }
 
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' >&2; exit 125; }
 
-mem=512M smp=1 timeout_s=300 verbose=${AIRF_VM_DEBUG:-0} keep=0 kaslr=0 append="" console_out=""
+kernel=${AIRF_VM_KERNEL_RELEASE:-6.1} mem=512M smp=1 timeout_s=300 verbose=${AIRF_VM_DEBUG:-0} keep=0 kaslr=0 append="" console_out=""
 files=() envs=() forwards=() disks=() modules=()
 while (($#)); do
   case $1 in
+    --kernel) kernel=${2:?}; shift 2 ;;
     --mem) mem=${2:?}; shift 2 ;;
     --smp) smp=${2:?}; shift 2 ;;
     --timeout) timeout_s=${2:?}; shift 2 ;;
@@ -67,14 +73,25 @@ guest_cmd="$*"
 [[ $mem =~ ^[0-9]+[MG]?$ ]] || die "--mem must look like 512M or 1G"
 
 # ---- cached kernel / initramfs -----------------------------------------------
-release=${AIRF_VM_KERNEL_RELEASE:-}
-[[ -n $release || ! -s $vm/kernel-release ]] || release=$(<"$vm/kernel-release")
+# A series names the release prepare.sh last prepared for it (vm/kernel-release-<series>;
+# for 6.1 also vm/kernel-release, written before there were series).
+release="" prep_env=()
+case $kernel in
+  6.1|6.12)
+    prep_env=("AIRF_VM_SERIES=$kernel")
+    pointer=$vm/kernel-release-$kernel
+    [[ -s $pointer || $kernel != 6.1 ]] || pointer=$vm/kernel-release
+    [[ ! -s $pointer ]] || release=$(<"$pointer") ;;
+  *[!A-Za-z0-9.+_-]*|"") die "bad --kernel '$kernel' (want a release like 6.1.0-57-amd64 or a series: 6.1, 6.12)" ;;
+  *) release=$kernel; prep_env=("AIRF_VM_KERNEL_RELEASE=$kernel") ;;
+esac
 if [[ -z $release || ! -f $vm/$release/.prepared || ! -s $vm/$release/lime.ko ]] \
    || ! command -v qemu-system-x86_64 >/dev/null || ! command -v socat >/dev/null \
    || ! command -v cpio >/dev/null; then
-  info "running prepare.sh"
-  "$here/prepare.sh" >/dev/null || die "prepare.sh failed"
-  release=${AIRF_VM_KERNEL_RELEASE:-$(<"$vm/kernel-release")}
+  info "running prepare.sh for kernel $kernel"
+  prep_out=$(env "${prep_env[@]}" "$here/prepare.sh") || die "prepare.sh ${prep_env[*]} failed"
+  release=$(sed -n 's/^AIRF_VM_KERNEL_RELEASE=//p' <<<"$prep_out")
+  [[ -n $release ]] || die "prepare.sh printed no AIRF_VM_KERNEL_RELEASE"
 fi
 rdir=$vm/$release
 [[ -s $rdir/vmlinuz && -s $rdir/base.cpio ]] || die "cache for $release incomplete; run tests/vm/prepare.sh"
