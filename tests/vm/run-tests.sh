@@ -33,10 +33,9 @@ if [ -z "${AIRF_STATIC_AGENT:-}" ]; then
 fi
 export AIRF_STATIC_AGENT AIRF_AGENT_BIN=${AIRF_AGENT_BIN:-$AIRF_STATIC_AGENT}
 
-if ! command -v vol >/dev/null; then
-  log "Volatility 3"
-  pip install --quiet volatility3
-fi
+# Volatility 3, pinned, in its own venv (install-deps.sh); the tests find it there.
+tests/scripts/install-deps.sh volatility
+export PATH="${AIRF_CACHE:-/opt/airf-cache}/volatility-bin:$PATH"
 command -v zstd >/dev/null || apt-get install -y -q zstd
 [ -x "${AIRF_GARAGE:-/opt/airf-cache/garage/bin/garage}" ] || tests/scripts/install-deps.sh
 
