@@ -87,6 +87,7 @@ pub fn vol_json(
     plugin: &str,
     cache: &Path,
 ) -> Result<Vec<serde_json::Value>> {
+    std::fs::create_dir_all(cache).with_context(|| format!("creating {}", cache.display()))?;
     let out = Command::new(vol_bin())
         .args(["-q", "-r", "json", "--offline", "--cache-path"])
         .arg(cache)
@@ -203,6 +204,14 @@ pub fn check_plugins(
     for (pid, comm) in &guest.procs {
         match found.get(&u64::from(*pid)) {
             Some(c) if c == comm => {}
+            // The guest's shell execs the agent after listing itself.
+            Some(&"airf-agent") if comm == "sh" => {}
+            // /proc shows a kernel thread's whole name (task->comm keeps 15 bytes of it) and a
+            // workqueue worker's current queue after its name ("kworker/0:0-events").
+            Some(c)
+                if comm
+                    .strip_prefix(c)
+                    .is_some_and(|rest| rest.starts_with('-') || c.len() == 15) => {}
             Some(c) => bail!("pid {pid} is {comm:?} in the guest's /proc, {c:?} in linux.pslist"),
             None if comm == "cat" || comm == "cut" || comm == "sh" => {}
             None => missing.push(format!("{pid} {comm}")),
@@ -225,7 +234,7 @@ pub fn check_plugins(
         .collect();
 
     // Modules: every module /proc/modules listed.
-    let names: BTreeSet<&str> = lsmod.iter().map(|r| str_of(r, "Name")).collect();
+    let names: BTreeSet<&str> = lsmod.iter().map(|r| str_of(r, "Module Name")).collect();
     let absent: Vec<&String> = guest
         .modules
         .iter()
@@ -238,7 +247,9 @@ pub fn check_plugins(
 
     // Sockets: the listener on its port, owned by its pid.
     let listening = sockstat.iter().any(|r| {
-        u64_of(r, "Source Port") == Some(u64::from(LISTEN_PORT))
+        // Volatility renders ports as strings ("-" for none).
+        (str_of(r, "Source Port") == LISTEN_PORT.to_string()
+            || u64_of(r, "Source Port") == Some(u64::from(LISTEN_PORT)))
             && str_of(r, "State") == "LISTEN"
             && u64_of(r, "PID") == Some(u64::from(guest.listener_pid))
     });

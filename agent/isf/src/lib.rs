@@ -232,6 +232,8 @@ mod tests {
             sym(0xffff_ffff_8280_0000 + OFFSET, 'D', "init_top_pgt"),
             sym(0xffff_ffff_8270_0000 + OFFSET, 'd', "tk_core"),
             sym(0xffff_ffff_8260_3000 + OFFSET, 'D', "modules"),
+            sym(0xffff_ffff_8290_0000 + OFFSET, 'B', "mem_section"),
+            sym(0xffff_ffff_8220_1000 + OFFSET, 'R', "taint_flags"),
             "ffffffffc0001000 t virtblk_probe\t[virtio_blk]\n".to_owned(),
         ]
         .concat()
@@ -239,7 +241,7 @@ mod tests {
 
     fn vmcoreinfo() -> String {
         format!(
-            "OSRELEASE=6.1.0-test\nSYMBOL(init_top_pgt)={:x}\nKERNELOFFSET={OFFSET:x}\n",
+            "OSRELEASE=6.1.0-test\nSYMBOL(init_top_pgt)={:x}\nSYMBOL(mem_section)=ff1100001e523000\nKERNELOFFSET={OFFSET:x}\n",
             0xffff_ffff_8280_0000 + OFFSET
         )
     }
@@ -277,6 +279,7 @@ mod tests {
         assert_eq!(isf.symbols["_text"].address, 0xffff_ffff_8100_0000);
         assert_eq!(isf.symbols["runqueues"].address, 0x2c000);
         assert!(!isf.symbols.contains_key("virtblk_probe"));
+        assert!(!isf.symbols.contains_key("taint_flags"));
         assert_eq!(
             isf.symbols["init_task"].ty,
             Some(Desc::Struct {

@@ -83,6 +83,12 @@ const DECLARED: &[(&str, Decl)] = &[
     ("tk_core", Decl::TkCore),
 ];
 
+/// Globals whose C type has a length only the kernel source knows (`taint_flags[TAINT_FLAGS_COUNT]`,
+/// a macro BTF does not carry). Volatility dereferences them when present, and an untyped symbol
+/// fails the plugin, while without the symbol it uses its own table of the same facts. So they
+/// are left out rather than given a guessed length.
+const LEFT_OUT: &[&str] = &["taint_flags"];
+
 /// Symbols Volatility cannot open an image without (`find_aslr` and the page-table base).
 const REQUIRED: &[&str] = &["init_task", "init_files", "init_mm", "linux_banner"];
 
@@ -213,9 +219,14 @@ pub fn build(
     }
 
     // kallsyms and VMCOREINFO must describe the same boot: the symbols VMCOREINFO lists have
-    // the same run-time addresses in both.
+    // the same run-time addresses in both. Some `SYMBOL()` entries hold a pointer's value
+    // instead (`mem_section`, a heap address): only values inside the kernel image are
+    // addresses of the symbol.
     let mut checked = 0;
     for (name, address) in vmcoreinfo.symbols()? {
+        if address < KERNEL_MAP {
+            continue;
+        }
         if let Some(s) = kallsyms.get(name) {
             if s.address != address {
                 return Err(IsfError::Mismatch(format!(
@@ -240,6 +251,9 @@ pub fn build(
                 "{} at {:#x} lies below the kernel map once KERNELOFFSET {kernel_offset:#x} is removed",
                 s.name, s.address
             )));
+        }
+        if LEFT_OUT.contains(&s.name.as_str()) {
+            continue;
         }
         // The first of several static symbols of one name wins, as in System.map readers.
         symbols.entry(s.name.clone()).or_insert(Symbol {
