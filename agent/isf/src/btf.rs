@@ -156,9 +156,9 @@ struct Cursor<'a> {
 
 impl Cursor<'_> {
     fn u32(&mut self) -> Option<u32> {
-        let b = self.bytes.get(self.at..self.at.checked_add(4)?)?;
+        let v = le32(self.bytes, self.at)?;
         self.at += 4;
-        Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        Some(v)
     }
 }
 
@@ -210,15 +210,19 @@ impl Btf {
         if blob.len() < HEADER_MIN {
             return Err(BtfError::TooShort(blob.len()));
         }
-        let magic = u16::from_le_bytes([blob[0], blob[1]]);
+        let (Some(&m0), Some(&m1), Some(&version)) = (blob.first(), blob.get(1), blob.get(2))
+        else {
+            return Err(BtfError::TooShort(blob.len()));
+        };
+        let magic = u16::from_le_bytes([m0, m1]);
         if magic == MAGIC.swap_bytes() {
             return Err(BtfError::BigEndian);
         }
         if magic != MAGIC {
             return Err(BtfError::BadMagic(magic));
         }
-        if blob[2] != 1 {
-            return Err(BtfError::BadVersion(blob[2]));
+        if version != 1 {
+            return Err(BtfError::BadVersion(version));
         }
         let field = |at| le32(blob, at).ok_or(BtfError::TooShort(blob.len()));
         let hdr_len = field(4)?;
@@ -519,7 +523,7 @@ pub(crate) mod testing {
 
         pub fn int(&mut self, name: &str, size: u32, signed: bool) -> u32 {
             let id = self.head(name, 1, 0, false, size);
-            self.words(&[u32::from(signed) << 24 | size * 8]);
+            self.words(&[(u32::from(signed) << 24) | (size * 8)]);
             id
         }
 
@@ -633,7 +637,6 @@ pub(crate) mod testing {
 }
 
 #[cfg(test)]
-#[expect(clippy::indexing_slicing, reason = "tests index fixed fixtures")]
 mod tests {
     use super::testing::Builder;
     use super::*;

@@ -92,7 +92,6 @@ impl Kallsyms {
 }
 
 #[cfg(test)]
-#[expect(clippy::indexing_slicing, reason = "tests index fixed fixtures")]
 mod tests {
     use super::*;
     use proptest::prelude::*;

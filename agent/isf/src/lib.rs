@@ -164,7 +164,6 @@ pub fn decompress(xz: &[u8]) -> Result<Isf, IsfError> {
 }
 
 #[cfg(test)]
-#[expect(clippy::indexing_slicing, reason = "tests index fixed fixtures")]
 mod tests {
     use super::*;
     use crate::btf::testing::Builder;

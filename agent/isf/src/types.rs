@@ -446,7 +446,6 @@ fn unreachable_chain(id: TypeId) -> Result<Desc, IsfError> {
 }
 
 #[cfg(test)]
-#[expect(clippy::indexing_slicing, reason = "tests index fixed fixtures")]
 mod tests {
     use super::*;
     use crate::btf::testing::Builder;
