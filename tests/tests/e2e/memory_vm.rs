@@ -879,6 +879,7 @@ fn fetch_then_the_printed_vol_command_lists_the_canary() -> Result<()> {
     let command = f["vol_command"].as_str().context("vol_command")?;
     let guest_state = volatility::GuestState::parse(&run.stderr)?;
     let cache = work.path().join("vol-cache");
+    std::fs::create_dir_all(&cache)?;
     let printed = command
         .strip_prefix("vol ")
         .context("the printed command does not start with vol")?;
