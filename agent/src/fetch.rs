@@ -8,6 +8,7 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use airf_evidence::memory::MemoryFacts;
 use airf_evidence::symbols::{SymbolTableManifest, names};
 use aws_sdk_s3::Client;
 use tokio::runtime::Handle;
@@ -144,20 +145,12 @@ pub fn fetch(
     let manifest_name = manifest_loc.name();
     std::fs::write(local(&manifest_name), &raw)
         .map_err(|e| write_err(&local(&manifest_name), e))?;
-    let image_name = manifest
-        .image
-        .key
-        .as_deref()
-        .unwrap_or(&manifest.image.location)
-        .rsplit('/')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
+    let image_name = location::image_name(&manifest);
     copy(&manifest_loc.sibling(&image_name), &local(&image_name), s3)?;
     for art in &facts.artifacts {
         copy(&manifest_loc.sibling(&art.name), &local(&art.name), s3)?;
     }
-    let sig = format!("{}.sig.json", manifest_name.trim_end_matches(".json"));
+    let sig = airf_evidence::custody::signature_name(&manifest_name);
     match copy(&manifest_loc.sibling(&sig), &local(&sig), s3) {
         Ok(()) | Err(FetchError::Read(ReadError::NotFound(_))) => {}
         Err(e) => return Err(e),
@@ -180,7 +173,7 @@ pub fn fetch(
     std::fs::create_dir_all(&symbols_dir).map_err(|e| write_err(&symbols_dir, e))?;
     let table_path = symbols_dir.join(names::TABLE);
     let (table, origin, no_table) =
-        match fetch_table(manifest_loc, &local_manifest, &table_path, &raw, s3)? {
+        match fetch_table(manifest_loc, &local_manifest, &table_path, facts, s3)? {
             Ok(origin) => (Some(table_path), Some(origin), None),
             Err(why) => (None, None, Some(why)),
         };
@@ -214,7 +207,7 @@ fn fetch_table(
     remote_manifest: &Location,
     local_manifest: &Location,
     table_path: &Path,
-    memory_manifest: &[u8],
+    facts: &MemoryFacts,
     s3: Option<(&Client, &Handle)>,
 ) -> Result<Result<&'static str, String>, FetchError> {
     match read_small(&remote_manifest.sibling(names::TABLE_MANIFEST), s3) {
@@ -225,7 +218,7 @@ fn fetch_table(
                     names::TABLE_MANIFEST
                 ))
             })?;
-            check_table_inputs(&tm, local_manifest, memory_manifest)?;
+            check_table_inputs(&tm, local_manifest, facts)?;
             copy(&remote_manifest.sibling(names::TABLE), table_path, s3)?;
             let xz = std::fs::read(table_path).map_err(|e| write_err(table_path, e))?;
             let actual = hex::encode(Sha256::digest(&xz));
@@ -267,13 +260,8 @@ fn fetch_table(
 fn check_table_inputs(
     tm: &SymbolTableManifest,
     local_manifest: &Location,
-    memory_manifest: &[u8],
+    facts: &MemoryFacts,
 ) -> Result<(), FetchError> {
-    let manifest =
-        crate::manifest::parse(memory_manifest).map_err(|e| FetchError::Manifest(e.to_string()))?;
-    let SourceFacts::Memory(facts) = &manifest.source else {
-        return Err(FetchError::Manifest("not a memory manifest".into()));
-    };
     for input in &tm.inputs {
         let recorded = facts.artifacts.iter().find(|a| a.name == input.name);
         if recorded.map(|a| a.sha256.as_str()) != Some(input.sha256.as_str()) {

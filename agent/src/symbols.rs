@@ -97,12 +97,7 @@ pub fn read_inputs(
         vmcoreinfo: read(names::VMCOREINFO)?,
         banner: read(names::BANNER)?,
     };
-    let manifest = TableInput {
-        name: loc.name(),
-        size: raw.len() as u64,
-        sha256: hex::encode(Sha256::digest(&raw)),
-    };
-    Ok((inputs, manifest))
+    Ok((inputs, airf_isf::table::input(&loc.name(), &raw)))
 }
 
 /// Stores one object of a table: a local file (kept when it already holds these bytes), or an

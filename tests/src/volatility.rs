@@ -27,7 +27,8 @@ pub struct GuestState {
     pub modules: BTreeSet<String>,
 }
 
-fn marker(stderr: &str, key: &str) -> Result<String> {
+/// A `KEY=value` line the guest printed on stderr.
+pub fn marker(stderr: &str, key: &str) -> Result<String> {
     stderr
         .lines()
         .find_map(|l| l.strip_prefix(&format!("{key}=")))

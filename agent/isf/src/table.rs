@@ -24,7 +24,8 @@ pub struct BuiltTable {
     pub manifest: SymbolTableManifest,
 }
 
-fn input(name: &str, bytes: &[u8]) -> TableInput {
+/// `name`'s size and SHA-256, as a table manifest lists its inputs.
+pub fn input(name: &str, bytes: &[u8]) -> TableInput {
     TableInput {
         name: name.to_owned(),
         size: bytes.len() as u64,

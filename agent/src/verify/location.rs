@@ -33,6 +33,15 @@ fn recorded_image(manifest: &Manifest) -> &str {
         .unwrap_or(&manifest.image.location)
 }
 
+/// The image's object name, as the manifest records it (its place's last segment).
+pub fn image_name(manifest: &Manifest) -> String {
+    recorded_image(manifest)
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// `found` is the manifest's location (a local path made absolute by the caller), `image` the
 /// image's beside it.
 pub fn check(

@@ -172,15 +172,7 @@ pub fn verify_with(
             return report;
         }
     };
-    let image_name = manifest
-        .image
-        .key
-        .as_deref()
-        .unwrap_or(&manifest.image.location)
-        .rsplit('/')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
+    let image_name = location::image_name(&manifest);
     let image_loc = manifest_loc.sibling(&image_name);
     report.image = image_loc.display();
     // A local copy is compared by the folders it sits in, so relative paths are made absolute.

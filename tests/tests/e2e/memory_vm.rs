@@ -21,18 +21,9 @@ use airf_agent::memory::iomem::{RamRange, lime_image_size, parse_system_ram};
 use airf_agent::memory::lime_format::{HEADER_SIZE, LimeHeader};
 use airf_e2e::slow_link::{SlowLink, Slowness};
 use airf_e2e::vm::{GuestRun, Series, VmKernel, env_path, guest, guest_on, guest_via};
-use airf_e2e::volatility;
+use airf_e2e::volatility::{self, marker};
 use airf_e2e::{S3Server, ServerKind, agent_bin, run_agent, sha256, zstd_decompress};
 use anyhow::{Context, Result, bail, ensure};
-
-/// Lines `KEY=value` that the guest scripts print on stderr.
-fn marker(stderr: &str, key: &str) -> Result<String> {
-    stderr
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}=")))
-        .map(str::to_owned)
-        .with_context(|| format!("guest printed no {key}= line:\n{stderr}"))
-}
 
 /// The guest's /proc/iomem, printed between markers on stderr.
 fn guest_ram(stderr: &str) -> Result<Vec<RamRange>> {

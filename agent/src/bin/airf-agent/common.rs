@@ -380,6 +380,24 @@ pub fn init_logging() {
         .try_init();
 }
 
+/// The I/O runtime, or the exit status after saying why it could not start.
+pub fn runtime_or_exit() -> Result<tokio::runtime::Runtime, i32> {
+    runtime().map_err(|e| {
+        eprintln!("airf-agent: error: cannot start the I/O runtime: {e}");
+        airf_agent::report::exit::FAILED
+    })
+}
+
+/// An S3 client when `loc` is in S3 (local files need none).
+pub fn s3_client_for(
+    loc: &airf_agent::verify::Location,
+    rt: &tokio::runtime::Runtime,
+    args: &S3Args,
+) -> Option<aws_sdk_s3::Client> {
+    matches!(loc, airf_agent::verify::Location::S3 { .. })
+        .then(|| rt.block_on(airf_agent::s3_client::build(&args.options())))
+}
+
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -40,15 +40,11 @@ pub fn run(args: FetchArgs) -> i32 {
             return exit::USAGE;
         }
     };
-    let rt = match common::runtime() {
+    let rt = match common::runtime_or_exit() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("airf-agent: error: cannot start the I/O runtime: {e}");
-            return exit::FAILED;
-        }
+        Err(code) => return code,
     };
-    let client = matches!(loc, airf_agent::verify::Location::S3 { .. })
-        .then(|| rt.block_on(airf_agent::s3_client::build(&args.s3.options())));
+    let client = common::s3_client_for(&loc, &rt, &args.s3);
     let opts = FetchOptions {
         keep_compressed: args.keep_compressed,
         volatility_plugins: args.volatility_plugins.clone(),

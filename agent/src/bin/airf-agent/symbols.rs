@@ -98,15 +98,11 @@ pub fn run(args: SymbolsArgs) -> i32 {
             return exit::USAGE;
         }
     };
-    let rt = match common::runtime() {
+    let rt = match common::runtime_or_exit() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("airf-agent: error: cannot start the I/O runtime: {e}");
-            return exit::FAILED;
-        }
+        Err(code) => return code,
     };
-    let client = matches!(loc, Location::S3 { .. })
-        .then(|| rt.block_on(airf_agent::s3_client::build(&args.s3.options())));
+    let client = common::s3_client_for(&loc, &rt, &args.s3);
     let s3 = client.as_ref().map(|c| (c, rt.handle()));
     let outcome = symbols::read_inputs(&loc, s3).and_then(|(inputs, manifest)| {
         if !json && !args.output.no_progress {

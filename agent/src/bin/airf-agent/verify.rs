@@ -58,12 +58,9 @@ pub fn run(args: VerifyArgs) -> i32 {
         );
         return exit::USAGE;
     }
-    let rt = match common::runtime() {
+    let rt = match common::runtime_or_exit() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("airf-agent: error: cannot start the I/O runtime: {e}");
-            return exit::FAILED;
-        }
+        Err(code) => return code,
     };
     let key = if let Some(path) = &args.public_key {
         Some(public_key::from_pem_file(path))
@@ -82,8 +79,7 @@ pub fn run(args: VerifyArgs) -> i32 {
         require_signature: args.require_signature,
         public_key,
     };
-    let client = matches!(loc, Location::S3 { .. })
-        .then(|| rt.block_on(airf_agent::s3_client::build(&args.s3.options())));
+    let client = common::s3_client_for(&loc, &rt, &args.s3);
     let report = verify_with(&loc, client.as_ref().map(|c| (c, rt.handle())), &opts);
     let mut human = String::new();
     for c in &report.checks {
