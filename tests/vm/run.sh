@@ -196,7 +196,7 @@ cat "$rdir/base.cpio" "$work/run.cpio" >"$work/initrd"
 
 # ---- qemu command line -------------------------------------------------------
 case ${AIRF_VM_ACCEL:-tcg} in
-  tcg) accel=(-accel tcg -cpu max,la57=off) ;;
+  tcg) accel=(-accel tcg -cpu "max,la57=off") ;;
   kvm) accel=(-accel kvm -cpu host) ;;
   *) die "AIRF_VM_ACCEL must be tcg or kvm" ;;
 esac
