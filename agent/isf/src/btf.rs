@@ -476,7 +476,7 @@ fn read_type(cur: &mut Cursor<'_>, strings: &[u8], id: TypeId) -> Result<Type, B
     Ok(Type { name, kind })
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "testing"))]
 pub(crate) mod testing {
     //! A small BTF writer for tests: the blobs the parser and the generator are tested with.
 

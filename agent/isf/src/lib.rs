@@ -15,6 +15,8 @@ pub mod kallsyms;
 pub mod model;
 pub mod symbols;
 pub mod table;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod types;
 pub mod vmcoreinfo;
 
