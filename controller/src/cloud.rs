@@ -222,6 +222,10 @@ pub enum NewVersion {
 // ------------------------------------------------ evidence custody: data (actions/verify.rs and
 // custody.rs; the calls are in the controller's own account, beside StartExecution and Publish)
 
+/// The largest object [`Cloud::get_object`] reads: manifests are small; anything larger is not
+/// one.
+pub const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
+
 /// An object read back from the evidence bucket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredObject {
@@ -387,17 +391,28 @@ pub trait Cloud {
     ) -> Result<Started>;
     /// SNS Publish in the controller's account.
     async fn publish(&self, topic_arn: &str, subject: &str, message: &str) -> Result<()>;
-    /// GetObject from the evidence bucket; None: no such key.
+    /// GetObject from the evidence bucket of an object the size of a manifest (16 MiB at
+    /// most); None: no such key.
     async fn get_object(&self, bucket: &str, key: &str) -> Result<Option<StoredObject>>;
+    /// GetObject of an object of up to `max_bytes` (a larger one is refused before its body is
+    /// read); None: no such key.
+    async fn get_object_up_to(
+        &self,
+        bucket: &str,
+        key: &str,
+        max_bytes: u64,
+    ) -> Result<Option<StoredObject>>;
     /// HeadObject: the object's size and version; None: no such key.
     async fn head_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectHead>>;
-    /// PutObject with `If-None-Match: *` to the evidence bucket (SSE-KMS with `kms_key_id` when
-    /// it is not empty): an object is never replaced.
+    /// PutObject with `If-None-Match: *` and the body's SHA-256 checksum (S3 refuses a body
+    /// that does not match it) to the evidence bucket (SSE-KMS with `kms_key_id` when it is not
+    /// empty): an object is never replaced.
     async fn put_new_object(
         &self,
         bucket: &str,
         key: &str,
         body: &[u8],
+        content_type: &str,
         kms_key_id: &str,
     ) -> Result<PutNew>;
     /// ListObjectsV2 (every page): the keys under `prefix`, after `start_after` when given, in

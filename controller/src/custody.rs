@@ -17,6 +17,9 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 
+/// The content type of countersignatures and custody entries.
+pub const JSON: &str = "application/json";
+
 /// KMS signs at most 4,096 bytes with MessageType RAW (KMS API reference, Sign, `Message`).
 pub const MAX_STATEMENT_BYTES: usize = 4096;
 
@@ -143,7 +146,7 @@ pub async fn countersign<C: Cloud>(
         existing,
     };
     match cloud
-        .put_new_object(bucket, &key, &body, kms_key_id)
+        .put_new_object(bucket, &key, &body, JSON, kms_key_id)
         .await?
     {
         PutNew::Created => Ok(done(false)),
@@ -325,7 +328,7 @@ impl<'a, C: Cloud> CustodyLog<'a, C> {
             let key = format!("{}{}", self.prefix, custody_entry_name(seq));
             match self
                 .cloud
-                .put_new_object(&self.bucket, &key, &bytes, &self.kms_key_id)
+                .put_new_object(&self.bucket, &key, &bytes, JSON, &self.kms_key_id)
                 .await?
             {
                 PutNew::Created => {

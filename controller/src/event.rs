@@ -4,7 +4,7 @@
 
 use crate::model::{
     Evidence, Intent, STATUS_TAG, SentCommand, SnapshotPlan, Status, Subject, Target, TaskRun,
-    is_case_id,
+    Verified, is_case_id,
 };
 use airf_evidence::EvidenceKind;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
@@ -163,6 +163,18 @@ pub enum Task {
         /// the custody log.
         execution_arn: String,
     },
+    /// Builds a Volatility symbol table for every memory image `verify` checked, from what the
+    /// capture stored beside it, and stores it there.
+    Symbols {
+        /// Case.
+        case_id: String,
+        /// The instance.
+        subject: Subject,
+        /// What `verify` checked (its `artifacts`): the memory images among them.
+        artifacts: Vec<Verified>,
+        /// The Step Functions execution (`$$.Execution.Id`), named in each table's manifest.
+        execution_arn: String,
+    },
     /// Isolates the instance.
     Contain {
         /// Case.
@@ -225,6 +237,9 @@ impl Task {
                 case_id, subject, ..
             }
             | Task::Verify {
+                case_id, subject, ..
+            }
+            | Task::Symbols {
                 case_id, subject, ..
             }
             | Task::Contain { case_id, subject }
@@ -480,7 +495,7 @@ fn check_subject(case_id: &str, subject: &Subject) -> Result<(), Rejected> {
 }
 
 fn check_task(task: &Task) -> Result<(), Rejected> {
-    if let Task::Verify { execution_arn, .. } = task
+    if let Task::Verify { execution_arn, .. } | Task::Symbols { execution_arn, .. } = task
         && !is_execution_arn(execution_arn)
     {
         return reject(format!(

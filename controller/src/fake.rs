@@ -171,6 +171,12 @@ pub fn injected(line: &str, retryable: bool) -> Error {
             "AccessDeniedException",
         ),
         "Publish" => ("sns", "Throttling: Rate exceeded", "AuthorizationError"),
+        // S3's 503 and 403, as the SDK shows them.
+        "GetObject" | "PutObject" => (
+            "s3",
+            "SlowDown: Please reduce your request rate.",
+            "AccessDenied: Access Denied",
+        ),
         _ => (
             "ec2",
             "RequestLimitExceeded: Request limit exceeded.",
@@ -744,14 +750,41 @@ impl Cloud for FakeCloud {
         Ok(())
     }
     async fn get_object(&self, bucket: &str, key: &str) -> Result<Option<StoredObject>> {
-        Ok(self
-            .lock()
-            .objects
-            .get(&(bucket.to_owned(), key.to_owned()))
-            .map(|bytes| StoredObject {
-                bytes: bytes.clone(),
-                version_id: Some(FAKE_VERSION.into()),
-            }))
+        self.get_object_up_to(bucket, key, crate::cloud::MAX_MANIFEST_BYTES)
+            .await
+    }
+    async fn get_object_up_to(
+        &self,
+        bucket: &str,
+        key: &str,
+        max_bytes: u64,
+    ) -> Result<Option<StoredObject>> {
+        // Reads are not logged in `calls` (tests compare those with what changed), but they
+        // fail as `fail_on` says, with S3's answers.
+        let line = format!("GetObject s3://{bucket}/{key}");
+        {
+            let mut s = self.lock();
+            if let Some((prefix, retryable)) = s.fail_on.clone()
+                && line.starts_with(&prefix)
+            {
+                s.fail_on = None;
+                return Err(injected(&line, retryable));
+            }
+        }
+        let s = self.lock();
+        let Some(bytes) = s.objects.get(&(bucket.to_owned(), key.to_owned())) else {
+            return Ok(None);
+        };
+        if bytes.len() as u64 > max_bytes {
+            return Err(Error::failed(format!(
+                "s3://{bucket}/{key} is {} bytes, more than the {max_bytes} such an object can be",
+                bytes.len()
+            )));
+        }
+        Ok(Some(StoredObject {
+            bytes: bytes.clone(),
+            version_id: Some(FAKE_VERSION.into()),
+        }))
     }
     async fn head_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectHead>> {
         Ok(self
@@ -768,10 +801,11 @@ impl Cloud for FakeCloud {
         bucket: &str,
         key: &str,
         body: &[u8],
+        content_type: &str,
         kms_key_id: &str,
     ) -> Result<PutNew> {
         self.call(format!(
-            "PutObject s3://{bucket}/{key} if-none-match=* sse-kms={kms_key_id}"
+            "PutObject s3://{bucket}/{key} if-none-match=* type={content_type} sse-kms={kms_key_id}"
         ))?;
         let mut s = self.lock();
         if s.racing_puts.front().is_some_and(|(k, _)| k == key)

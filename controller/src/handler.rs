@@ -1,7 +1,7 @@
 //! The Lambda's one entry point: parse, check the account, run the action, answer JSON.
 
 use crate::actions::{
-    acquire, claim, contain, fail, isolate, prepare, release, snapshots, start, verify,
+    acquire, claim, contain, fail, isolate, prepare, release, snapshots, start, symbols, verify,
 };
 use crate::cloud::Cloud;
 use crate::config::Config;
@@ -88,6 +88,22 @@ async fn run_task<C: Cloud>(cloud: &C, config: &Config, task: Task, now: &str) -
                 &results,
                 &execution_arn,
                 now,
+            )
+            .await?,
+        ),
+        Task::Symbols {
+            case_id,
+            subject,
+            artifacts,
+            execution_arn,
+        } => to_value(
+            symbols::symbols(
+                cloud,
+                config,
+                &case_id,
+                &subject,
+                &artifacts,
+                &execution_arn,
             )
             .await?,
         ),

@@ -443,6 +443,27 @@ pub struct NotAcquired {
     pub not_acquired: String,
 }
 
+/// One artifact `verify` checked (actions/verify.rs): the symbols step reads the memory ones.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verified {
+    /// Memory or disk.
+    pub kind: EvidenceKind,
+    /// What was read (device, `/proc/kcore`, …).
+    pub source: String,
+    /// `s3://bucket/key` of the manifest.
+    pub manifest: String,
+    /// `s3://bucket/key` of the image.
+    pub image: String,
+    /// Raw bytes and their SHA-256.
+    pub raw_size: u64,
+    /// SHA-256 of the raw stream.
+    pub raw_sha256: String,
+    /// SHA-256 of the stored object.
+    pub compressed_sha256: String,
+    /// Zero-filled unreadable bytes.
+    pub unreadable_bytes: u64,
+}
+
 /// What an acquisition step left for `verify`: one result (an SSM command), several (one
 /// snapshot task per volume), or why there is none.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -41,6 +41,7 @@ fn instantiate(parameters: &Value) -> Value {
             "memory" => json!({"kind": "memory", "not_acquired": "the instance is stopped"}),
             "plan" => json!({"tasks": []}),
             "tasks" => json!([]),
+            "artifacts" => json!([]),
             "error" => json!({"Error": "Airf.Failed", "Cause": "x"}),
             "input" => json!({"CaseId": "IR-1"}),
             // $$.Execution.Id of a Distributed Map's child execution.
@@ -140,6 +141,9 @@ fn retried_and_caught_errors_are_ones_the_handler_returns() {
         let expected = match name.as_str() {
             "Normalize" => "RejectedInput",
             "RecordError" => "Errored",
+            // The instance is contained by then: a table that cannot be made is recorded, not
+            // the instance's failure.
+            "Symbols" => "Contained",
             _ => "RecordError",
         };
         assert_eq!(
@@ -232,4 +236,45 @@ fn fleets_run_as_child_executions_with_bounded_concurrency() {
     );
     let n = map["MaxConcurrency"].as_u64().expect("MaxConcurrency");
     assert!((100..=10_000).contains(&n), "MaxConcurrency {n}");
+}
+
+/// The symbol tables are built after containment, never before it (containment never waits
+/// for seconds of CPU an analyst needs later), and only after an investigation (verify ran);
+/// their failure is recorded in the instance's result, which still says contained.
+#[test]
+fn symbol_tables_come_after_containment_and_never_fail_the_instance() {
+    let asl = definition();
+    let states = &asl["States"]["Instances"]["ItemProcessor"]["States"];
+    assert_eq!(states["Contain"]["Next"], "SymbolTables?");
+    let choice = &states["SymbolTables?"];
+    assert_eq!(choice["Type"], "Choice");
+    assert_eq!(choice["Choices"][0]["Variable"], "$.verify.artifacts");
+    assert_eq!(choice["Choices"][0]["IsPresent"], true);
+    assert_eq!(choice["Choices"][0]["Next"], "Symbols");
+    assert_eq!(choice["Default"], "Contained");
+    let symbols = &states["Symbols"];
+    assert_eq!(symbols["Parameters"]["action"], "symbols");
+    assert_eq!(symbols["Parameters"]["artifacts.$"], "$.verify.artifacts");
+    assert_eq!(symbols["Next"], "Contained");
+    assert_eq!(symbols["ResultPath"], "$.symbols");
+    let catch = &symbols["Catch"][0];
+    assert_eq!(catch["ResultPath"], "$.symbols", "the error is the result");
+    assert_eq!(catch["Next"], "Contained");
+    let contained = &states["Contained"];
+    assert_eq!(contained["Parameters"]["status"], "contained");
+    assert_eq!(contained["Parameters"]["symbols.$"], "$.symbols");
+    // Containment alone never runs Symbols, yet Contained reads $.symbols: the Map's item
+    // starts with an empty one.
+    let item = &asl["States"]["Instances"]["ItemSelector"];
+    assert_eq!(item["symbols"], json!({"images": []}));
+    assert!(item["verify"].get("artifacts").is_none());
+    // No state before Contain leads to Symbols.
+    for (name, state) in states.as_object().into_iter().flatten() {
+        if name != "SymbolTables?" {
+            assert!(
+                !state.to_string().contains("\"Next\":\"Symbols\""),
+                "{name} leads to Symbols"
+            );
+        }
+    }
 }

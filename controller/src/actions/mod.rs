@@ -11,6 +11,7 @@ pub mod prepare;
 pub mod release;
 pub mod snapshots;
 pub mod start;
+pub mod symbols;
 pub mod verify;
 
 use crate::cloud::Cloud;

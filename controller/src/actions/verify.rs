@@ -17,26 +17,7 @@ use airf_evidence::manifest::{Manifest, ManifestError};
 use airf_evidence::report::{SourceReport, Status};
 use serde::{Deserialize, Serialize};
 
-/// One verified artifact.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Verified {
-    /// Memory or disk.
-    pub kind: EvidenceKind,
-    /// What was read (device, `/proc/kcore`, …).
-    pub source: String,
-    /// `s3://bucket/key` of the manifest.
-    pub manifest: String,
-    /// `s3://bucket/key` of the image.
-    pub image: String,
-    /// Raw bytes and their SHA-256.
-    pub raw_size: u64,
-    /// SHA-256 of the raw stream.
-    pub raw_sha256: String,
-    /// SHA-256 of the stored object.
-    pub compressed_sha256: String,
-    /// Zero-filled unreadable bytes.
-    pub unreadable_bytes: u64,
-}
+pub use crate::model::Verified;
 
 /// The verify step's output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

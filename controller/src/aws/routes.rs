@@ -201,6 +201,15 @@ impl Cloud for AwsCloud {
         s3::get_object(self, bucket, key).await
     }
 
+    async fn get_object_up_to(
+        &self,
+        bucket: &str,
+        key: &str,
+        max_bytes: u64,
+    ) -> Result<Option<StoredObject>> {
+        s3::get_object_up_to(self, bucket, key, max_bytes).await
+    }
+
     async fn head_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectHead>> {
         s3::head_object(self, bucket, key).await
     }
@@ -210,9 +219,10 @@ impl Cloud for AwsCloud {
         bucket: &str,
         key: &str,
         body: &[u8],
+        content_type: &str,
         kms_key_id: &str,
     ) -> Result<PutNew> {
-        s3::put_new_object(self, bucket, key, body, kms_key_id).await
+        s3::put_new_object(self, bucket, key, body, content_type, kms_key_id).await
     }
 
     async fn list_keys(

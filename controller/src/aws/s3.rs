@@ -3,13 +3,12 @@
 //! entries (conditional writes only: an object is never replaced).
 
 use super::{AwsCloud, aws_err, code_of};
-use crate::cloud::{ObjectHead, PutNew, StoredObject};
+use crate::cloud::{MAX_MANIFEST_BYTES, ObjectHead, PutNew, StoredObject};
 use crate::error::{Error, Result};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ServerSideEncryption;
-
-/// Manifests are small; anything larger is not one.
-const MAX_MANIFEST_BYTES: i64 = 16 * 1024 * 1024;
+use base64::Engine as _;
+use sha2::{Digest as _, Sha256};
 
 /// GetObject, refusing objects too large to be a manifest; None: no such key.
 pub(super) async fn get_object(
@@ -17,14 +16,26 @@ pub(super) async fn get_object(
     bucket: &str,
     key: &str,
 ) -> Result<Option<StoredObject>> {
+    get_object_up_to(cloud, bucket, key, MAX_MANIFEST_BYTES).await
+}
+
+/// GetObject, refusing an object over `max_bytes` before reading its body; None: no such key.
+pub(super) async fn get_object_up_to(
+    cloud: &AwsCloud,
+    bucket: &str,
+    key: &str,
+    max_bytes: u64,
+) -> Result<Option<StoredObject>> {
     let out = match cloud.s3.get_object().bucket(bucket).key(key).send().await {
         Ok(out) => out,
         Err(e) if matches!(code_of(&e), "NoSuchKey" | "NotFound") => return Ok(None),
         Err(e) => return Err(aws_err("s3:GetObject")(e)),
     };
-    if out.content_length().is_some_and(|n| n > MAX_MANIFEST_BYTES) {
+    if let Some(n) = out.content_length().and_then(|n| u64::try_from(n).ok())
+        && n > max_bytes
+    {
         return Err(Error::failed(format!(
-            "s3://{bucket}/{key} is larger than a manifest can be"
+            "s3://{bucket}/{key} is {n} bytes, more than the {max_bytes} such an object can be"
         )));
     }
     let version_id = out.version_id().map(str::to_owned);
@@ -63,23 +74,27 @@ pub(super) async fn head_object(
     }
 }
 
-/// PutObject with `If-None-Match: *`. The evidence bucket's policy denies any other encryption
-/// than its own key (DenyOtherEncryption, DenyOtherKmsKeys): the key is named when configured,
-/// else the bucket's default applies.
+/// PutObject with `If-None-Match: *` and `x-amz-checksum-sha256` (S3 checks the body against
+/// it and keeps it with the object, as the agent's uploads do). The evidence bucket's policy
+/// denies any other encryption than its own key (DenyOtherEncryption, DenyOtherKmsKeys): the key
+/// is named when configured, else the bucket's default applies.
 pub(super) async fn put_new_object(
     cloud: &AwsCloud,
     bucket: &str,
     key: &str,
     body: &[u8],
+    content_type: &str,
     kms_key_id: &str,
 ) -> Result<PutNew> {
+    let checksum = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(body));
     let mut put = cloud
         .s3
         .put_object()
         .bucket(bucket)
         .key(key)
         .if_none_match("*")
-        .content_type("application/json")
+        .content_type(content_type)
+        .checksum_sha256(checksum)
         .body(ByteStream::from(body.to_vec()));
     if !kms_key_id.is_empty() {
         put = put
