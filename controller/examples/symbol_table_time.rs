@@ -18,16 +18,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         banner: std::fs::read(banner)?,
     };
     let started = Instant::now();
+    let cpu_before = cpu_seconds()?;
     let built = airf_isf::table::build(&inputs, None, "symbol_table_time")?;
+    let cpu = cpu_seconds()? - cpu_before;
     let seconds = started.elapsed().as_secs_f64();
+    let peak = peak_rss_kib()? / 1024;
     let json = airf_isf::decompress(&built.xz)?;
     let json_bytes = serde_json::to_vec(&json)?.len();
     println!(
-        "built in {seconds:.2} s: {} bytes .json.xz, {json_bytes} bytes JSON; {} user types, {} symbols; peak RSS {} MiB",
+        "built in {seconds:.2} s ({cpu:.2} s of CPU): {} bytes .json.xz, {json_bytes} bytes JSON; {} user types, {} symbols; peak RSS {peak} MiB",
         built.xz.len(),
         built.manifest.summary.user_types,
         built.manifest.summary.symbols,
-        peak_rss_kib()? / 1024
     );
     Ok(())
 }
@@ -44,4 +46,17 @@ fn peak_rss_kib() -> Result<u64, Box<dyn std::error::Error>> {
         .nth(1)
         .ok_or("VmHWM without a value")?
         .parse()?)
+}
+
+/// User and system CPU time of this process so far (/proc/self/stat, clock ticks of 1/100 s).
+fn cpu_seconds() -> Result<f64, Box<dyn std::error::Error>> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // Fields after the command name (which may hold spaces), from field 3 on.
+    let rest = stat.rsplit_once(')').ok_or("no ) in /proc/self/stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> Result<f64, Box<dyn std::error::Error>> {
+        Ok(fields.get(i).ok_or("short /proc/self/stat")?.parse::<f64>()?)
+    };
+    // utime and stime are fields 14 and 15: indexes 11 and 12 here.
+    Ok((ticks(11)? + ticks(12)?) / 100.0)
 }

@@ -27,6 +27,8 @@ CREATED_PATTERN = re.compile(r"<(?:groupId|snapshotId)>((?:sg|snap)-[0-9a-f]+)</
 S3_HEADERS = (
     "x-amz-server-side-encryption", "x-amz-server-side-encryption-aws-kms-key-id", "x-amz-acl",
     "x-amz-storage-class", "x-amz-object-lock-mode", "if-none-match", "x-amz-copy-source",
+    # Read by no IAM condition: kept so that tests can see which writes carried a checksum.
+    "x-amz-checksum-sha256",
 )
 # EBS direct APIs (REST, the operation is in the path): /snapshots/<id>/blocks[/<index>],
 # /snapshots/<id>/changedblocks; StartSnapshot, PutSnapshotBlock and CompleteSnapshot are writes

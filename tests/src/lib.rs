@@ -9,7 +9,8 @@
 //! world in moto), [`workflow_runner`] (the workflow run by an ASL interpreter, on simulated
 //! time), [`asl`] (time budgets and history sizes computed from the workflow definition),
 //! [`ssm_agent`] (whether the emulated SSM sees an instance's agent registered),
-//! [`guest_evidence`] (real evidence from a guest for a workflow run),
+//! [`guest_evidence`] (real evidence from a guest for a workflow run), [`planted_evidence`]
+//! (the evidence an agent would store, without a guest),
 //! [`ssm_run_command`] (SSM Run Command played on this machine), [`vm`] (a QEMU guest),
 //! [`slow_link`] (a throttling proxy), [`fault_proxy`] (an S3 proxy that drops, delays, refuses
 //! and loses requests and responses) and [`s3api_listing`] (the AWS CLI's listings, read
@@ -22,6 +23,7 @@ pub mod emulator_faults;
 pub mod fault_proxy;
 pub mod guest_evidence;
 pub mod iam_calls;
+pub mod planted_evidence;
 pub mod s3api_listing;
 pub mod slow_link;
 pub mod ssm_agent;

@@ -50,6 +50,7 @@ fn analyze_tag_runs_the_workflow_to_containment_with_verified_evidence() -> Resu
         "acquire_status",
         "verify",
         "contain",
+        "symbols",
     ])?;
     let result = &workflow.outcome["output"]["instances"][0];
     ensure!(result["status"] == json!("contained"), "{result}");

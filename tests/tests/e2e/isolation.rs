@@ -566,7 +566,8 @@ fn contain_first_with_real_evidence_then_release() -> Result<()> {
                 "acquire",
                 "acquire_status",
                 "verify",
-                "contain"
+                "contain",
+                "symbols"
             ],
         "{:?}",
         run.actions

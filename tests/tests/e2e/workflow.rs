@@ -6,17 +6,23 @@
 //!   acquired, one that never registers ends in Error naming the fast path (without the
 //!   snapshot task) or has its disks imaged from EBS snapshots by the real agent (with it), a
 //!   stopped instance too, and a 100-instance fleet is claimed at once;
-//! - the snapshot task's command line passes the agent's own rules for case ids and prefixes.
+//! - the snapshot task's command line passes the agent's own rules for case ids and prefixes;
+//! - after containment, each memory capture gets its Volatility symbol table in its folder, or
+//!   `no_symbol_table` and why (a kernel without BTF), and a failed Symbols step leaves the
+//!   instance contained with the error in its result.
 
 use airf_controller::actions::acquire;
 use airf_e2e::asl::{HISTORY_LIMIT, Workflow};
 use airf_e2e::emulator::{ACCOUNT, Emulator, REGION, sdk};
 use airf_e2e::guest_evidence::GuestEvidence;
+use airf_e2e::planted_evidence::{NO_BTF, PlantedEvidence, SymbolInputs};
 use airf_e2e::repo_root;
 use airf_e2e::workflow_runner::{ECS_ACTION, TaskCall, World};
 use anyhow::{Context, Result, bail, ensure};
 use aws_sdk_ec2::types as ec2t;
+use base64::Engine as _;
 use serde_json::{Value, json};
+use sha2::Digest as _;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -373,7 +379,8 @@ fn an_instance_online_only_after_30_simulated_minutes_reaches_containment() -> R
             "acquire",
             "acquire_status",
             "verify",
-            "contain"
+            "contain",
+            "symbols"
         ],
         "after coming online at {online} s: {tail:?}"
     );
@@ -813,6 +820,11 @@ fn ensure_disks_from_snapshots(
         result.pointer("/custody/signatures") == Some(&json!(volumes.len())),
         "{result}"
     );
+    // No memory, no symbol table: the Symbols step ran and had nothing to do.
+    ensure!(
+        result.pointer("/symbols/images") == Some(&json!([])),
+        "{result}"
+    );
     emu.ensure_status(id, "Contain")?;
     let tags = emu.tags(id)?;
     ensure!(
@@ -920,7 +932,8 @@ fn an_unmanaged_instance_ends_with_disk_evidence_from_snapshots_and_a_verified_c
             ECS_ACTION,
             "snapshot_results",
             "verify",
-            "contain"
+            "contain",
+            "symbols"
         ] && !run.actions.iter().any(|a| a == "acquire" || a == "fail"),
         "{:?}",
         run.actions
@@ -1171,5 +1184,355 @@ fn a_snapshot_task_that_never_ran_is_not_taken_for_success() -> Result<()> {
                 && body.contains("CannotPullContainerError")),
         "no notification names ECS's reason: {messages:?}"
     );
+    Ok(())
+}
+
+// ------------------------------------------------------------ Volatility symbol tables
+
+/// An instance online at once whose agent stored `evidence` (planted: this host has no
+/// /proc/kcore).
+struct PlantedAgent<'a> {
+    emu: &'a Emulator,
+    evidence: &'a PlantedEvidence,
+}
+
+impl World for PlantedAgent<'_> {
+    fn before_task(&self, action: &str, payload: &Value, _seconds: u64) -> Result<()> {
+        if action == "managed" {
+            let id = payload
+                .pointer("/subject/instance_id")
+                .and_then(Value::as_str)
+                .context("managed without an instance")?;
+            self.emu.set_ssm_registered(id, true)?;
+        }
+        Ok(())
+    }
+
+    fn instance_side(&self, kind: &str, command_id: &str) -> Result<()> {
+        self.evidence.answer(self.emu, kind, command_id)
+    }
+}
+
+/// Runs an investigation of one instance whose memory capture stored `inputs`: (instance,
+/// evidence, run). The workflow must succeed with the instance contained, the Symbols step
+/// last.
+fn investigate_planted(
+    emu: &Emulator,
+    case: &str,
+    inputs: &SymbolInputs,
+) -> Result<(
+    String,
+    PlantedEvidence,
+    airf_e2e::workflow_runner::WorkflowRun,
+)> {
+    let id = emu.instance(&[("Name", "web-1")])?;
+    let evidence = PlantedEvidence::plant(emu, &id, case, inputs)?;
+    let world = PlantedAgent {
+        emu,
+        evidence: &evidence,
+    };
+    let run = emu.run_workflow_in(&investigate(case, std::slice::from_ref(&id)), &world)?;
+    run.ensure_succeeded()?;
+    let tail: Vec<&str> = run
+        .actions
+        .iter()
+        .skip_while(|a| *a != "verify")
+        .map(String::as_str)
+        .collect();
+    ensure!(
+        tail == ["verify", "contain", "symbols"],
+        "{:?}",
+        run.actions
+    );
+    emu.ensure_status(&id, "Contain")?;
+    Ok((id, evidence, run))
+}
+
+/// The objects in a memory capture's folder, by name.
+fn folder_objects(emu: &Emulator, folder: &str) -> Result<Vec<String>> {
+    Ok(emu
+        .server
+        .keys(&format!("{folder}/"))?
+        .into_iter()
+        .filter_map(|k| k.rsplit('/').next().map(str::to_owned))
+        .collect())
+}
+
+/// Issue 15: a memory capture with complete inputs has its Volatility symbol table stored in its
+/// case folder by the workflow, after containment; the table's manifest names the memory
+/// manifest's bytes and exactly the inputs' sizes and hashes the memory manifest lists; the
+/// controller wrote both objects new-only with their SHA-256 checksum, as its role and the
+/// bucket policy allow (IAM-evaluated); the responders are told where the table is.
+#[test]
+fn a_memory_capture_gets_its_symbol_table_in_the_case_folder() -> Result<()> {
+    let emu = Emulator::start("")?;
+    let case = "IR-ISF";
+    let (_, evidence, run) = investigate_planted(
+        &emu,
+        case,
+        &SymbolInputs::Complete(airf_isf::testing::toy_kernel()),
+    )?;
+    let bucket = &emu.config.evidence_bucket;
+    let folder = &evidence.memory_folder;
+    let table_key = format!("{folder}/memory.isf.json.xz");
+    let table_manifest_key = format!("{folder}/memory.isf.manifest.json");
+    let result = &run.outcome["output"]["instances"][0];
+    ensure!(result["status"] == json!("contained"), "{result}");
+    let image = &result["symbols"]["images"][0];
+    ensure!(
+        image["table"] == json!(format!("s3://{bucket}/{table_key}"))
+            && image["table_manifest"] == json!(format!("s3://{bucket}/{table_manifest_key}"))
+            && image["manifest"] == json!(format!("s3://{bucket}/{}", evidence.memory_manifest))
+            && image["kernel_release"] == json!(airf_isf::testing::RELEASE)
+            && image["existing"] == json!(false),
+        "{result}"
+    );
+
+    let memory_manifest = emu.server.get(&evidence.memory_manifest)?;
+    let memory: Value = serde_json::from_slice(&memory_manifest)?;
+    let table_manifest: Value = serde_json::from_slice(&emu.server.get(&table_manifest_key)?)?;
+    let listed: Vec<Value> = memory["source"]["artifacts"]
+        .as_array()
+        .context("no artifacts")?
+        .iter()
+        .map(|a| json!({"name": a["name"], "size": a["size"], "sha256": a["sha256"]}))
+        .collect();
+    ensure!(
+        table_manifest["inputs"] == json!(listed),
+        "the table's inputs {} are not the memory manifest's artifacts {listed:?}",
+        table_manifest["inputs"]
+    );
+    ensure!(
+        table_manifest["memory_manifest"]
+            == json!({"name": "memory.manifest.json", "size": memory_manifest.len(),
+                      "sha256": airf_e2e::sha256(&memory_manifest)}),
+        "{table_manifest}"
+    );
+    let table = emu.server.get(&table_key)?;
+    ensure!(
+        table_manifest["sha256"] == json!(airf_e2e::sha256(&table))
+            && table_manifest["size"] == json!(table.len()),
+        "{table_manifest}"
+    );
+    let isf = airf_isf::decompress(&table)?;
+    ensure!(
+        isf.symbols.contains_key("init_task") && isf.user_types.contains_key("task_struct"),
+        "the stored table is not the toy kernel's"
+    );
+
+    // How the controller wrote them: its own role, If-None-Match, the body's SHA-256.
+    let controller = &emu.deployment.controller_role;
+    for (key, body) in [
+        (&table_key, table.clone()),
+        (&table_manifest_key, emu.server.get(&table_manifest_key)?),
+    ] {
+        let puts: Vec<Value> = emu
+            .calls
+            .records()?
+            .into_iter()
+            .filter(|r| r["operation"] == "PutObject" && r["s3"]["key"] == json!(key))
+            .collect();
+        let checksum =
+            base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&body));
+        ensure!(
+            puts.len() == 1
+                && puts[0]["principal"]["role_arn"]
+                    .as_str()
+                    .is_some_and(|r| r.ends_with(&format!("/{controller}")))
+                && puts[0]["s3"]["headers"]["if-none-match"] == json!("*")
+                && puts[0]["s3"]["headers"]["x-amz-checksum-sha256"] == json!(checksum),
+            "{key}: {puts:?}"
+        );
+    }
+    let report = emu.check_iam()?;
+    eprintln!("IAM: {report}");
+
+    let messages = emu.messages()?;
+    ensure!(
+        messages
+            .iter()
+            .any(|(_, subject, body)| subject.contains("symbol table stored")
+                && body.contains(&format!("symbol table: s3://{bucket}/{table_key}"))),
+        "no notification names the table: {messages:?}"
+    );
+    // Contained first: the containment notice comes before the table's.
+    let order: Vec<&str> = messages
+        .iter()
+        .filter(|(queue, _, _)| *queue == 0)
+        .map(|(_, subject, _)| subject.as_str())
+        .collect();
+    let contained = order.iter().position(|s| s.contains("instance contained"));
+    let table_notice = order.iter().position(|s| s.contains("symbol table stored"));
+    ensure!(contained.is_some() && contained < table_notice, "{order:?}");
+    Ok(())
+}
+
+/// Issue 15: a kernel without BTF leaves its capture with no table, and the case is not the
+/// worse for it: the instance is contained, the result and the notification say
+/// `no_symbol_table` with the capture's own reason, and nothing is written beside the image.
+#[test]
+fn a_memory_capture_without_btf_is_contained_with_no_symbol_table_and_why() -> Result<()> {
+    let emu = Emulator::start("")?;
+    let (_, evidence, run) = investigate_planted(
+        &emu,
+        "IR-NOBTF",
+        &SymbolInputs::WithoutBtf(airf_isf::testing::toy_kernel()),
+    )?;
+    let result = &run.outcome["output"]["instances"][0];
+    ensure!(result["status"] == json!("contained"), "{result}");
+    ensure!(
+        result["symbols"]["images"][0]["no_symbol_table"] == json!(NO_BTF)
+            && result["symbols"]["images"][0].get("table").is_none(),
+        "{result}"
+    );
+    let names = folder_objects(&emu, &evidence.memory_folder)?;
+    ensure!(
+        !names.iter().any(|n| n.starts_with("memory.isf")),
+        "{names:?}"
+    );
+    let messages = emu.messages()?;
+    ensure!(
+        messages
+            .iter()
+            .any(|(_, subject, body)| subject.contains("NO symbol table")
+                && body.contains(&format!("no symbol table: {NO_BTF}"))),
+        "{messages:?}"
+    );
+    emu.check_iam()?;
+    Ok(())
+}
+
+/// A Symbols step that fails (here: the kallsyms beside the image rewritten after verify, so
+/// its hash no longer matches the manifest) is recorded in the instance's result; the
+/// instance stays contained and the execution succeeds.
+#[test]
+fn a_failed_symbols_step_leaves_the_instance_contained_with_the_error() -> Result<()> {
+    struct Tamper<'a>(PlantedAgent<'a>);
+    impl World for Tamper<'_> {
+        fn before_task(&self, action: &str, payload: &Value, seconds: u64) -> Result<()> {
+            if action == "symbols" {
+                // The acquisition role may only write new objects: the rewrite is a new
+                // version, as someone with more rights would make it.
+                let key = format!("{}/memory.kallsyms.txt", self.0.evidence.memory_folder);
+                let file = tempfile::NamedTempFile::new()?;
+                std::fs::write(file.path(), b"ffffffff81000000 T _text\n")?;
+                self.0.emu.server.put(&key, file.path())?;
+            }
+            self.0.before_task(action, payload, seconds)
+        }
+        fn instance_side(&self, kind: &str, command_id: &str) -> Result<()> {
+            self.0.instance_side(kind, command_id)
+        }
+    }
+    let emu = Emulator::start("")?;
+    let case = "IR-ALTERED";
+    let id = emu.instance(&[("Name", "web-1")])?;
+    let evidence = PlantedEvidence::plant(
+        &emu,
+        &id,
+        case,
+        &SymbolInputs::Complete(airf_isf::testing::toy_kernel()),
+    )?;
+    let world = Tamper(PlantedAgent {
+        emu: &emu,
+        evidence: &evidence,
+    });
+    let run = emu.run_workflow_in(&investigate(case, std::slice::from_ref(&id)), &world)?;
+    run.ensure_succeeded()?;
+    let result = &run.outcome["output"]["instances"][0];
+    ensure!(result["status"] == json!("contained"), "{result}");
+    ensure!(
+        result["symbols"]["Error"] == json!("Airf.Failed")
+            && result["symbols"]["Cause"].as_str().is_some_and(
+                |c| c.contains("evidence altered") && c.contains("memory.kallsyms.txt")
+            ),
+        "{result}"
+    );
+    emu.ensure_status(&id, "Contain")?;
+    ensure!(
+        !run.actions.iter().any(|a| a == "fail"),
+        "{:?}",
+        run.actions
+    );
+    let messages = emu.messages()?;
+    ensure!(
+        messages.iter().any(
+            |(_, subject, body)| subject.contains("symbol table NOT built")
+                && body.contains("evidence altered")
+        ),
+        "{messages:?}"
+    );
+    Ok(())
+}
+
+/// The evaluation of the controller's writes is not vacuous: its role may write a table only
+/// under the two names, and only new (If-None-Match), whatever the bucket policy allows others.
+#[test]
+fn the_controllers_table_writes_are_denied_under_other_names_or_without_if_none_match() -> Result<()>
+{
+    let emu = Emulator::start("")?;
+    let creds = emu.role_credentials(&emu.deployment.controller_role, "airf-controller")?;
+    let sdk = emu.rt.block_on(
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(emu.server.endpoint()?)
+            .region(aws_config::Region::new(REGION))
+            .credentials_provider(creds)
+            .load(),
+    );
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    let folder = format!(
+        "{}/IR-DENY/i-0123456789abcdef0/r",
+        emu.config.evidence_prefix
+    );
+    let put = |key: String, if_none_match: bool| -> Result<()> {
+        let mut p = s3
+            .put_object()
+            .bucket(&emu.config.evidence_bucket)
+            .key(key)
+            .body(b"x".to_vec().into());
+        if if_none_match {
+            p = p.if_none_match("*");
+        }
+        emu.rt.block_on(p.send())?;
+        Ok(())
+    };
+    // Allowed: the check passes.
+    put(format!("{folder}/memory.isf.json.xz"), true)?;
+    emu.check_iam()?;
+    for (key, if_none_match, statement) in [
+        (
+            format!("{folder}/memory.isf.manifest.json"),
+            false,
+            "ControllerNeverOverwrites",
+        ),
+        (
+            format!("{folder}/memory.isf.json"),
+            true,
+            "no statement allows it",
+        ),
+        (
+            format!("{folder}/memory.lime.zst"),
+            true,
+            "no statement allows it",
+        ),
+    ] {
+        std::fs::write(&emu.calls.path, "")?;
+        put(key.clone(), if_none_match)?;
+        let Err(e) = emu.check_iam() else {
+            bail!("PutObject {key} (If-None-Match {if_none_match}) passed");
+        };
+        let message = format!("{e:#}");
+        ensure!(
+            message.contains("s3:PutObject") && message.contains(statement),
+            "{key}: {message}"
+        );
+    }
+    // The denials were this test's own doing: its log must not fail tests/run.sh's evaluation
+    // of every test's calls.
+    std::fs::write(&emu.calls.path, "")?;
     Ok(())
 }
