@@ -55,7 +55,10 @@ fn cpu_seconds() -> Result<f64, Box<dyn std::error::Error>> {
     let rest = stat.rsplit_once(')').ok_or("no ) in /proc/self/stat")?.1;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| -> Result<f64, Box<dyn std::error::Error>> {
-        Ok(fields.get(i).ok_or("short /proc/self/stat")?.parse::<f64>()?)
+        Ok(fields
+            .get(i)
+            .ok_or("short /proc/self/stat")?
+            .parse::<f64>()?)
     };
     // utime and stime are fields 14 and 15: indexes 11 and 12 here.
     Ok((ticks(11)? + ticks(12)?) / 100.0)

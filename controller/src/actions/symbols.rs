@@ -40,26 +40,16 @@ pub const MAX_TABLE_BYTES: u64 = 64 << 20;
 /// The table's content type.
 pub const XZ: &str = "application/x-xz";
 
-/// What became of one memory image.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ImageSymbols {
-    /// `s3://bucket/key` of its memory manifest.
-    pub manifest: String,
-    /// Its table, or why there is none.
-    #[serde(flatten)]
-    pub outcome: TableOutcome,
-}
-
-/// A table stored beside the image, or why the capture cannot have one.
+/// What became of one memory image, as the instance's entry of the execution's output carries
+/// it: kept small (an execution's output lists every instance of a fleet, 256 KiB in all). The
+/// table's manifest and the memory manifest are beside the table, under their fixed names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
-pub enum TableOutcome {
-    /// The table and its manifest, beside the image.
+pub enum ImageSymbols {
+    /// The table, beside the image.
     Stored {
         /// `s3://…/memory.isf.json.xz`.
         table: String,
-        /// `s3://…/memory.isf.manifest.json`.
-        table_manifest: String,
         /// The kernel it describes (VMCOREINFO `OSRELEASE`).
         kernel_release: String,
         /// An earlier attempt of this step, or the agent at capture time, had stored it.
@@ -67,6 +57,8 @@ pub enum TableOutcome {
     },
     /// The capture's inputs cannot make a table, and why.
     NoTable {
+        /// `s3://…/memory.manifest.json` of the image.
+        manifest: String,
         /// Plain words, for the responder.
         no_symbol_table: String,
     },
@@ -96,12 +88,13 @@ pub async fn symbols<C: Cloud>(
         env!("CARGO_PKG_VERSION")
     );
     let mut images = Vec::new();
+    let mut told = Vec::new();
     for artifact in artifacts.iter().filter(|a| a.kind == EvidenceKind::Memory) {
         match image_symbols(cloud, config, case_id, subject, artifact, &made_by).await {
-            Ok(outcome) => images.push(ImageSymbols {
-                manifest: artifact.manifest.clone(),
-                outcome,
-            }),
+            Ok(image) => {
+                told.push((artifact.manifest.as_str(), image.clone()));
+                images.push(image);
+            }
             Err(e) if e.kind() == Kind::Transient => return Err(e),
             Err(e) => {
                 let body = format!(
@@ -125,18 +118,19 @@ pub async fn symbols<C: Cloud>(
             }
         }
     }
-    if !images.is_empty() {
-        let (title, body) = message(&images);
+    if !told.is_empty() {
+        let (title, body) = message(&told);
         notify(cloud, config, case_id, &subject.target, title, &body).await?;
     }
     Ok(SymbolsOutcome { images })
 }
 
-/// The notification: the title, and one paragraph per image.
-pub fn message(images: &[ImageSymbols]) -> (&'static str, String) {
+/// The notification: the title, and one paragraph per image (its memory manifest and what
+/// became of it).
+pub fn message(images: &[(&str, ImageSymbols)]) -> (&'static str, String) {
     let all = images
         .iter()
-        .all(|i| matches!(i.outcome, TableOutcome::Stored { .. }));
+        .all(|(_, i)| matches!(i, ImageSymbols::Stored { .. }));
     let title = if all {
         "symbol table stored"
     } else {
@@ -144,20 +138,18 @@ pub fn message(images: &[ImageSymbols]) -> (&'static str, String) {
     };
     let paragraphs: Vec<String> = images
         .iter()
-        .map(|i| match &i.outcome {
-            TableOutcome::Stored {
+        .map(|(manifest, i)| match i {
+            ImageSymbols::Stored {
                 table,
                 kernel_release,
                 ..
             } => format!(
-                "Memory image {}\nsymbol table: {table} (Linux {kernel_release})\nTo open the \
-                 image with Volatility 3: airf-agent fetch {}",
-                i.manifest, i.manifest
+                "Memory image {manifest}\nsymbol table: {table} (Linux {kernel_release})\nTo \
+                 open the image with Volatility 3: airf-agent fetch {manifest}"
             ),
-            TableOutcome::NoTable { no_symbol_table } => format!(
-                "Memory image {}\nno symbol table: {no_symbol_table}",
-                i.manifest
-            ),
+            ImageSymbols::NoTable {
+                no_symbol_table, ..
+            } => format!("Memory image {manifest}\nno symbol table: {no_symbol_table}"),
         })
         .collect();
     (title, paragraphs.join("\n\n"))
@@ -281,7 +273,7 @@ async fn image_symbols<C: Cloud>(
     subject: &Subject,
     verified: &Verified,
     made_by: &str,
-) -> Result<TableOutcome> {
+) -> Result<ImageSymbols> {
     let (bucket, folder, key) = manifest_location(config, case_id, subject, &verified.manifest)
         .map_err(Error::bad_input)?;
     let uri = s3_uri(&bucket, &key);
@@ -308,7 +300,8 @@ async fn image_symbols<C: Cloud>(
     let planned = match planned_inputs(facts) {
         Ok(p) => p,
         Err(why) => {
-            return Ok(TableOutcome::NoTable {
+            return Ok(ImageSymbols::NoTable {
+                manifest: verified.manifest.clone(),
                 no_symbol_table: why,
             });
         }
@@ -317,9 +310,8 @@ async fn image_symbols<C: Cloud>(
     let object = |name: &str| format!("{folder}/{name}");
     let table_key = object(names::TABLE);
     let table_manifest_key = object(names::TABLE_MANIFEST);
-    let stored_outcome = |kernel_release: String, existing: bool| TableOutcome::Stored {
+    let stored_outcome = |kernel_release: String, existing: bool| ImageSymbols::Stored {
         table: s3_uri(&bucket, &table_key),
-        table_manifest: s3_uri(&bucket, &table_manifest_key),
         kernel_release,
         existing,
     };
@@ -359,7 +351,8 @@ async fn image_symbols<C: Cloud>(
     let built = match build(inputs, memory_manifest, made_by).await? {
         Ok(built) => built,
         Err(why) => {
-            return Ok(TableOutcome::NoTable {
+            return Ok(ImageSymbols::NoTable {
+                manifest: verified.manifest.clone(),
                 no_symbol_table: why,
             });
         }

@@ -161,14 +161,10 @@ fn a_capture_with_complete_inputs_gets_its_table_beside_the_image() {
     let out = run(&cloud, &[memory.clone(), disk(&config)]).unwrap();
     assert_eq!(
         out.images,
-        [ImageSymbols {
-            manifest: memory.manifest.clone(),
-            outcome: TableOutcome::Stored {
-                table: uri(&config, names::TABLE),
-                table_manifest: uri(&config, names::TABLE_MANIFEST),
-                kernel_release: airf_isf::testing::RELEASE.into(),
-                existing: false,
-            },
+        [ImageSymbols::Stored {
+            table: uri(&config, names::TABLE),
+            kernel_release: airf_isf::testing::RELEASE.into(),
+            existing: false,
         }]
     );
     let bucket = &config.evidence_bucket;
@@ -242,10 +238,7 @@ fn a_table_stored_already_is_kept() {
     let before = cloud.lock().objects.clone();
     let again = run(&cloud, std::slice::from_ref(&memory)).unwrap();
     assert!(
-        matches!(
-            again.images[0].outcome,
-            TableOutcome::Stored { existing: true, .. }
-        ),
+        matches!(again.images[0], ImageSymbols::Stored { existing: true, .. }),
         "{again:?}"
     );
     assert_eq!(puts(&cloud).len(), 2, "{:?}", cloud.lock().calls);
@@ -258,8 +251,8 @@ fn a_table_stored_already_is_kept() {
     let third = run(&cloud, std::slice::from_ref(&memory)).unwrap();
     assert!(
         matches!(
-            third.images[0].outcome,
-            TableOutcome::Stored {
+            third.images[0],
+            ImageSymbols::Stored {
                 existing: false,
                 ..
             }
@@ -286,12 +279,13 @@ fn a_capture_without_btf_has_no_table_and_says_why() {
         &[names::KALLSYMS, names::VMCOREINFO, names::BANNER],
         json!({"complete": false, "problems": [why], "kallsyms_zeroed": false}),
     );
-    let out = run(&cloud, &[memory]).unwrap();
+    let out = run(&cloud, std::slice::from_ref(&memory)).unwrap();
     assert_eq!(
-        out.images[0].outcome,
-        TableOutcome::NoTable {
+        out.images,
+        [ImageSymbols::NoTable {
+            manifest: memory.manifest,
             no_symbol_table: why.into()
-        }
+        }]
     );
     assert!(puts(&cloud).is_empty());
     let s = cloud.lock();
@@ -312,7 +306,7 @@ fn captures_that_cannot_make_a_table_say_why() {
     let memory = capture(&cloud, &config, &toy_kernel(), &ALL, json!(null));
     let out = run(&cloud, &[memory]).unwrap();
     assert!(
-        matches!(&out.images[0].outcome, TableOutcome::NoTable { no_symbol_table } if no_symbol_table.contains("older than symbol tables")),
+        matches!(&out.images[0], ImageSymbols::NoTable { no_symbol_table, .. } if no_symbol_table.contains("older than symbol tables")),
         "{out:?}"
     );
 
@@ -327,7 +321,7 @@ fn captures_that_cannot_make_a_table_say_why() {
     let memory = capture(&cloud, &config, &zeroed, &ALL, complete());
     let out = run(&cloud, &[memory]).unwrap();
     assert!(
-        matches!(&out.images[0].outcome, TableOutcome::NoTable { no_symbol_table } if no_symbol_table.contains("kptr_restrict")),
+        matches!(&out.images[0], ImageSymbols::NoTable { no_symbol_table, .. } if no_symbol_table.contains("kptr_restrict")),
         "{out:?}"
     );
     assert!(puts(&cloud).is_empty());
