@@ -61,6 +61,19 @@ fn analyze_tag_runs_the_workflow_to_containment_with_verified_evidence() -> Resu
         "{result}"
     );
     emu.ensure_status(&id, "Contain")?;
+    // After containment, the guest kernel's Volatility symbol table beside its memory image,
+    // built by the controller from the BTF, kallsyms, VMCOREINFO and banner the agent stored.
+    let table = &result["symbols"]["images"][0];
+    let key = table["table"]
+        .as_str()
+        .and_then(|t| t.strip_prefix(&format!("s3://{}/", emu.config.evidence_bucket)))
+        .filter(|k| k.ends_with("/memory.isf.json.xz"))
+        .with_context(|| format!("no symbol table: {result}"))?;
+    let isf = airf_isf::decompress(&emu.server.get(key)?)?;
+    ensure!(
+        isf.symbols.contains_key("init_task") && isf.user_types.contains_key("task_struct"),
+        "{key} is no table of the guest's kernel"
+    );
 
     // What verify checked, asked again: both artifacts, the disk's hash that of the image file.
     let subject = input["instances"][0].clone();
