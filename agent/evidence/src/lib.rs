@@ -7,6 +7,7 @@
 //! - [`report`]: the JSON result the agent prints at the end of every command;
 //! - [`symbols`]: whether a memory capture stored what a Volatility symbol table is built from,
 //!   and the manifest stored beside each table;
+//! - [`triage`]: what `airf-agent triage` stores and its manifest;
 //! - [`custody`]: the controller's countersignature of a verified manifest and the per-case
 //!   custody log;
 //! - [`EvidenceKind`]: memory or disk, the same word in manifests, reports and the workflow.
@@ -33,6 +34,7 @@ pub mod report;
 pub mod snapshot;
 pub mod stored;
 pub mod symbols;
+pub mod triage;
 pub mod unreadable;
 pub mod value;
 
