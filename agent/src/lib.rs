@@ -36,4 +36,5 @@ pub mod snapshot;
 pub mod source;
 pub mod symbols;
 pub mod tls;
+pub mod triage;
 pub mod verify;

@@ -149,6 +149,7 @@ mod tests {
             cleanup: None,
             warnings: Vec::new(),
             symbol_table: None,
+            triage: None,
             extra: airf_evidence::Extra::new(),
         }
     }

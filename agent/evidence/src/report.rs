@@ -81,6 +81,9 @@ pub struct SourceReport {
     /// The Volatility symbol table stored beside a memory image (`memory --symbols`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub symbol_table: Option<StoredObject>,
+    /// A triage run's headline facts (deleted-exe processes, listeners, UID-0 accounts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub triage: Option<crate::triage::Headline>,
     /// Fields a newer agent wrote, kept as they were.
     #[serde(flatten)]
     pub extra: Extra,
@@ -107,6 +110,7 @@ impl SourceReport {
             cleanup: None,
             warnings: Vec::new(),
             symbol_table: None,
+            triage: None,
             extra: Extra::new(),
         }
     }

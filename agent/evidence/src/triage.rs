@@ -262,7 +262,9 @@ pub struct TriageManifest {
 /// Why a triage manifest was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum TriageManifestError {
-    #[error("triage manifest schema {found} is newer than this reader's {SCHEMA_VERSION}: use a newer airf-agent")]
+    #[error(
+        "triage manifest schema {found} is newer than this reader's {SCHEMA_VERSION}: use a newer airf-agent"
+    )]
     TooNew { found: u32 },
     #[error("not a triage manifest: kind is {0:?}")]
     Kind(String),

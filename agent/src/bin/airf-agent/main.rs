@@ -6,6 +6,7 @@ mod fetch;
 mod memory;
 mod snapshot;
 mod symbols;
+mod triage;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -33,6 +34,9 @@ enum Command {
     Memory(memory::MemoryArgs),
     /// Acquire EBS snapshots through the EBS direct APIs (no volume, no instance).
     Snapshot(snapshot::SnapshotArgs),
+    /// Collect the host's volatile state (processes, sockets, modules, logins, persistence
+    /// files) in seconds, before memory and disks.
+    Triage(triage::TriageArgs),
     /// Check stored evidence against its manifest.
     Verify(verify::VerifyArgs),
     /// Build the Volatility 3 symbol table of a stored memory image (from its BTF and kallsyms).
@@ -60,6 +64,7 @@ fn main() {
         Command::Disk(args) => disk::run(args),
         Command::Memory(args) => memory::run(args),
         Command::Snapshot(args) => snapshot::run(args),
+        Command::Triage(args) => triage::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Symbols(args) => symbols::run(args),
         Command::Fetch(args) => fetch::run(args),
