@@ -22,5 +22,6 @@ mod release;
 mod snapshot;
 mod ssm_documents;
 mod tls;
+mod triage_vm;
 mod verify_custody;
 mod workflow;
