@@ -2,8 +2,10 @@
 # airf: acquire physical memory with airf-agent (/proc/kcore, or LiME when given)
 # @only disk
 # airf: acquire block devices with airf-agent
+# @only triage
+# airf: collect the host's volatile state (processes, sockets, modules, logins, persistence files) with airf-agent
 # @only all
-# airf: acquire memory (most volatile, first), then every disk, with airf-agent
+# airf: collect the volatile state (triage), then memory, then every disk, with airf-agent
 # @end
 # shellcheck shell=sh
 # Source: ssm-documents/src/airf-run.sh in airf (packaging/cloudformation/generate.py builds it in).
@@ -32,6 +34,8 @@ EXEC_TIMEOUT='{{ ExecutionTimeout }}'
 COMMAND=memory
 # @only disk
 COMMAND=disk
+# @only triage
+COMMAND=triage
 # @only all
 COMMAND=all
 # @end
@@ -143,19 +147,31 @@ set -- memory --source auto
 # @only disk
 # shellcheck disable=SC2086  # DISKS is split on purpose (no globbing: set -f)
 set -- disk $DISKS
-# @only memory disk
+# @only triage
+set -- triage
+# @only memory disk triage
 run_agent "$RUN/result.json" "$@"
 rc=$?
 [ -s "$RUN/result.json" ] || fail "$rc" "the agent exited with $rc and printed no result"
 compact "$RUN/result.json"
 echo
 # @only all
+# Triage first: processes, sockets and deleted binaries are what a capture of memory (which
+# takes minutes) smears and a reboot loses. Its failure does not stop memory and disks.
+run_agent "$RUN/triage.json" triage
+triage_rc=$?
+triage_json=$(run_result triage "$triage_rc")
+echo "airf: triage: exit $triage_rc" >&2
+[ -z "$STOP" ] || {
+  printf '{"command":"all","status":"failed","exit_code":%s,"runs":[%s]}\n' "$STOP" "$triage_json"
+  exit "$STOP"
+}
 run_agent "$RUN/memory.json" "$@"
 mem_rc=$?
 mem_json=$(run_result memory "$mem_rc")
 echo "airf: memory: exit $mem_rc" >&2
 [ -z "$STOP" ] || {
-  printf '{"command":"all","status":"failed","exit_code":%s,"runs":[%s]}\n' "$STOP" "$mem_json"
+  printf '{"command":"all","status":"failed","exit_code":%s,"runs":[%s,%s]}\n' "$STOP" "$triage_json" "$mem_json"
   exit "$STOP"
 }
 # shellcheck disable=SC2086  # DISKS is split on purpose (no globbing: set -f)
@@ -164,10 +180,10 @@ run_agent "$RUN/disk.json" "$@"
 disk_rc=$?
 disk_json=$(run_result disk "$disk_rc")
 echo "airf: disks: exit $disk_rc" >&2
-# Overall: 0 when both are complete, 3 when both are whole but some sectors were unreadable,
-# else the first other failure (memory first).
+# Overall: 0 when all three are complete, 3 when all are whole but some sectors were
+# unreadable, else the first other failure (triage, then memory).
 rc=0
-for r in "$mem_rc" "$disk_rc"; do
+for r in "$triage_rc" "$mem_rc" "$disk_rc"; do
   case "$r" in
     0) ;;
     3) [ "$rc" != 0 ] || rc=3 ;;
@@ -179,6 +195,6 @@ case "$rc" in
   3) status=completed_with_read_errors ;;
   *) status=failed ;;
 esac
-printf '{"command":"all","status":"%s","exit_code":%s,"runs":[%s,%s]}\n' "$status" "$rc" "$mem_json" "$disk_json"
+printf '{"command":"all","status":"%s","exit_code":%s,"runs":[%s,%s,%s]}\n' "$status" "$rc" "$triage_json" "$mem_json" "$disk_json"
 # @end
 exit "$rc"

@@ -432,6 +432,73 @@ mod tests {
         assert!(parse_mountinfo_line(b"1 2 3").is_none());
     }
 
+    fn local_set(dir: &Path) -> EvidenceSet {
+        EvidenceSet::new(
+            crate::destination::DestSpec::Dir(dir.to_path_buf()),
+            None,
+            crate::destination::UploadSettings {
+                concurrency: 1,
+                sse_kms_key_id: None,
+                abort_deadline: Duration::from_secs(1),
+            },
+            "T-1",
+            "host",
+            time::OffsetDateTime::now_utc(),
+        )
+        .unwrap()
+    }
+
+    /// This machine, into a folder: every listed object is there with its size and hash, and
+    /// `verify` says so; a changed one fails verify by name.
+    #[test]
+    fn a_run_stores_what_its_manifest_lists() {
+        let out = tempfile::tempdir().unwrap();
+        let set = local_set(out.path());
+        let o = run_triage(
+            &set,
+            &HostFacts::default(),
+            "T-1",
+            &TriageOptions::default(),
+            &|_| {},
+        );
+        assert_eq!(o.report.status, Status::Complete, "{:?}", o.report.error);
+        let m = o.manifest.unwrap();
+        assert!(m.headline.processes > 0);
+        assert!(m.objects.iter().any(|x| x.name == names::FILES));
+        let folder = Path::new(&set.folder);
+        for x in &m.objects {
+            let b = std::fs::read(folder.join(&x.name)).unwrap();
+            assert_eq!(hex::encode(Sha256::digest(&b)), x.sha256, "{}", x.name);
+        }
+        let loc = crate::verify::Location::File(folder.join(names::MANIFEST));
+        assert_eq!(
+            crate::verify::verify(&loc, None).status,
+            crate::verify::Verdict::Intact
+        );
+        std::fs::write(folder.join("triage.mounts.jsonl"), b"{}\n").unwrap();
+        let r = crate::verify::verify(&loc, None);
+        assert_eq!(r.status, crate::verify::Verdict::NotIntact);
+        assert!(r.message.contains("triage.mounts.jsonl"), "{}", r.message);
+    }
+
+    /// A spent time budget leaves the rest out, listed, and says so; the run is still whole.
+    #[test]
+    fn a_spent_time_budget_is_listed_and_warned() {
+        let out = tempfile::tempdir().unwrap();
+        let set = local_set(out.path());
+        let mut options = TriageOptions::default();
+        options.budgets.time_seconds = 0;
+        let o = run_triage(&set, &HostFacts::default(), "T-1", &options, &|_| {});
+        assert_eq!(o.report.status, Status::Complete);
+        let m = o.manifest.unwrap();
+        assert!(
+            m.skipped.iter().any(|s| s.reason.contains("time budget")),
+            "{:?}",
+            m.skipped
+        );
+        assert!(o.report.warnings.iter().any(|w| w.contains("time budget")));
+    }
+
     proptest! {
         #[test]
         fn the_mountinfo_parser_never_panics(line in proptest::collection::vec(any::<u8>(), 0..300)) {

@@ -597,6 +597,47 @@ mod tests {
         assert!(found.open_files.iter().any(|f| f.pid == me));
     }
 
+    /// A process whose /proc entry disappears between the listing and the read (it exited) is
+    /// listed as unreadable with why, and the walk goes on.
+    #[test]
+    fn a_process_that_exits_mid_collection_is_listed_not_fatal() {
+        let proc_root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(proc_root.path().join("7")).unwrap();
+        let live = proc_root.path().join("8");
+        std::fs::create_dir(&live).unwrap();
+        std::fs::write(
+            live.join("stat"),
+            "8 (x) S 1 8 8 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 99 0 0",
+        )
+        .unwrap();
+        let mut log = Log::default();
+        let found = collect(
+            proc_root.path(),
+            ProcessOptions {
+                cmdline_bytes: 10,
+                exe_bytes: 0,
+                environment: false,
+            },
+            Some(1_700_000_000),
+            100,
+            &Deadline::new(std::time::Duration::from_secs(60)),
+            &mut log,
+            &mut |_, _| {},
+        );
+        assert_eq!(found.records.len(), 1);
+        assert_eq!(
+            found.records[0].start_time.as_deref(),
+            Some("2023-11-14T22:13:20Z")
+        );
+        let (_, unreadable) = log.finish();
+        let gone = unreadable
+            .iter()
+            .find(|u| u.item.lossy().ends_with("/7"))
+            .unwrap();
+        assert_eq!(gone.errno.as_deref(), Some("ENOENT"));
+        assert_eq!(gone.error, "the process exited during collection");
+    }
+
     proptest! {
         #[test]
         fn stat_and_status_parsers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {

@@ -10,6 +10,7 @@
 //! it was moved, and the location check is reported as skipped).
 
 pub mod format;
+pub mod listing;
 pub mod location;
 pub mod public_key;
 pub mod signature;
@@ -165,6 +166,16 @@ pub fn verify_with(
             return report;
         }
     };
+    // A triage manifest lists several small objects instead of one image.
+    if let Some(kind) = listing::listing_kind(&bytes) {
+        return match listing::triage_objects(&bytes) {
+            Ok(listed) => listing::verify_listed(manifest_loc, s3, kind, &listed),
+            Err(e) => {
+                report.message = format!("cannot read the manifest: {e}");
+                report
+            }
+        };
+    }
     let manifest = match crate::manifest::parse(&bytes) {
         Ok(m) => m,
         Err(e) => {

@@ -22,6 +22,7 @@ const DOCUMENTS: &[&str] = &[
     "airf-acquire-memory.json",
     "airf-acquire-disk.json",
     "airf-acquire-all.json",
+    "airf-acquire-triage.json",
 ];
 
 /// Plugins these documents may use.
@@ -182,12 +183,20 @@ fn documents_are_well_formed() -> Result<()> {
     for name in DOCUMENTS {
         validate(name, &load(name)?)?;
     }
-    // Memory is the most volatile: the full collection takes it before any disk.
+    // The volatile state first, then memory, then the disks.
     let all = load("airf-acquire-all.json")?;
     let script = shell_text(&all)?;
-    let mem = script.find("set -- memory").context("no memory run")?;
+    let triage = script
+        .find("run_agent \"$RUN/triage.json\" triage")
+        .context("no triage run")?;
+    let mem = script
+        .find("run_agent \"$RUN/memory.json\"")
+        .context("no memory run")?;
     let disk = script.find("set -- disk").context("no disk run")?;
-    ensure!(mem < disk, "memory must come first");
+    ensure!(
+        triage < mem && mem < disk,
+        "triage, then memory, then disks"
+    );
     let params = parameters(&all)?;
     ensure!(params.contains_key("Devices") && params.contains_key("LimeSha256"));
     Ok(())
@@ -540,6 +549,47 @@ fn memory_document_fails_cleanly_without_kcore() -> Result<()> {
     Ok(())
 }
 
+/// Checks one triage result: complete, its manifest under the prefix and case, intact.
+#[expect(
+    clippy::indexing_slicing,
+    reason = "serde_json::Value indexing yields Null, it never panics"
+)]
+fn check_triage_result(server: &S3Server, result: &Value) -> Result<()> {
+    ensure!(result["status"] == "complete", "{result}");
+    let src = &result["sources"][0];
+    let manifest_key = src["manifest"]["key"].as_str().context("manifest key")?;
+    ensure!(
+        manifest_key.starts_with("ssm/e2e/IR-2026-0042/")
+            && manifest_key.ends_with("/triage.manifest.json"),
+        "{manifest_key}"
+    );
+    ensure!(
+        src["triage"]["uid0_accounts"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|n| n == "root")),
+        "no headline: {src}"
+    );
+    verify_intact(server, manifest_key)
+}
+
+#[test]
+fn triage_document_collects_into_s3() -> Result<()> {
+    let _turn = take_turn();
+    let server = S3Server::start(ServerKind::Garage)?;
+    let dev = disk()?;
+    let doc = load("airf-acquire-triage.json")?;
+    let values = for_doc(&doc, &base_values(&server, &dev.device)?)?;
+    let run = run_document("sh", &server, &doc, &values, None)?;
+    ensure!(run.code == 0, "{run:?}");
+    ensure!(
+        run.stdout.lines().count() == 1 && run.stdout.len() < STDOUT_LIMIT,
+        "stdout must be the one JSON line: {run:?}"
+    );
+    ensure!(run.json["command"] == "triage", "{run:?}");
+    check_triage_result(&server, &run.json)?;
+    ensure_clean(&server)
+}
+
 #[test]
 fn all_document_takes_memory_then_every_disk() -> Result<()> {
     let _turn = take_turn();
@@ -551,19 +601,21 @@ fn all_document_takes_memory_then_every_disk() -> Result<()> {
     ensure!(run.stdout.lines().count() == 1, "{run:?}");
     ensure!(run.json["command"] == "all", "{run:?}");
     let runs = run.json["runs"].as_array().context("runs")?;
-    ensure!(runs.len() == 2, "{run:?}");
-    ensure!(run.json["runs"][0]["command"] == "memory", "{run:?}");
-    ensure!(run.json["runs"][1]["command"] == "disk", "{run:?}");
+    ensure!(runs.len() == 3, "{run:?}");
+    ensure!(run.json["runs"][0]["command"] == "triage", "{run:?}");
+    ensure!(run.json["runs"][1]["command"] == "memory", "{run:?}");
+    ensure!(run.json["runs"][2]["command"] == "disk", "{run:?}");
+    check_triage_result(&server, &run.json["runs"][0])?;
     // The disks are taken even when memory cannot be.
-    check_disk_result(&server, &run.json["runs"][1], &dev.device)?;
+    check_disk_result(&server, &run.json["runs"][2], &dev.device)?;
     if Path::new("/proc/kcore").exists() {
-        ensure!(run.json["runs"][0]["status"] != Value::Null, "{run:?}");
+        ensure!(run.json["runs"][1]["status"] != Value::Null, "{run:?}");
     } else {
         ensure!(
             run.code == 1 && run.json["status"] == "failed" && run.json["exit_code"] == 1,
             "memory failed, so the whole collection is failed: {run:?}"
         );
-        ensure!(run.json["runs"][0]["status"] == "failed", "{run:?}");
+        ensure!(run.json["runs"][1]["status"] == "failed", "{run:?}");
     }
     ensure_clean(&server)?;
     Ok(())
