@@ -37,14 +37,15 @@ int main(int argc, char **argv) {
 }
 "#;
 
-/// Plants the indicators, prints the guest's own view before and after, runs triage between.
+/// Plants the indicators (section markers are built from `$1`, so the script's own text, which
+/// `ps` shows as a command line, never holds one), prints the guest's own view before and after, runs triage between.
 const SCRIPT: &str = r#"
 set -u
 /root/memfd-helper & echo "MEMFD_PID=$!" >&2
 cp /bin/busybox /tmp/ghost; echo "GHOST_SHA=$(sha256sum /tmp/ghost | cut -d' ' -f1)" >&2
 (exec -a sleep /tmp/ghost 3600) & echo "GHOST_PID=$!" >&2
 nc -l -p 4444 >/dev/null 2>&1 & echo "BACKDOOR_PID=$!" >&2
-nc -l -p 5555 >/dev/null 2>&1 &
+(sleep 3600 | nc -l -p 5555 >/dev/null 2>&1) &
 sleep 1
 (sleep 3600 | nc 127.0.0.1 5555) &
 mkdir -p /var/spool/cron/crontabs /etc/cron.d /root/.ssh /var/log
@@ -55,7 +56,7 @@ echo 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAirfPlantedKeyForTheTriageTest airf-p
 printf 'root:x:0:0:root:/root:/bin/sh\ntoor:x:0:0::/root:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\n' > /etc/passwd
 mount -t tmpfs tmpfs /var/log && truncate -s 1G /var/log/syslog && echo airf-newest-line >> /var/log/syslog
 sleep 1; rm /tmp/ghost
-view() { echo "==PS$1=="; ps; echo ==END==; echo "==NETSTAT$1=="; netstat -tuna; echo ==END==; }
+view() { echo "==PS$1=="; ps; echo "==/PS$1=="; echo "==NETSTAT$1=="; netstat -tuna; echo "==/NETSTAT$1=="; }
 view 1 >&2
 airf-agent triage --to "s3://$AIRF_TEST_BUCKET/vm/" --case VM-triage --no-progress --json
 rc=$?
@@ -67,7 +68,7 @@ fn section<'a>(stderr: &'a str, name: &str) -> Result<&'a str> {
     stderr
         .split(&format!("=={name}==\n"))
         .nth(1)
-        .and_then(|s| s.split("==END==").next())
+        .and_then(|s| s.split(&format!("==/{name}==")).next())
         .with_context(|| format!("guest printed no =={name}== section"))
 }
 
@@ -137,13 +138,8 @@ fn triage_finds_every_planted_indicator() -> Result<()> {
         run.stdout,
         run.stderr
     );
-    let result: serde_json::Value = serde_json::from_str(
-        run.stdout
-            .lines()
-            .rfind(|l| l.starts_with('{'))
-            .context("no JSON result")?,
-    )
-    .with_context(|| format!("result: {}", run.stdout))?;
+    let result: serde_json::Value =
+        serde_json::from_str(&run.stdout).with_context(|| format!("result: {}", run.stdout))?;
     let source = &result["sources"][0];
     ensure!(source["status"] == "complete", "{result:#}");
     let manifest_key = source["manifest"]["location"]
