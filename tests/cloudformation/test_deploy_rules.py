@@ -228,7 +228,7 @@ class Timeout(unittest.TestCase):
     def test_main_pattern_fails_and_the_committed_one_passes(self):
         self.assertTrue(timeout_problems("d", self.doc("^[1-9][0-9]{2,5}$")))
         committed = deploy_rules._documents(stacks_from(templates()))
-        self.assertEqual(len(committed), 6)
+        self.assertEqual(len(committed), 8)
         for where, doc in committed:
             self.assertEqual(timeout_problems(where, doc), [], where)
 

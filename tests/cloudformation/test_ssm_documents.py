@@ -127,7 +127,7 @@ class ExecutionTimeout(unittest.TestCase):
 
     def test_the_pattern_admits_100_to_172800_exactly(self):
         docs = generated()
-        self.assertEqual(len(docs), 3)
+        self.assertEqual(len(docs), 4)
         for name, doc in docs.items():
             param = doc["parameters"]["ExecutionTimeout"]
             pattern = param["allowedPattern"]

@@ -109,6 +109,10 @@ pub fn wanted(accounts: &[Account], shadow: bool) -> Vec<Wanted> {
         w("/etc/modprobe.d", "modules"),
         w("/etc/udev/rules.d", "udev"),
         w("/etc/xdg/autostart", "autostart"),
+        w("/etc/apt/sources.list", "packages"),
+        w("/etc/apt/sources.list.d", "packages"),
+        w("/etc/yum.repos.d", "packages"),
+        w("/var/lib/dpkg/status", "packages"),
     ];
     if shadow {
         out.push(w("/etc/shadow", "accounts"));
