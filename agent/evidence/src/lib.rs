@@ -7,6 +7,8 @@
 //! - [`report`]: the JSON result the agent prints at the end of every command;
 //! - [`symbols`]: whether a memory capture stored what a Volatility symbol table is built from,
 //!   and the manifest stored beside each table;
+//! - [`control_plane`]: what the AWS APIs said about an instance before containment, and the
+//!   manifest that lists each stored answer with its hash;
 //! - [`custody`]: the controller's countersignature of a verified manifest and the per-case
 //!   custody log;
 //! - [`EvidenceKind`]: memory or disk, the same word in manifests, reports and the workflow.
@@ -22,6 +24,7 @@
 //! [`manifest::Manifest::decode`] for how a manifest is read.
 
 pub mod content;
+pub mod control_plane;
 pub mod custody;
 pub mod disk;
 pub mod host;
