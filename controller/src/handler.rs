@@ -1,7 +1,8 @@
 //! The Lambda's one entry point: parse, check the account, run the action, answer JSON.
 
 use crate::actions::{
-    acquire, claim, contain, fail, isolate, prepare, release, snapshots, start, symbols, verify,
+    acquire, claim, contain, control_plane, fail, isolate, prepare, release, snapshots, start,
+    symbols, verify,
 };
 use crate::cloud::Cloud;
 use crate::config::Config;
@@ -104,6 +105,22 @@ async fn run_task<C: Cloud>(cloud: &C, config: &Config, task: Task, now: &str) -
                 &subject,
                 &artifacts,
                 &execution_arn,
+            )
+            .await?,
+        ),
+        Task::ControlPlane {
+            case_id,
+            subject,
+            execution_arn,
+        } => to_value(
+            control_plane::control_plane(
+                cloud,
+                config,
+                &case_id,
+                &subject,
+                &execution_arn,
+                now,
+                control_plane::PACE,
             )
             .await?,
         ),
