@@ -47,6 +47,9 @@ pub struct Config {
     /// The Fargate task that images disks from EBS snapshots; None: not deployed (an instance
     /// that SSM cannot reach then ends in Error, as before).
     pub snapshot: Option<SnapshotTask>,
+    /// Milliseconds between two CloudTrail LookupEvents requests of the control-plane step
+    /// (`AIRF_LOOKUP_EVENTS_INTERVAL_MS`, 500: the API's 2 a second per account and region).
+    pub lookup_events_interval_ms: u64,
 }
 
 /// Where `airf-agent snapshot` runs: template 3's ECS cluster and task definition, in the
@@ -265,7 +268,19 @@ impl Config {
                 .map(str::to_owned)
                 .collect(),
             snapshot: None,
+            lookup_events_interval_ms: 500,
         };
+        let interval = optional("AIRF_LOOKUP_EVENTS_INTERVAL_MS", "500");
+        config.lookup_events_interval_ms = interval
+            .parse()
+            .ok()
+            .filter(|ms| *ms <= 60_000)
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "AIRF_LOOKUP_EVENTS_INTERVAL_MS: {interval:?} is not a number of milliseconds \
+                     up to 60000 (500 keeps to LookupEvents' 2 requests a second)"
+                ))
+            })?;
         if let Some(bad) = config
             .member_accounts
             .iter()

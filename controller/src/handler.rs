@@ -120,7 +120,7 @@ async fn run_task<C: Cloud>(cloud: &C, config: &Config, task: Task, now: &str) -
                 &subject,
                 &execution_arn,
                 now,
-                control_plane::PACE,
+                std::time::Duration::from_millis(config.lookup_events_interval_ms),
             )
             .await?,
         ),
