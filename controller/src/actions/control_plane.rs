@@ -61,11 +61,12 @@ pub const PNG: &str = "image/png";
 /// The decoded console output's content type.
 pub const TEXT: &str = "text/plain; charset=utf-8";
 
-/// The step's output, small: the manifest lists everything.
+/// The step's output, copied into the instance's entry of the execution's output, so as small
+/// as it can be (500 instances' entries fit in Step Functions' 256 KiB): the manifest lists
+/// everything, at `<prefix>/<case>/<instance>/control-plane/<time>/control-plane.manifest.json`
+/// (the step's log and the custody folder name it too).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ControlPlaneOutcome {
-    /// `s3://…/control-plane.manifest.json`.
-    pub manifest: String,
     /// Objects stored.
     pub stored: usize,
     /// Calls AWS refused, `Operation: Code`.
@@ -630,8 +631,8 @@ pub async fn control_plane<C: Cloud>(
             });
         }
     }
+    tracing::info!(manifest = %s3_uri(bucket, &key), "control-plane evidence stored");
     Ok(ControlPlaneOutcome {
-        manifest: s3_uri(bucket, &key),
         stored: manifest.stored().count(),
         refused: manifest
             .objects
