@@ -9,7 +9,7 @@
     reason = "serde_json::Value indexing yields Null, it never panics"
 )]
 
-use airf_e2e::emulator::{ACCOUNT, Emulator, SUSPECT_ROLE};
+use airf_e2e::emulator::{ACCOUNT, Emulator, REGION, SUSPECT_ROLE};
 use airf_e2e::{agent_bin, run_agent};
 use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
@@ -274,5 +274,64 @@ fn the_state_before_containment_is_stored_verified_and_allowed() -> Result<()> {
         lookups == 5,
         "{lookups} LookupEvents calls: 1 instance, 2 session pages, 2 keys"
     );
+    Ok(())
+}
+
+/// The evaluation of the control-plane writes is not vacuous: the controller's role may write
+/// only new objects, and only under `<case>/<instance>/control-plane/`.
+#[test]
+fn control_plane_writes_are_denied_elsewhere_or_without_if_none_match() -> Result<()> {
+    let emu = Emulator::start("")?;
+    let creds = emu.role_credentials(&emu.deployment.controller_role, "airf-controller")?;
+    let sdk = emu.rt.block_on(
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(emu.server.endpoint()?)
+            .region(aws_config::Region::new(REGION))
+            .credentials_provider(creds)
+            .load(),
+    );
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    let instance = format!("{}/IR-DENY/i-0123456789abcdef0", emu.config.evidence_prefix);
+    let put = |key: String, if_none_match: bool| -> Result<()> {
+        let mut p = s3
+            .put_object()
+            .bucket(&emu.config.evidence_bucket)
+            .key(key)
+            .body(b"x".to_vec().into());
+        if if_none_match {
+            p = p.if_none_match("*");
+        }
+        emu.rt.block_on(p.send())?;
+        Ok(())
+    };
+    put(format!("{instance}/control-plane/t/role.json"), true)?;
+    emu.check_iam()?;
+    for (key, if_none_match, statement) in [
+        (
+            format!("{instance}/control-plane/t/route-tables.json"),
+            false,
+            "ControllerNeverOverwrites",
+        ),
+        (
+            format!("{instance}/t/role.json"),
+            true,
+            "no statement allows it",
+        ),
+    ] {
+        std::fs::write(&emu.calls.path, "")?;
+        put(key.clone(), if_none_match)?;
+        let Err(e) = emu.check_iam() else {
+            anyhow::bail!("PutObject {key} (If-None-Match {if_none_match}) passed");
+        };
+        let message = format!("{e:#}");
+        ensure!(
+            message.contains("s3:PutObject") && message.contains(statement),
+            "{key}: {message}"
+        );
+    }
     Ok(())
 }
