@@ -294,7 +294,8 @@ mod tests {
     #[test]
     fn inconsistent_manifests_are_refused_naming_the_object() {
         let base: serde_json::Value = serde_json::from_slice(FIXTURE).unwrap();
-        let broken: [(&str, fn(&mut serde_json::Value)); 7] = [
+        type Break = fn(&mut serde_json::Value);
+        let broken: [(&str, Break); 7] = [
             ("not \"control_plane\"", |j| j["kind"] = "memory".into()),
             ("not a plain file name", |j| {
                 j["objects"][0]["name"] = "../x.json".into()

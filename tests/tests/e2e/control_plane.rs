@@ -4,10 +4,6 @@
 //! allowed by the deployed policies. moto lacks GetConsoleScreenshot and LookupEvents:
 //! tests/scripts/moto_control_plane.py answers them, LookupEvents from the events this test
 //! plants (it plays CloudTrail).
-#![expect(
-    clippy::indexing_slicing,
-    reason = "serde_json::Value indexing yields Null, it never panics"
-)]
 
 use airf_e2e::emulator::{ACCOUNT, Emulator, REGION, SUSPECT_ROLE};
 use airf_e2e::{agent_bin, run_agent};
