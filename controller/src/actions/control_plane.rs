@@ -61,19 +61,21 @@ pub const PNG: &str = "image/png";
 /// The decoded console output's content type.
 pub const TEXT: &str = "text/plain; charset=utf-8";
 
-/// The step's output, copied into the instance's entry of the execution's output, so as small
-/// as it can be (500 instances' entries fit in Step Functions' 256 KiB): the manifest lists
-/// everything, at `<prefix>/<case>/<instance>/control-plane/<time>/control-plane.manifest.json`
-/// (the step's log and the custody folder name it too).
+/// The step's output, copied into the instance's entry of the execution's output: only the
+/// count, `{"stored": N}`, because 500 instances' entries must fit in Step Functions' 256 KiB
+/// and there were 38 bytes per instance left (the fleet test measures it). Everything else is in
+/// the manifest, `<prefix>/<case>/<instance>/control-plane/<time>/control-plane.manifest.json`,
+/// and the step's log (the manifest's address, each refused call, each lookup cut at its
+/// bounds).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ControlPlaneOutcome {
     /// Objects stored.
     pub stored: usize,
-    /// Calls AWS refused, `Operation: Code`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Calls AWS refused, `Operation: Code` (in the manifest and the log, not in the output).
+    #[serde(skip)]
     pub refused: Vec<String>,
-    /// CloudTrail lookups that had more events than the bounds allowed.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// CloudTrail lookups that had more events than the bounds allowed (likewise).
+    #[serde(skip)]
     pub truncated: Vec<String>,
 }
 
@@ -631,8 +633,7 @@ pub async fn control_plane<C: Cloud>(
             });
         }
     }
-    tracing::info!(manifest = %s3_uri(bucket, &key), "control-plane evidence stored");
-    Ok(ControlPlaneOutcome {
+    let outcome = ControlPlaneOutcome {
         stored: manifest.stored().count(),
         refused: manifest
             .objects
@@ -644,7 +645,15 @@ pub async fn control_plane<C: Cloud>(
             })
             .collect(),
         truncated,
-    })
+    };
+    tracing::info!(
+        manifest = %s3_uri(bucket, &key),
+        stored = outcome.stored,
+        refused = ?outcome.refused,
+        truncated = ?outcome.truncated,
+        "control-plane evidence stored"
+    );
+    Ok(outcome)
 }
 
 /// The role, its attached (managed: the policy and its default version's document) and inline
