@@ -335,3 +335,79 @@ fn control_plane_writes_are_denied_elsewhere_or_without_if_none_match() -> Resul
     }
     Ok(())
 }
+
+/// moto_control_plane.py answers LookupEvents as CloudTrail does: pages chained by NextToken
+/// only within one request, and AWS's refusals by name.
+#[test]
+fn the_emulated_lookup_events_pages_and_refuses_as_cloudtrail_does() -> Result<()> {
+    let emu = Emulator::start("")?;
+    let id = "i-0123456789abcdef0";
+    plant_events(&emu, id)?;
+    let window = [
+        "--start-time",
+        "2026-11-28T18:00:00Z",
+        "--end-time",
+        "2026-11-29T18:00:00Z",
+    ];
+    let lookup = |extra: &[&str]| -> Result<std::process::Output> {
+        let mut args = vec![
+            "cloudtrail",
+            "lookup-events",
+            "--no-paginate",
+            "--output",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        Ok(emu.server.command("aws").args(&args).output()?)
+    };
+    let session = format!("AttributeKey=Username,AttributeValue={id}");
+    let first = lookup(&[&["--lookup-attributes", &session][..], &window[..]].concat())?;
+    ensure!(first.status.success(), "{first:?}");
+    let page: Value = serde_json::from_slice(&first.stdout)?;
+    ensure!(
+        page["Events"].as_array().map(Vec::len) == Some(50),
+        "{page}"
+    );
+    let token = page["NextToken"].as_str().context("no NextToken")?;
+    let second = lookup(
+        &[
+            &["--lookup-attributes", &session, "--next-token", token][..],
+            &window[..],
+        ]
+        .concat(),
+    )?;
+    let rest: Value = serde_json::from_slice(&second.stdout)?;
+    ensure!(
+        rest["Events"].as_array().map(Vec::len) == Some(10) && rest.get("NextToken").is_none(),
+        "{rest}"
+    );
+    let key = format!("AttributeKey=AccessKeyId,AttributeValue={KEY_A}");
+    for (args, code) in [
+        (
+            vec!["--lookup-attributes", &key, "--next-token", token],
+            "InvalidNextTokenException",
+        ),
+        (vec!["--max-results", "51"], "InvalidMaxResultsException"),
+        (
+            vec![
+                "--start-time",
+                "2026-11-29T18:00:00Z",
+                "--end-time",
+                "2026-11-28T18:00:00Z",
+            ],
+            "InvalidTimeRangeException",
+        ),
+        (
+            vec!["--lookup-attributes", &key, &session],
+            "InvalidLookupAttributesException",
+        ),
+    ] {
+        let out = lookup(&args)?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        ensure!(
+            !out.status.success() && stderr.contains(code),
+            "{args:?}: {stderr}"
+        );
+    }
+    Ok(())
+}
