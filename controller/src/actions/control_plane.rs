@@ -186,7 +186,7 @@ fn parameters(call: &ControlPlaneCall) -> Result<airf_evidence::Value> {
 impl<C: Cloud> Collector<'_, C> {
     async fn ask(&mut self, call: &ControlPlaneCall) -> Result<ControlPlaneAnswer> {
         if matches!(call, ControlPlaneCall::LookupEvents { .. }) {
-            if self.paced {
+            if self.paced && !self.pace.is_zero() {
                 tokio::time::sleep(self.pace).await;
             }
             self.paced = true;
