@@ -191,6 +191,167 @@ pub struct Protection {
     pub stop: bool,
 }
 
+// ------------------------------------------------ control-plane evidence (actions/control_plane.rs)
+
+/// One read-only AWS call of the control-plane evidence, with its parameters. The answer is
+/// the service's response as it came, in JSON ([`ControlPlaneAnswer`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ControlPlaneCall {
+    /// ec2:DescribeInstances of the instance.
+    DescribeInstances { instance_id: String },
+    /// ec2:DescribeNetworkInterfaces of its interfaces.
+    DescribeNetworkInterfaces { ids: Vec<String> },
+    /// ec2:DescribeSecurityGroups of its interfaces' groups.
+    DescribeSecurityGroups { ids: Vec<String> },
+    /// ec2:DescribeRouteTables of its VPC (every table: the main one and the subnets').
+    DescribeRouteTables { vpc_id: String },
+    /// ec2:DescribeFlowLogs of its VPC, subnets and interfaces.
+    DescribeFlowLogs { resource_ids: Vec<String> },
+    /// ec2:GetConsoleOutput (`Latest`).
+    GetConsoleOutput { instance_id: String },
+    /// ec2:GetConsoleScreenshot (`WakeUp` false: nothing is sent to the instance).
+    GetConsoleScreenshot { instance_id: String },
+    /// iam:GetInstanceProfile.
+    GetInstanceProfile { name: String },
+    /// iam:GetRole.
+    GetRole { name: String },
+    /// iam:ListAttachedRolePolicies (one page of at most 100).
+    ListAttachedRolePolicies { role: String },
+    /// iam:ListRolePolicies (one page of at most 100).
+    ListRolePolicies { role: String },
+    /// iam:GetRolePolicy.
+    GetRolePolicy { role: String, policy: String },
+    /// iam:GetPolicy.
+    GetPolicy { arn: String },
+    /// iam:GetPolicyVersion.
+    GetPolicyVersion { arn: String, version: String },
+    /// cloudtrail:LookupEvents, one page.
+    LookupEvents {
+        /// `ResourceName`, `Username`, `AccessKeyId`.
+        key: String,
+        value: String,
+        /// RFC 3339.
+        start: String,
+        /// RFC 3339.
+        end: String,
+        max_results: i32,
+        next_token: Option<String>,
+    },
+}
+
+impl ControlPlaneCall {
+    /// The service, as IAM names it.
+    pub fn service(&self) -> &'static str {
+        use ControlPlaneCall::*;
+        match self {
+            DescribeInstances { .. }
+            | DescribeNetworkInterfaces { .. }
+            | DescribeSecurityGroups { .. }
+            | DescribeRouteTables { .. }
+            | DescribeFlowLogs { .. }
+            | GetConsoleOutput { .. }
+            | GetConsoleScreenshot { .. } => "ec2",
+            GetInstanceProfile { .. }
+            | GetRole { .. }
+            | ListAttachedRolePolicies { .. }
+            | ListRolePolicies { .. }
+            | GetRolePolicy { .. }
+            | GetPolicy { .. }
+            | GetPolicyVersion { .. } => "iam",
+            LookupEvents { .. } => "cloudtrail",
+        }
+    }
+
+    /// The API operation.
+    pub fn operation(&self) -> &'static str {
+        use ControlPlaneCall::*;
+        match self {
+            DescribeInstances { .. } => "DescribeInstances",
+            DescribeNetworkInterfaces { .. } => "DescribeNetworkInterfaces",
+            DescribeSecurityGroups { .. } => "DescribeSecurityGroups",
+            DescribeRouteTables { .. } => "DescribeRouteTables",
+            DescribeFlowLogs { .. } => "DescribeFlowLogs",
+            GetConsoleOutput { .. } => "GetConsoleOutput",
+            GetConsoleScreenshot { .. } => "GetConsoleScreenshot",
+            GetInstanceProfile { .. } => "GetInstanceProfile",
+            GetRole { .. } => "GetRole",
+            ListAttachedRolePolicies { .. } => "ListAttachedRolePolicies",
+            ListRolePolicies { .. } => "ListRolePolicies",
+            GetRolePolicy { .. } => "GetRolePolicy",
+            GetPolicy { .. } => "GetPolicy",
+            GetPolicyVersion { .. } => "GetPolicyVersion",
+            LookupEvents { .. } => "LookupEvents",
+        }
+    }
+
+    /// The request's parameters, named as the API reference names them.
+    pub fn parameters(&self) -> serde_json::Value {
+        use ControlPlaneCall::*;
+        use serde_json::json;
+        match self {
+            DescribeInstances { instance_id } => json!({ "InstanceIds": [instance_id] }),
+            DescribeNetworkInterfaces { ids } => json!({ "NetworkInterfaceIds": ids }),
+            DescribeSecurityGroups { ids } => json!({ "GroupIds": ids }),
+            DescribeRouteTables { vpc_id } => {
+                json!({ "Filters": [{"Name": "vpc-id", "Values": [vpc_id]}] })
+            }
+            DescribeFlowLogs { resource_ids } => {
+                json!({ "Filter": [{"Name": "resource-id", "Values": resource_ids}] })
+            }
+            GetConsoleOutput { instance_id } => {
+                json!({ "InstanceId": instance_id, "Latest": true })
+            }
+            GetConsoleScreenshot { instance_id } => {
+                json!({ "InstanceId": instance_id, "WakeUp": false })
+            }
+            GetInstanceProfile { name } => json!({ "InstanceProfileName": name }),
+            GetRole { name } => json!({ "RoleName": name }),
+            ListAttachedRolePolicies { role } | ListRolePolicies { role } => {
+                json!({ "RoleName": role, "MaxItems": 100 })
+            }
+            GetRolePolicy { role, policy } => json!({ "RoleName": role, "PolicyName": policy }),
+            GetPolicy { arn } => json!({ "PolicyArn": arn }),
+            GetPolicyVersion { arn, version } => {
+                json!({ "PolicyArn": arn, "VersionId": version })
+            }
+            LookupEvents {
+                key,
+                value,
+                start,
+                end,
+                max_results,
+                next_token,
+            } => {
+                let mut p = json!({
+                    "LookupAttributes": [{"AttributeKey": key, "AttributeValue": value}],
+                    "StartTime": start, "EndTime": end, "MaxResults": max_results,
+                });
+                if let (Some(t), Some(o)) = (next_token, p.as_object_mut()) {
+                    o.insert("NextToken".into(), json!(t));
+                }
+                p
+            }
+        }
+    }
+}
+
+/// What a control-plane call got.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ControlPlaneAnswer {
+    /// The response body in JSON: CloudTrail's as it came; EC2's and IAM's XML turned into JSON
+    /// element by element (a list of `item`/`member` elements becomes an array, an empty
+    /// element `null`, the root element's name kept).
+    Answer(serde_json::Value),
+    /// AWS answered with an error: access denied, an operation the instance or partition does
+    /// not support, a role that no longer exists. Recorded, not fatal.
+    Refused {
+        /// The error code.
+        code: String,
+        /// AWS's message.
+        message: String,
+    },
+}
+
 /// One version of a managed policy, as ListPolicyVersions describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyVersion {
@@ -427,6 +588,15 @@ pub trait Cloud {
     async fn sign(&self, key_id: &str, message: &[u8]) -> Result<KmsSignature>;
     /// sts:GetCallerIdentity: the controller's own principal ARN.
     async fn caller_arn(&self) -> Result<String>;
+
+    /// A read-only call of the control-plane evidence (actions/control_plane.rs), in the
+    /// instance's account and region. An error answer of the service is
+    /// [`ControlPlaneAnswer::Refused`]; only a failure to reach it is an `Err`.
+    async fn control_plane(
+        &self,
+        target: &Target,
+        call: &ControlPlaneCall,
+    ) -> Result<ControlPlaneAnswer>;
 
     // -------------------------------------- contain-first isolation and release (isolate.rs,
     // release.rs); in the instance's account and region.

@@ -47,6 +47,9 @@ pub struct Config {
     /// The Fargate task that images disks from EBS snapshots; None: not deployed (an instance
     /// that SSM cannot reach then ends in Error, as before).
     pub snapshot: Option<SnapshotTask>,
+    /// Milliseconds between two CloudTrail LookupEvents requests of the control-plane step
+    /// (`AIRF_LOOKUP_EVENTS_INTERVAL_MS`, 500: the API's 2 a second per account and region).
+    pub lookup_events_interval_ms: u64,
 }
 
 /// Where `airf-agent snapshot` runs: template 3's ECS cluster and task definition, in the
@@ -265,6 +268,7 @@ impl Config {
                 .map(str::to_owned)
                 .collect(),
             snapshot: None,
+            lookup_events_interval_ms: 500,
         };
         if let Some(bad) = config
             .member_accounts
@@ -309,6 +313,17 @@ impl Config {
             ));
         }
         config.snapshot = SnapshotTask::from_lookup(optional)?;
+        let interval = optional("AIRF_LOOKUP_EVENTS_INTERVAL_MS", "500");
+        config.lookup_events_interval_ms = interval
+            .parse()
+            .ok()
+            .filter(|ms| *ms <= 60_000)
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "AIRF_LOOKUP_EVENTS_INTERVAL_MS: {interval:?} is not a number of milliseconds \
+                     up to 60000 (500 keeps to LookupEvents' 2 requests a second)"
+                ))
+            })?;
         Ok(config)
     }
 
@@ -575,5 +590,29 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("AIRF_AGENT_SHA256"), "{err}");
+    }
+
+    #[test]
+    fn the_lookup_events_interval_is_milliseconds_up_to_a_minute() {
+        assert_eq!(test_config().lookup_events_interval_ms, 500);
+        let with = |v: &str| {
+            let v = v.to_owned();
+            Config::from_lookup(move |n| match n {
+                "AIRF_LOOKUP_EVENTS_INTERVAL_MS" => Some(v.clone()),
+                "AIRF_SIGNING_KEY_ARN" => Some(KEY.into()),
+                "AIRF_AGENT_SHA256" => Some("ab".repeat(32)),
+                "AIRF_MEMBER_ACCOUNTS" | "AIRF_REVOKE_POLICY_NAME" | "AIRF_EVIDENCE_PREFIX" => None,
+                n if n.starts_with("AIRF_SNAPSHOT") => None,
+                _ => Some("x".into()),
+            })
+        };
+        assert_eq!(with("1000").unwrap().lookup_events_interval_ms, 1000);
+        for bad in ["60001", "-1", "0.5", "fast"] {
+            let err = with(bad).unwrap_err().to_string();
+            assert!(
+                err.contains("AIRF_LOOKUP_EVENTS_INTERVAL_MS"),
+                "{bad}: {err}"
+            );
+        }
     }
 }

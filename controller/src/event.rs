@@ -175,6 +175,16 @@ pub enum Task {
         /// The Step Functions execution (`$$.Execution.Id`), named in each table's manifest.
         execution_arn: String,
     },
+    /// Stores what the AWS APIs say about the instance (its description, network, IAM role,
+    /// console, CloudTrail events, flow logs) in the case folder, before anything changes it.
+    ControlPlane {
+        /// Case.
+        case_id: String,
+        /// The instance.
+        subject: Subject,
+        /// The Step Functions execution (`$$.Execution.Id`), named in the manifest.
+        execution_arn: String,
+    },
     /// Isolates the instance.
     Contain {
         /// Case.
@@ -240,6 +250,9 @@ impl Task {
                 case_id, subject, ..
             }
             | Task::Symbols {
+                case_id, subject, ..
+            }
+            | Task::ControlPlane {
                 case_id, subject, ..
             }
             | Task::Contain { case_id, subject }
@@ -495,7 +508,9 @@ fn check_subject(case_id: &str, subject: &Subject) -> Result<(), Rejected> {
 }
 
 fn check_task(task: &Task) -> Result<(), Rejected> {
-    if let Task::Verify { execution_arn, .. } | Task::Symbols { execution_arn, .. } = task
+    if let Task::Verify { execution_arn, .. }
+    | Task::Symbols { execution_arn, .. }
+    | Task::ControlPlane { execution_arn, .. } = task
         && !is_execution_arn(execution_arn)
     {
         return reject(format!(

@@ -5,6 +5,7 @@ use crate::cloud::{
     Cloud, Invocation, NewVersion, PolicyVersion, ProtectionKind, Started, SubnetRoutes,
     TargetRegistration,
 };
+use crate::cloud::{ControlPlaneAnswer, ControlPlaneCall};
 use crate::cloud::{
     HttpsEgress, IngressRule, InstanceNetwork, Protection, RouteTable, VpcEndpoint,
 };
@@ -256,6 +257,8 @@ pub struct State {
     pub fail_on: Option<(String, bool)>,
     /// Contain-first isolation and release (section at the end of this file).
     pub net: NetState,
+    /// Control-plane answers by call; a call not listed is refused `UnauthorizedOperation`.
+    pub control_plane: BTreeMap<ControlPlaneCall, ControlPlaneAnswer>,
 }
 
 /// The fake.
@@ -991,6 +994,33 @@ impl Cloud for FakeCloud {
     }
     async fn running_commands(&self, _target: &Target) -> Result<Vec<(String, String)>> {
         Ok(self.lock().net.running.clone())
+    }
+    async fn control_plane(
+        &self,
+        target: &Target,
+        call: &ControlPlaneCall,
+    ) -> Result<ControlPlaneAnswer> {
+        let mut s = self.lock();
+        let line = format!(
+            "{} {} {}",
+            call.operation(),
+            target.instance_id,
+            call.parameters()
+        );
+        if let Some((prefix, retryable)) = s.fail_on.clone()
+            && line.starts_with(&prefix)
+        {
+            s.fail_on = None;
+            return Err(injected(&line, retryable));
+        }
+        s.reads.push(line);
+        Ok(s.control_plane
+            .get(call)
+            .cloned()
+            .unwrap_or_else(|| ControlPlaneAnswer::Refused {
+                code: "UnauthorizedOperation".into(),
+                message: format!("You are not authorized to perform: {}", call.operation()),
+            }))
     }
 }
 

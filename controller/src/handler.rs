@@ -1,7 +1,8 @@
 //! The Lambda's one entry point: parse, check the account, run the action, answer JSON.
 
 use crate::actions::{
-    acquire, claim, contain, fail, isolate, prepare, release, snapshots, start, symbols, verify,
+    acquire, claim, contain, control_plane, fail, isolate, prepare, release, snapshots, start,
+    symbols, verify,
 };
 use crate::cloud::Cloud;
 use crate::config::Config;
@@ -107,6 +108,22 @@ async fn run_task<C: Cloud>(cloud: &C, config: &Config, task: Task, now: &str) -
             )
             .await?,
         ),
+        Task::ControlPlane {
+            case_id,
+            subject,
+            execution_arn,
+        } => to_value(
+            control_plane::control_plane(
+                cloud,
+                config,
+                &case_id,
+                &subject,
+                &execution_arn,
+                now,
+                std::time::Duration::from_millis(config.lookup_events_interval_ms),
+            )
+            .await?,
+        ),
         Task::Contain { case_id, subject } => {
             to_value(contain::contain(cloud, config, &case_id, &subject, now).await?)
         }
@@ -159,6 +176,8 @@ mod tests {
                                          "Resources": [{"Type": "AwsEc2Instance", "Id": arn}]}]}
             }),
             json!({"action": "contain", "case_id": "IR-1", "subject": subject}),
+            json!({"action": "control_plane", "case_id": "IR-1", "subject": subject,
+                   "execution_arn": "arn:aws:states:eu-west-1:222222222222:execution:airf:IR-1"}),
             json!({"action": "normalize", "input": {"case_id": "IR-1", "intent": "investigate",
                    "trigger": "console", "instances": [subject], "retain_artefacts": true}}),
             // The awslabs AIRF framework's console input: numbering its investigation needs a
@@ -171,7 +190,10 @@ mod tests {
     fn run(cloud: &FakeCloud, input: Value) -> Result<Value> {
         let mut config = test_config();
         config.member_accounts = vec![MEMBER.to_owned()];
+        // Timers: control_plane paces its CloudTrail lookups (as the Lambda's runtime allows).
+        config.lookup_events_interval_ms = 1;
         tokio::runtime::Builder::new_current_thread()
+            .enable_time()
             .build()
             .unwrap()
             .block_on(handle(cloud, &config, input, "2026-11-29T18:00:00Z"))

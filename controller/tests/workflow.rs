@@ -144,6 +144,9 @@ fn retried_and_caught_errors_are_ones_the_handler_returns() {
             // The instance is contained by then: a table that cannot be made is recorded, not
             // the instance's failure.
             "Symbols" => "Contained",
+            // Evidence of what AWS said, before any change: its failure is recorded in the
+            // instance's result and acquisition goes on.
+            "ControlPlane" => "AfterControlPlane",
             _ => "RecordError",
         };
         assert_eq!(
@@ -277,4 +280,60 @@ fn symbol_tables_come_after_containment_and_never_fail_the_instance() {
             );
         }
     }
+}
+
+/// The control-plane evidence is taken once the instance is claimed and before anything else
+/// touches it (isolation_plan's tags, prepare's instance profile, contain), for an investigation
+/// and for containment alone; its failure is recorded in the instance's result and the case goes
+/// on.
+#[test]
+fn control_plane_evidence_comes_before_any_change_and_never_stops_the_case() {
+    let asl = definition();
+    let states = &asl["States"]["Instances"]["ItemProcessor"]["States"];
+    let claimed = &states["Claimed?"];
+    assert_eq!(claimed["Default"], "ControlPlane");
+    assert_eq!(
+        claimed["Choices"],
+        json!([{"Variable": "$.claim.claimed", "BooleanEquals": false, "Next": "Skipped"}]),
+        "every claimed instance goes through ControlPlane"
+    );
+    let cp = &states["ControlPlane"];
+    assert_eq!(cp["Parameters"]["action"], "control_plane");
+    assert_eq!(cp["Parameters"]["execution_arn.$"], "$$.Execution.Id");
+    assert_eq!(cp["ResultPath"], "$.control_plane");
+    assert_eq!(cp["Next"], "AfterControlPlane");
+    assert_eq!(cp["Catch"][0]["ResultPath"], "$.control_plane");
+    assert_eq!(cp["Catch"][0]["Next"], "AfterControlPlane");
+    let after = &states["AfterControlPlane"];
+    assert_eq!(
+        after["Choices"],
+        json!([{"Variable": "$.intent", "StringEquals": "contain", "Next": "Contain"}])
+    );
+    assert_eq!(after["Default"], "IsolationPlan");
+    // Only these two lead anywhere that changes the instance after the claim.
+    for (name, state) in states.as_object().into_iter().flatten() {
+        for changes in ["IsolationPlan", "Prepare", "Contain", "Isolate"] {
+            if state
+                .to_string()
+                .contains(&format!("\"Next\":\"{changes}\""))
+                && ![
+                    "AfterControlPlane",
+                    "ContainFirst?",
+                    "Isolate",
+                    "Countersigned",
+                ]
+                .contains(&name.as_str())
+            {
+                panic!("{name} leads to {changes} without the control-plane evidence");
+            }
+        }
+    }
+    assert_eq!(
+        states["Contained"]["Parameters"]["control_plane.$"],
+        "$.control_plane"
+    );
+    assert_eq!(
+        asl["States"]["Instances"]["ItemSelector"]["control_plane"],
+        json!({})
+    );
 }

@@ -481,6 +481,10 @@ MAPPINGS: dict[tuple[str, str], Callable[[Call, Deployment], list[Check]]] = {
     ("ec2", "DescribePrefixLists"): wildcard("ec2:DescribePrefixLists"),
     ("ec2", "DescribeManagedPrefixLists"): wildcard("ec2:DescribeManagedPrefixLists"),
     ("ec2", "DescribeNetworkInterfaces"): wildcard("ec2:DescribeNetworkInterfaces"),
+    ("ec2", "DescribeFlowLogs"): wildcard("ec2:DescribeFlowLogs"),
+    # Authorized on the instance (Service Authorization Reference: resource type instance*).
+    ("ec2", "GetConsoleOutput"): ec2_instances("ec2:GetConsoleOutput"),
+    ("ec2", "GetConsoleScreenshot"): ec2_instances("ec2:GetConsoleScreenshot"),
     # Authorized on the instance (Service Authorization Reference: resource type instance*).
     ("ec2", "DescribeInstanceAttribute"): ec2_instances("ec2:DescribeInstanceAttribute"),
     ("ec2", "DescribeTags"): wildcard("ec2:DescribeTags"),
@@ -507,6 +511,7 @@ MAPPINGS: dict[tuple[str, str], Callable[[Call, Deployment], list[Check]]] = {
     ("iam", "GetRolePolicy"): iam_on_role("iam:GetRolePolicy"),
     ("iam", "DeleteRolePolicy"): iam_on_role("iam:DeleteRolePolicy"),
     ("iam", "ListRolePolicies"): iam_on_role("iam:ListRolePolicies"),
+    ("iam", "ListAttachedRolePolicies"): iam_on_role("iam:ListAttachedRolePolicies"),
     ("iam", "PutRolePermissionsBoundary"): iam_on_role(
         "iam:PutRolePermissionsBoundary", lambda c: {"iam:PermissionsBoundary": c.param("PermissionsBoundary")}
     ),
@@ -523,6 +528,8 @@ MAPPINGS: dict[tuple[str, str], Callable[[Call, Deployment], list[Check]]] = {
     ("iam", "CreatePolicyVersion"): iam_on_policy("iam:CreatePolicyVersion"),
     ("iam", "DeletePolicyVersion"): iam_on_policy("iam:DeletePolicyVersion"),
     ("iam", "SetDefaultPolicyVersion"): iam_on_policy("iam:SetDefaultPolicyVersion"),
+    # CloudTrail (LookupEvents supports no resource-level permissions)
+    ("cloudtrail", "LookupEvents"): wildcard("cloudtrail:LookupEvents"),
     # SSM
     ("ssm", "DescribeInstanceInformation"): wildcard("ssm:DescribeInstanceInformation"),
     ("ssm", "GetCommandInvocation"): wildcard("ssm:GetCommandInvocation"),

@@ -45,6 +45,18 @@ class Mappings(unittest.TestCase):
         with self.assertRaisesRegex(authz.MappingError, "no authorization mapping for ec2:RunInstances: add it"):
             authz.checks_for(record("ec2", "RunInstances"), DEP)
 
+    def test_control_plane_reads_authorize_consoles_on_the_tagged_instance_and_lookups_on_any(self):
+        world = {"i-0a": {"tags": {"SecurityIncidentStatus": "InProgress"}}}
+        for op in ("GetConsoleOutput", "GetConsoleScreenshot"):
+            (check,) = authz.checks_for(record("ec2", op, {"InstanceId": "i-0a"}, world), DEP)
+            self.assertEqual((check.action, check.resource), (f"ec2:{op}", arn("instance", "i-0a")))
+            self.assertEqual(check.context["aws:ResourceTag/SecurityIncidentStatus"], "InProgress")
+        (lookup,) = authz.checks_for(record("cloudtrail", "LookupEvents", {
+            "LookupAttributes": [{"AttributeKey": "Username", "AttributeValue": "i-0a"}]}), DEP)
+        self.assertEqual((lookup.action, lookup.resource), ("cloudtrail:LookupEvents", "*"))
+        (listed,) = authz.checks_for(record("iam", "ListAttachedRolePolicies", {"RoleName": "Web"}), DEP)
+        self.assertEqual(listed.resource, f"arn:aws:iam::{ACCOUNT}:role/Web")
+
     def test_modify_network_interface_authorizes_on_the_interface_and_each_group(self):
         world = {"eni-0a": {"tags": {}}, "sg-01": {"tags": {"airf:managed": "true"}}, "sg-02": {"tags": {}}}
         checks = authz.checks_for(record("ec2", "ModifyNetworkInterfaceAttribute", {

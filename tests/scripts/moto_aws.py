@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""moto_server, plus the two SSM calls the controller needs that moto lacks.
+"""moto_server, plus the calls the controller needs that moto lacks.
 
 moto does not implement DescribeInstanceInformation, and its GetCommandInvocation always answers
 Success with empty output. Here:
@@ -14,6 +14,8 @@ Success with empty output. Here:
 - CreateKey with the tag airf:emulator-key-id=<id> makes the key with that id (moto draws a
   random one), so a key the emulator creates from a template has the ARN tests/iam/cfn.py
   renders for it, and the calls that name it are evaluated against the policies that do.
+moto_control_plane.py adds GetConsoleScreenshot and CloudTrail's LookupEvents (the control-plane
+evidence), moto_ebs.py the EBS direct APIs, moto_faults.py AWS's refusals and limits.
 With $AIRF_IAM_CALL_LOG set, every call made with an assumed role's credentials is appended to
 that file (tests/iam/record.py), for tests/iam/evaluate.py to evaluate against the templates.
 
@@ -79,6 +81,7 @@ def create_key(self, policy, key_usage, key_spec, description, tags, multi_regio
 KmsBackend.create_key = create_key
 import moto_faults  # noqa: E402,F401  AWS's refusals and limits that moto lacks (after the above: it wraps them)
 import moto_ebs  # noqa: E402,F401  the EBS direct APIs with AWS's block size, checksums, paging and states
+import moto_control_plane  # noqa: E402,F401  GetConsoleScreenshot and CloudTrail LookupEvents
 
 
 class RecordingMotoServer(ThreadedMotoServer):

@@ -257,6 +257,9 @@ impl Emulator {
         vars.insert("AIRF_INCIDENT_TOPIC_ARN".into(), incident.0);
         vars.insert("AIRF_CHAT_TOPIC_ARN".into(), chat.0);
         vars.insert("AIRF_MEMBER_ACCOUNTS".into(), member_accounts.to_owned());
+        // One invocation at a time answers every Task of a fleet (workflow_runner.rs): the
+        // control-plane step's CloudTrail pace (500 ms) would cost each instance seconds.
+        vars.insert("AIRF_LOOKUP_EVENTS_INTERVAL_MS".into(), "20".into());
         let config = Config::from_lookup(|k| vars.get(k).cloned())?;
         // The Lambda runs with a session of its role, named after the function.
         let controller_role = format!("arn:aws:iam::{ACCOUNT}:role/{}", deployment.controller_role);

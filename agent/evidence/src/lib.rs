@@ -8,6 +8,8 @@
 //! - [`symbols`]: whether a memory capture stored what a Volatility symbol table is built from,
 //!   and the manifest stored beside each table;
 //! - [`triage`]: what `airf-agent triage` stores and its manifest;
+//! - [`control_plane`]: what the AWS APIs said about an instance before containment, and the
+//!   manifest that lists each stored answer with its hash;
 //! - [`custody`]: the controller's countersignature of a verified manifest and the per-case
 //!   custody log;
 //! - [`EvidenceKind`]: memory or disk, the same word in manifests, reports and the workflow.
@@ -23,6 +25,7 @@
 //! [`manifest::Manifest::decode`] for how a manifest is read.
 
 pub mod content;
+pub mod control_plane;
 pub mod custody;
 pub mod disk;
 pub mod host;

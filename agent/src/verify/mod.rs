@@ -7,8 +7,11 @@
 //! hashes, the seekable format ([`format`]), and the countersignature ([`signature`], with the
 //! key from [`public_key`]). The image is looked up beside the manifest, so a downloaded copy
 //! verifies too, as long as it keeps its `<case>/<host>/<run>/` folders (or `--relocated` says
-//! it was moved, and the location check is reported as skipped).
+//! it was moved, and the location check is reported as skipped). A control-plane manifest (the
+//! controller's record of what the AWS APIs said about an instance) has its objects checked
+//! instead ([`control_plane`]).
 
+pub mod control_plane;
 pub mod format;
 pub mod listing;
 pub mod location;
@@ -166,6 +169,9 @@ pub fn verify_with(
             return report;
         }
     };
+    if control_plane::is_control_plane(&bytes) {
+        return control_plane::verify(manifest_loc, s3, &bytes, opts);
+    }
     // A triage manifest lists several small objects instead of one image.
     if let Some(kind) = listing::listing_kind(&bytes) {
         return match listing::triage_objects(&bytes) {

@@ -4,6 +4,7 @@
 pub mod acquire;
 pub mod claim;
 pub mod contain;
+pub mod control_plane;
 pub mod egress;
 pub mod fail;
 pub mod isolate;

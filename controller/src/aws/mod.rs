@@ -4,6 +4,7 @@
 //! [`Error`]s that say whether the workflow should retry.
 
 mod autoscaling;
+mod control_plane;
 mod ec2;
 mod elbv2;
 mod iam;

@@ -1,11 +1,14 @@
 //! [`Cloud`] for [`AwsCloud`]: each operation sent to its service's module, on the member role's
 //! clients for the instance's account and region, or on the controller's own.
 
-use super::{AwsCloud, autoscaling, ec2, elbv2, iam, kms, restore, s3, sfn, sns, ssm, sts};
+use super::{
+    AwsCloud, autoscaling, control_plane, ec2, elbv2, iam, kms, restore, s3, sfn, sns, ssm, sts,
+};
 use crate::cloud::{
     Cloud, Invocation, NewVersion, PolicyVersion, ProtectionKind, Started, SubnetRoutes,
     TargetRegistration,
 };
+use crate::cloud::{ControlPlaneAnswer, ControlPlaneCall};
 use crate::cloud::{
     HttpsEgress, IngressRule, InstanceNetwork, Protection, RouteTable, VpcEndpoint,
 };
@@ -315,5 +318,13 @@ impl Cloud for AwsCloud {
 
     async fn running_commands(&self, target: &Target) -> Result<Vec<(String, String)>> {
         restore::running_commands(&*self.member(target).await?, target).await
+    }
+
+    async fn control_plane(
+        &self,
+        target: &Target,
+        call: &ControlPlaneCall,
+    ) -> Result<ControlPlaneAnswer> {
+        control_plane::call(&*self.member(target).await?, call).await
     }
 }

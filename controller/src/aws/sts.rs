@@ -18,6 +18,7 @@ pub(super) struct Member {
     pub(super) ssm: aws_sdk_ssm::Client,
     pub(super) autoscaling: aws_sdk_autoscaling::Client,
     pub(super) elb: aws_sdk_elasticloadbalancingv2::Client,
+    pub(super) cloudtrail: aws_sdk_cloudtrail::Client,
     expires: SystemTime,
 }
 
@@ -71,6 +72,7 @@ impl AwsCloud {
             ssm: aws_sdk_ssm::Client::new(&conf),
             autoscaling: aws_sdk_autoscaling::Client::new(&conf),
             elb: aws_sdk_elasticloadbalancingv2::Client::new(&conf),
+            cloudtrail: aws_sdk_cloudtrail::Client::new(&conf),
             expires,
         });
         members.insert(key, member.clone());

@@ -496,6 +496,7 @@ fn workflow_started_by_hand_ends_in_error_when_memory_cannot_be_taken() -> Resul
     run.ensure_actions(&[
         "normalize",
         "claim",
+        "control_plane",
         "isolation_plan",
         "prepare",
         "managed",

@@ -119,7 +119,7 @@ fn workflow_contains_a_spot_instance_to_the_end() -> Result<()> {
     run.ensure_succeeded()?;
     let result = &run.outcome["output"]["instances"][0];
     ensure!(result["status"] == json!("contained"), "{}", run.outcome);
-    run.ensure_actions(&["normalize", "claim", "contain"])?;
+    run.ensure_actions(&["normalize", "claim", "control_plane", "contain"])?;
     ensure_contained_with_protection_refused(&emu, &id, "IR-SPOT", &result["containment"])
 }
 
@@ -133,7 +133,7 @@ fn workflow_contains_when_iam_refuses_the_revocation_as_over_quota() -> Result<(
     emu.inject_fault("iam:CreatePolicyVersion", "LimitExceeded", 50)?;
     let run = emu.run_containment("IR-FULL", &[&id])?;
     run.ensure_succeeded()?;
-    run.ensure_actions(&["normalize", "claim", "contain"])?;
+    run.ensure_actions(&["normalize", "claim", "control_plane", "contain"])?;
     let result = &run.outcome["output"]["instances"][0];
     ensure!(result["status"] == json!("contained"), "{}", run.outcome);
     let not_revoked = result["containment"]["not_revoked"]
@@ -338,6 +338,7 @@ fn workflow_records_a_refused_agent_download_with_what_to_fix_and_retries_thrott
     run.ensure_actions(&[
         "normalize",
         "claim",
+        "control_plane",
         "isolation_plan",
         "prepare",
         "managed",
@@ -386,7 +387,7 @@ fn workflow_contains_through_ec2_throttling() -> Result<()> {
         "{}",
         run.outcome
     );
-    run.ensure_actions(&["normalize", "claim", "contain", "contain"])?;
+    run.ensure_actions(&["normalize", "claim", "control_plane", "contain", "contain"])?;
     ensure!(emu.faults_left()?.is_empty(), "{:?}", emu.faults_left()?);
     let containment = &run.outcome["output"]["instances"][0]["containment"];
     let isolation = containment["isolation_group"].as_str().context("group")?;

@@ -41,6 +41,7 @@ fn analyze_tag_runs_the_workflow_to_containment_with_verified_evidence() -> Resu
     workflow.ensure_actions(&[
         "normalize",
         "claim",
+        "control_plane",
         "isolation_plan",
         "prepare",
         "managed",

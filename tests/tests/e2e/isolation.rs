@@ -473,6 +473,7 @@ fn workflow_contains_first_then_releases() -> Result<()> {
     run.ensure_actions(&[
         "normalize",
         "claim",
+        "control_plane",
         "isolation_plan",
         "isolate",
         "prepare",
@@ -557,6 +558,7 @@ fn contain_first_with_real_evidence_then_release() -> Result<()> {
             == [
                 "normalize",
                 "claim",
+                "control_plane",
                 "isolation_plan",
                 "isolate",
                 "prepare",

@@ -6,6 +6,7 @@
 //! by `tests/vm/run-tests.sh`, which boots the VM they need.
 
 mod cli_injection;
+mod control_plane;
 mod controller;
 mod controller_faults;
 mod controller_vm;

@@ -749,7 +749,8 @@ fn instance_with_planted_volumes(emu: &Emulator) -> Result<(String, BTreeMap<Str
 fn disk_manifests(emu: &Emulator, case: &str, id: &str) -> Result<Vec<(String, Value)>> {
     let mut found = Vec::new();
     for key in emu.server.keys(&format!("evidence/{case}/{id}/"))? {
-        if !key.ends_with(".manifest.json") {
+        // The control-plane manifest (before containment) lists API answers, not images.
+        if !key.ends_with(".manifest.json") || key.contains("/control-plane/") {
             continue;
         }
         let manifest: Value = serde_json::from_slice(&emu.server.get(&key)?)?;
