@@ -40,6 +40,8 @@ pub struct Config {
     pub memory_document: String,
     /// SSM document for disks.
     pub disk_document: String,
+    /// SSM document for triage (the host's volatile state, before memory).
+    pub triage_document: String,
     /// S3 endpoint override the agent uploads to (tests); empty: AWS.
     pub agent_endpoint_url: String,
     /// Member accounts the controller may act in; empty: any the member role exists in.
@@ -260,6 +262,7 @@ impl Config {
             signing_key_arn: required("AIRF_SIGNING_KEY_ARN")?,
             memory_document: optional("AIRF_MEMORY_DOCUMENT", "airf-acquire-memory"),
             disk_document: optional("AIRF_DISK_DOCUMENT", "airf-acquire-disk"),
+            triage_document: optional("AIRF_TRIAGE_DOCUMENT", "airf-acquire-triage"),
             agent_endpoint_url: optional("AIRF_AGENT_ENDPOINT_URL", ""),
             member_accounts: optional("AIRF_MEMBER_ACCOUNTS", "")
                 .split(',')

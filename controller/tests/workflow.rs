@@ -147,6 +147,8 @@ fn retried_and_caught_errors_are_ones_the_handler_returns() {
             // Evidence of what AWS said, before any change: its failure is recorded in the
             // instance's result and acquisition goes on.
             "ControlPlane" => "AfterControlPlane",
+            // Triage's failure is recorded and memory is acquired all the same.
+            "AcquireTriage" | "TriageDone" => "AcquireMemory",
             _ => "RecordError",
         };
         assert_eq!(
@@ -335,5 +337,41 @@ fn control_plane_evidence_comes_before_any_change_and_never_stops_the_case() {
     assert_eq!(
         asl["States"]["Instances"]["ItemSelector"]["control_plane"],
         json!({})
+    );
+}
+
+/// Triage runs once the instance is managed and before memory; whatever happens to it (an
+/// error, a poll timeout) leads to memory; its polling lasts the triage document's
+/// ExecutionTimeout (600 s, controller/src/actions/acquire.rs) plus 5 minutes.
+#[test]
+fn triage_comes_before_memory_and_never_stops_it() {
+    let asl = definition();
+    let states = &asl["States"]["Instances"]["ItemProcessor"]["States"];
+    assert_eq!(states["WaitUntilManaged"]["Next"], "AcquireTriage");
+    let acquire = &states["AcquireTriage"];
+    assert_eq!(acquire["Parameters"]["kind"], "triage");
+    assert_eq!(acquire["Next"], "TriageDone");
+    assert_eq!(states["TriageDone"]["Next"], "AcquireMemory");
+    assert_eq!(states["TriageTimedOut"]["Next"], "AcquireMemory");
+    for name in ["AcquireTriage", "TriageDone", "TriageTimedOut"] {
+        assert!(
+            !states[name].to_string().contains("RecordError"),
+            "{name} can end the case"
+        );
+    }
+    let polls = states["TriagePollsLeft?"]["Choices"][0]["NumericGreaterThanEquals"]
+        .as_u64()
+        .unwrap();
+    let wait = states["WaitForTriage"]["Seconds"].as_u64().unwrap();
+    assert_eq!(polls * wait, 600 + 300);
+    assert_eq!(
+        asl["States"]["Instances"]["ItemSelector"]["polls"]["triage"],
+        0
+    );
+    // Only where the triage is and how it ended stays in the execution's state.
+    assert_eq!(
+        states["TriageDone"]["ResultSelector"],
+        json!({"command_id.$": "$.command_id", "status.$": "$.report.status",
+               "evidence_folder.$": "$.report.evidence_folder"})
     );
 }

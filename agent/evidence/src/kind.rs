@@ -1,4 +1,4 @@
-//! What a piece of evidence is: memory or a disk.
+//! What a piece of evidence is: memory, a disk, or a triage of the running host.
 
 use std::fmt;
 
@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// The kind of evidence: the manifest's `kind`, the workflow's acquisition kind.
 ///
-/// Serialized as `memory` or `disk`; any other word (a kind a newer agent knows) reads as
+/// Serialized as `memory`, `disk` or `triage`; any other word (a kind a newer agent knows) reads as
 /// [`EvidenceKind::Unknown`] and is written back unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(from = "String", into = "String")]
@@ -15,6 +15,8 @@ pub enum EvidenceKind {
     Memory,
     /// A block device or disk image file, as a raw image.
     Disk,
+    /// The host's volatile state (`airf-agent triage`): processes, sockets, files.
+    Triage,
     /// A kind this version does not know, by its serialized name.
     Unknown(String),
 }
@@ -25,6 +27,7 @@ impl EvidenceKind {
         match self {
             Self::Memory => "memory",
             Self::Disk => "disk",
+            Self::Triage => "triage",
             Self::Unknown(name) => name,
         }
     }
@@ -35,6 +38,7 @@ impl From<String> for EvidenceKind {
         match name.as_str() {
             "memory" => Self::Memory,
             "disk" => Self::Disk,
+            "triage" => Self::Triage,
             _ => Self::Unknown(name),
         }
     }
@@ -64,6 +68,7 @@ mod tests {
         for (kind, word) in [
             (EvidenceKind::Memory, "\"memory\""),
             (EvidenceKind::Disk, "\"disk\""),
+            (EvidenceKind::Triage, "\"triage\""),
             (EvidenceKind::Unknown("network".into()), "\"network\""),
         ] {
             assert_eq!(serde_json::to_string(&kind).unwrap(), word);

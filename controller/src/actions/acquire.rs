@@ -1,5 +1,6 @@
-//! `acquire` and `acquire_status`: run the SSM documents (memory, then disks) and read the
-//! agent's JSON result from the command output.
+//! `acquire` and `acquire_status`: run the SSM documents (triage, then memory, then disks) and
+//! read the agent's JSON result from the command output. A finished triage is notified at once
+//! with its headline facts ([`triage_summary`]).
 //!
 //! SSM keeps only the first 24,000 characters of a step's stdout (GetCommandInvocation's
 //! `StandardOutputContent`; the SSM Agent cuts it and appends `--output truncated--`). A result
@@ -18,14 +19,16 @@ use crate::cloud::{Cloud, Invocation};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::model::{AcquisitionResult, SentCommand, Subject};
+use crate::notify::notify;
 use airf_evidence::EvidenceKind;
 use airf_evidence::report::{RESULT_OBJECT, RunReport, Status};
+use airf_evidence::triage::Headline;
 use std::collections::BTreeMap;
 
 /// A kind of evidence the workflow asked for that no document acquires (a newer workflow's).
 fn unknown_kind(kind: &str) -> Error {
     Error::bad_input(format!(
-        "no acquisition document for evidence kind {kind:?}: the controller acquires memory or disk"
+        "no acquisition document for evidence kind {kind:?}: the controller acquires triage, memory or disk"
     ))
 }
 
@@ -34,6 +37,8 @@ fn timeout(kind: &EvidenceKind) -> Result<i32> {
     match kind {
         EvidenceKind::Memory => Ok(3600),
         EvidenceKind::Disk => Ok(21600),
+        // The agent's own time budget is 60 s; the document kills it 300 s before this.
+        EvidenceKind::Triage => Ok(600),
         EvidenceKind::Unknown(k) => Err(unknown_kind(k)),
     }
 }
@@ -50,6 +55,7 @@ pub fn command(
     let (document, plugin) = match kind {
         EvidenceKind::Memory => (config.memory_document.clone(), "AcquireMemory"),
         EvidenceKind::Disk => (config.disk_document.clone(), "AcquireDisks"),
+        EvidenceKind::Triage => (config.triage_document.clone(), "CollectTriage"),
         EvidenceKind::Unknown(k) => return Err(unknown_kind(k)),
     };
     let mut p = BTreeMap::new();
@@ -345,6 +351,22 @@ pub async fn status<C: Cloud>(
         Output::Missing => None,
     };
     let outcome = interpret(sent, &invocation, report);
+    if let Ok(done) = &outcome
+        && sent.kind == EvidenceKind::Triage
+    {
+        // The responder's first question, answered before memory is even taken.
+        if let Some(headline) = done.report.sources.iter().find_map(|s| s.triage.as_ref()) {
+            notify(
+                cloud,
+                config,
+                case_id,
+                &subject.target,
+                "triage: what is running",
+                &triage_summary(headline, &done.report.evidence_folder),
+            )
+            .await?;
+        }
+    }
     if outcome.is_err() && invocation.status != "Success" {
         // The shell step alone cannot tell why the agent is missing: the download step can.
         if let Ok(download) = cloud
@@ -356,6 +378,57 @@ pub async fn status<C: Cloud>(
         }
     }
     outcome
+}
+
+/// Most entries of each list in a notification (the manifest has them all).
+const HEADLINE_ITEMS: usize = 10;
+
+/// A triage's headline facts in plain words: processes running deleted or memfd executables,
+/// listening sockets, UID-0 accounts, and modules seen in only one list.
+pub fn triage_summary(h: &Headline, evidence_folder: &str) -> String {
+    let more = |n: usize| {
+        if n > HEADLINE_ITEMS {
+            format!(
+                "\n  ... and {} more (triage.manifest.json)",
+                n - HEADLINE_ITEMS
+            )
+        } else {
+            String::new()
+        }
+    };
+    let mut out = format!("{} processes.\n", h.processes);
+    if h.deleted_exe_processes.is_empty() {
+        out.push_str("No process runs a deleted or memfd executable.\n");
+    } else {
+        out.push_str("SUSPECT: processes running a deleted or memfd executable (recovered into the case folder):\n");
+        for p in h.deleted_exe_processes.iter().take(HEADLINE_ITEMS) {
+            out.push_str(&format!("  pid {} {} -> {}\n", p.pid, p.name, p.exe));
+        }
+        out.push_str(&more(h.deleted_exe_processes.len()));
+    }
+    out.push_str("Listening:\n");
+    for l in h.listening.iter().take(HEADLINE_ITEMS) {
+        let pids: Vec<String> = l.pids.iter().map(u32::to_string).collect();
+        out.push_str(&format!(
+            "  {} {} (pid {})\n",
+            l.protocol,
+            l.local,
+            pids.join(",")
+        ));
+    }
+    out.push_str(&more(h.listening.len()));
+    let uid0: Vec<String> = h.uid0_accounts.iter().map(ToString::to_string).collect();
+    out.push_str(&format!("UID 0 accounts: {}\n", uid0.join(", ")));
+    if uid0.len() > 1 {
+        out.push_str("SUSPECT: more than one account has UID 0.\n");
+    }
+    for m in h.module_mismatches.iter().take(HEADLINE_ITEMS) {
+        out.push_str(&format!("SUSPECT: module {m}\n"));
+    }
+    out.push_str(&format!(
+        "Everything: {evidence_folder}/triage.manifest.json\n"
+    ));
+    out
 }
 
 #[cfg(test)]
@@ -407,6 +480,46 @@ mod tests {
         let (_, plugin, p) = command(&test_config(), "IR-1", &EvidenceKind::Memory).unwrap();
         assert_eq!(plugin, "AcquireMemory");
         assert!(!p.contains_key("Devices"));
+    }
+
+    #[test]
+    fn triage_runs_its_own_document_with_a_short_timeout() {
+        let (doc, plugin, p) = command(&test_config(), "IR-1", &EvidenceKind::Triage).unwrap();
+        assert_eq!(
+            (doc.as_str(), plugin),
+            ("airf-acquire-triage", "CollectTriage")
+        );
+        assert_eq!(p["ExecutionTimeout"], vec!["600".to_owned()]);
+        assert!(!p.contains_key("Devices"));
+    }
+
+    #[test]
+    fn the_triage_notification_names_the_suspects_and_stays_short() {
+        use airf_evidence::triage::{Listener, SuspectProcess, Text};
+        let h = Headline {
+            processes: 120,
+            deleted_exe_processes: (0..15)
+                .map(|i| SuspectProcess {
+                    pid: 100 + i,
+                    name: Text::from("x"),
+                    exe: Text(b"/tmp/x\n (deleted)".to_vec()),
+                })
+                .collect(),
+            listening: vec![Listener {
+                protocol: "tcp".into(),
+                local: "0.0.0.0:4444".into(),
+                pids: vec![7],
+            }],
+            uid0_accounts: vec![Text::from("root"), Text::from("toor")],
+            module_mismatches: vec!["rk: in /sys/module, not in /proc/modules".into()],
+        };
+        let text = triage_summary(&h, "e/IR-1/i-1/t");
+        assert!(text.contains("pid 100 x -> /tmp/x\\n (deleted)"), "{text}");
+        assert!(text.contains("... and 5 more"), "{text}");
+        assert!(text.contains("tcp 0.0.0.0:4444 (pid 7)"), "{text}");
+        assert!(text.contains("more than one account has UID 0"), "{text}");
+        assert!(text.contains("SUSPECT: module rk"), "{text}");
+        assert!(text.contains("e/IR-1/i-1/t/triage.manifest.json"), "{text}");
     }
 
     /// A kind a newer workflow may name reads as Unknown; no document acquires it.

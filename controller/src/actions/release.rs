@@ -53,7 +53,10 @@ pub struct Release {
 
 fn is_airf_document(document: &str, config: &Config) -> bool {
     let name = document.rsplit('/').next().unwrap_or(document);
-    name == config.memory_document || name == config.disk_document || name.starts_with("airf-")
+    name == config.memory_document
+        || name == config.disk_document
+        || name == config.triage_document
+        || name.starts_with("airf-")
 }
 
 /// Releases the instance.
