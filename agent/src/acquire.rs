@@ -76,7 +76,7 @@ impl Evidence {
     pub fn image_name(&self) -> String {
         let format = match self.kind {
             EvidenceKind::Memory => "lime",
-            EvidenceKind::Disk | EvidenceKind::Unknown(_) => "raw",
+            EvidenceKind::Disk | EvidenceKind::Triage | EvidenceKind::Unknown(_) => "raw",
         };
         format!("{}.{format}.zst", self.stem)
     }

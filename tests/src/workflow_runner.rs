@@ -128,12 +128,50 @@ pub trait World: Sync {
     /// The instance's side of a command, after each `acquire` and before the workflow polls
     /// it; an error fails that Task (`Test.InstanceSide`).
     fn instance_side(&self, kind: &str, command_id: &str) -> Result<()>;
+    /// The instance's side of the triage command: by default the agent's real `triage` result
+    /// (run once on this machine, [`triage_result`]), as the triage document prints it.
+    fn triage_side(&self, emu: &Emulator, command_id: &str) -> Result<()> {
+        let result = triage_result().map_err(|e| anyhow::anyhow!("{e}"))?;
+        emu.answer_command(command_id, "Success", result, "")
+    }
     /// Whether a snapshot task's container starts (its image pulled, its ENI attached); an
     /// error is ECS's reason it did not (`CannotPullContainerError: ...`): the task then stops
     /// with no exit code.
     fn container_starts(&self, _command: &[String]) -> Result<()> {
         Ok(())
     }
+}
+
+/// The agent's `triage` of this machine into a scratch folder, as one JSON line: real output of
+/// the binary under test, made once per test process (about 0.2 s).
+pub fn triage_result() -> Result<&'static str, String> {
+    static RESULT: std::sync::OnceLock<Result<String, String>> = std::sync::OnceLock::new();
+    RESULT
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+            let agent = crate::agent_bin().map_err(|e| e.to_string())?;
+            let out = std::process::Command::new(agent)
+                .args([
+                    "triage",
+                    "--case",
+                    "IR-TRIAGE",
+                    "--no-progress",
+                    "--json",
+                    "--to",
+                ])
+                .arg(dir.path())
+                .output()
+                .map_err(|e| e.to_string())?;
+            let v: Value = serde_json::from_slice(&out.stdout).map_err(|e| {
+                format!(
+                    "airf-agent triage printed no result ({e}): {}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })?;
+            Ok(v.to_string())
+        })
+        .as_deref()
+        .map_err(Clone::clone)
 }
 
 /// A [`World`] that only plays the instance's side of commands.
@@ -320,7 +358,12 @@ impl<W: World> TaskServer<'_, W> {
                     "acquire without a kind or a command id: {payload} answered {result}"
                 ));
             };
-            if let Err(e) = self.world.instance_side(kind, command_id) {
+            let side = if kind == "triage" {
+                self.world.triage_side(self.emulator, command_id)
+            } else {
+                self.world.instance_side(kind, command_id)
+            };
+            if let Err(e) = side {
                 return json!({"errorType": "Test.InstanceSide", "errorMessage": e.to_string()});
             }
         }

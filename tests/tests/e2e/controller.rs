@@ -502,6 +502,8 @@ fn workflow_started_by_hand_ends_in_error_when_memory_cannot_be_taken() -> Resul
         "managed",
         "acquire",
         "acquire_status",
+        "acquire",
+        "acquire_status",
         "fail",
     ])?;
     let tags = emu.tags(&id)?;

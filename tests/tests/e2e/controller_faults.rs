@@ -303,8 +303,8 @@ fn workflow_records_a_refused_agent_download_with_what_to_fix_and_retries_thrott
 -> Result<()> {
     let emu = Emulator::start("")?;
     let id = emu.instance(&[("Name", "web-1")])?;
-    // SSM throttles the first acquisition more often than the SDK retries by itself: the
-    // workflow's own Retry sends it again.
+    // SSM throttles the first acquisition (triage) more often than the SDK retries by itself:
+    // the workflow's own Retry sends it again.
     emu.inject_fault("ssm:SendCommand", "ThrottlingException", 4)?;
     let input = json!({
         "case_id": "IR-DENIED",
@@ -343,6 +343,8 @@ fn workflow_records_a_refused_agent_download_with_what_to_fix_and_retries_thrott
         "prepare",
         "managed",
         "acquire",
+        "acquire",
+        "acquire_status",
         "acquire",
         "acquire_status",
         "fail",

@@ -49,6 +49,8 @@ fn analyze_tag_runs_the_workflow_to_containment_with_verified_evidence() -> Resu
         "acquire_status",
         "acquire",
         "acquire_status",
+        "acquire",
+        "acquire_status",
         "verify",
         "contain",
         "symbols",

@@ -480,6 +480,8 @@ fn workflow_contains_first_then_releases() -> Result<()> {
         "managed",
         "acquire",
         "acquire_status",
+        "acquire",
+        "acquire_status",
         "fail",
     ])?;
     let isolated = interface_groups(&emu, &id)?;
@@ -563,6 +565,8 @@ fn contain_first_with_real_evidence_then_release() -> Result<()> {
                 "isolate",
                 "prepare",
                 "managed",
+                "acquire",
+                "acquire_status",
                 "acquire",
                 "acquire_status",
                 "acquire",
