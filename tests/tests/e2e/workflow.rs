@@ -329,6 +329,17 @@ fn an_instance_online_only_after_30_simulated_minutes_is_still_acquired() -> Res
         "{:?}",
         run.calls
     );
+    // The triage's headline reached the responder before memory was even asked for.
+    let messages = emu.messages()?;
+    ensure!(
+        messages
+            .iter()
+            .any(|m| m.1.contains("triage: what is running")
+                && m.2.contains("UID 0 accounts: root")
+                && m.2.contains("processes.")
+                && m.2.contains("triage.manifest.json")),
+        "no triage notification: {messages:?}"
+    );
     let tags = emu.tags(&id)?;
     ensure!(
         tags.get("airf:reason")
