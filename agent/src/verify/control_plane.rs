@@ -4,16 +4,13 @@
 //! the manifest records as refused has no object and is shown as skipped, with AWS's error.
 //! Where the manifest was found is compared with the keys it records, unless `--relocated`.
 
-use std::io::Read;
-
 use airf_evidence::control_plane::{ControlPlaneError, ControlPlaneManifest, KIND};
 use aws_sdk_s3::Client;
 use serde::Deserialize;
 use tokio::runtime::Handle;
 
-use super::store::{Location, open};
+use super::store::Location;
 use super::{Check, Verdict, VerifyOptions, VerifyReport};
-use crate::hash::Sha256;
 
 /// Whether `bytes` are a control-plane manifest (its `kind`), read before the rest so that
 /// image manifests go their own way.
@@ -23,25 +20,6 @@ pub fn is_control_plane(bytes: &[u8]) -> bool {
         kind: Option<String>,
     }
     serde_json::from_slice::<Kind>(bytes).is_ok_and(|k| k.kind.as_deref() == Some(KIND))
-}
-
-/// Size and SHA-256 of the object at `loc`, read to its end.
-fn measure(loc: &Location, s3: Option<(&Client, &Handle)>) -> Result<(u64, String), String> {
-    let mut r = open(loc, s3, None).map_err(|e| e.to_string())?;
-    let mut hash = Sha256::new();
-    let mut size = 0u64;
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = r
-            .read(&mut buf)
-            .map_err(|e| format!("reading {} failed: {e}", loc.display()))?;
-        let Some(chunk) = buf.get(..n).filter(|c| !c.is_empty()) else {
-            break;
-        };
-        hash.update(chunk);
-        size += n as u64;
-    }
-    Ok((size, hex::encode(hash.finalize())))
 }
 
 /// Verifies the objects of the control-plane manifest `bytes`, found at `manifest_loc`.
@@ -88,7 +66,7 @@ pub fn verify(
         match (&o.stored, &o.error) {
             (Some(stored), _) => {
                 let loc = manifest_loc.sibling(&o.name);
-                match measure(&loc, s3) {
+                match super::listing::measure(&loc, s3).map_err(|e| e.to_string()) {
                     Ok((size, sha256)) => {
                         report.checks.push(Check::compare(
                             &format!("{} size", o.name),
@@ -162,6 +140,7 @@ pub fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hash::Sha256;
     use std::path::Path;
 
     /// A collection as the controller stores it: two objects and a refused call.

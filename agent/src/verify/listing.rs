@@ -19,8 +19,8 @@ pub struct Listed {
     pub sha256: String,
 }
 
-/// Size and SHA-256 of one object, streamed.
-fn measure(loc: &Location, s3: Option<(&Client, &Handle)>) -> Result<(u64, String), ReadError> {
+/// Size and SHA-256 of one object, streamed (the control-plane check reads its objects so too).
+pub fn measure(loc: &Location, s3: Option<(&Client, &Handle)>) -> Result<(u64, String), ReadError> {
     let mut r = open(loc, s3, None)?;
     let mut h = Sha256::new();
     let mut size = 0u64;
