@@ -121,6 +121,9 @@ fn parse_mountinfo_line(line: &[u8]) -> Option<MountRecord> {
     })
 }
 
+/// `/proc/self/ns/pid` in the initial (host) pid namespace: PROC_PID_INIT_INO = 0xEFFFFFFC.
+const INITIAL_PID_NAMESPACE: &str = "pid:[4026531836]";
+
 fn pid_namespace() -> PidNamespace {
     let id = std::fs::read_link("/proc/self/ns/pid")
         .map(|p| p.to_string_lossy().into_owned())
@@ -128,7 +131,9 @@ fn pid_namespace() -> PidNamespace {
     let nspid = std::fs::read("/proc/self/status")
         .map(|b| processes::parse_status(&b).nspid)
         .unwrap_or_default();
-    let nested = nspid.len() > 1;
+    // The initial pid namespace has a fixed inode (PROC_PID_INIT_INO, include/linux/proc_ns.h);
+    // NSpid alone misses a container that mounted its own /proc, which shows one level only.
+    let nested = nspid.len() > 1 || (!id.is_empty() && id != INITIAL_PID_NAMESPACE);
     PidNamespace {
         nested,
         id,

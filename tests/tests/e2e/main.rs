@@ -23,6 +23,7 @@ mod release;
 mod snapshot;
 mod ssm_documents;
 mod tls;
+mod triage;
 mod triage_vm;
 mod verify_custody;
 mod workflow;
