@@ -14,7 +14,7 @@ cargo build --release --quiet -p airf-agent &
 build=$!
 tests/scripts/install-deps.sh demo || { kill "$build" 2>/dev/null; die "installing the demo's dependencies failed"; }
 wait "$build" || die "cargo build --release -p airf-agent failed"
-agent=$PWD/target/release/airf-agent
+agent=$(realpath "${CARGO_TARGET_DIR:-target}")/release/airf-agent
 
 work=$(mktemp -d /tmp/airf-demo.XXXXXX)
 loopdev=""
