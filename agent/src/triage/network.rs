@@ -2,7 +2,7 @@
 //! ARP table, as the agent's network namespace shows them.
 
 use std::collections::HashMap;
-use std::net::Ipv6Addr;
+use std::net::{Ipv6Addr, SocketAddr};
 use std::os::unix::ffi::OsStrExt;
 
 use airf_evidence::triage::{Listener, Text};
@@ -125,42 +125,52 @@ fn unreadable(log: &mut Log, what: &str, e: &procfs::ProcError) {
 pub fn collect(owners: &HashMap<u64, Vec<u32>>, log: &mut Log) -> Network {
     let mut net = Network::default();
     let pids = |inode: u64| owners.get(&inode).cloned().unwrap_or_default();
+    let socket = |protocol: &'static str,
+                  state: &str,
+                  local: SocketAddr,
+                  remote: SocketAddr,
+                  uid: u32,
+                  inode: u64| SocketRecord {
+        protocol,
+        state: state.to_owned(),
+        local_address: local.ip().to_string(),
+        local_port: local.port(),
+        remote_address: remote.ip().to_string(),
+        remote_port: remote.port(),
+        uid,
+        inode,
+        pids: pids(inode),
+    };
     for (protocol, table) in [("tcp", procfs::net::tcp()), ("tcp6", procfs::net::tcp6())] {
         match table {
-            Ok(entries) => net
-                .sockets
-                .extend(entries.into_iter().map(|e| SocketRecord {
+            Ok(entries) => net.sockets.extend(entries.into_iter().map(|e| {
+                socket(
                     protocol,
-                    state: tcp_state(&e.state).to_owned(),
-                    local_address: e.local_address.ip().to_string(),
-                    local_port: e.local_address.port(),
-                    remote_address: e.remote_address.ip().to_string(),
-                    remote_port: e.remote_address.port(),
-                    uid: e.uid,
-                    inode: e.inode,
-                    pids: pids(e.inode),
-                })),
+                    tcp_state(&e.state),
+                    e.local_address,
+                    e.remote_address,
+                    e.uid,
+                    e.inode,
+                )
+            })),
             Err(e) => unreadable(log, &format!("/proc/net/{protocol}"), &e),
         }
     }
     for (protocol, table) in [("udp", procfs::net::udp()), ("udp6", procfs::net::udp6())] {
         match table {
             Ok(entries) => net.sockets.extend(entries.into_iter().map(|e| {
-                SocketRecord {
+                let state = match e.state {
+                    UdpState::Established => "ESTABLISHED",
+                    UdpState::Close => "UNCONNECTED",
+                };
+                socket(
                     protocol,
-                    state: match e.state {
-                        UdpState::Established => "ESTABLISHED",
-                        UdpState::Close => "UNCONNECTED",
-                    }
-                    .to_owned(),
-                    local_address: e.local_address.ip().to_string(),
-                    local_port: e.local_address.port(),
-                    remote_address: e.remote_address.ip().to_string(),
-                    remote_port: e.remote_address.port(),
-                    uid: e.uid,
-                    inode: e.inode,
-                    pids: pids(e.inode),
-                }
+                    state,
+                    e.local_address,
+                    e.remote_address,
+                    e.uid,
+                    e.inode,
+                )
             })),
             Err(e) => unreadable(log, &format!("/proc/net/{protocol}"), &e),
         }

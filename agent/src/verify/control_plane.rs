@@ -29,14 +29,7 @@ pub fn verify(
     bytes: &[u8],
     opts: &VerifyOptions,
 ) -> VerifyReport {
-    let mut report = VerifyReport {
-        status: Verdict::Error,
-        manifest: manifest_loc.display(),
-        image: String::new(),
-        checks: Vec::new(),
-        countersignature: None,
-        message: String::new(),
-    };
+    let mut report = VerifyReport::begin(manifest_loc);
     let parsed: Result<_, ControlPlaneError<serde_json::Error>> =
         ControlPlaneManifest::decode(serde_json::from_slice(bytes), || {
             serde_json::from_slice(bytes)
@@ -97,12 +90,7 @@ pub fn verify(
             (None, None) => {}
         }
     }
-    let failed: Vec<&str> = report
-        .checks
-        .iter()
-        .filter(|c| !c.ok)
-        .map(|c| c.check.as_str())
-        .collect();
+    let failed = super::failed_checks(&report.checks);
     let stored = manifest.stored().count();
     if failed.is_empty() {
         report.status = Verdict::Intact;

@@ -52,14 +52,8 @@ pub fn verify_listed(
     what: &str,
     listed: &[Listed],
 ) -> VerifyReport {
-    let mut report = VerifyReport {
-        status: Verdict::Error,
-        manifest: manifest_loc.display(),
-        image: manifest_loc.sibling("").display(),
-        checks: Vec::new(),
-        countersignature: None,
-        message: String::new(),
-    };
+    let mut report = VerifyReport::begin(manifest_loc);
+    report.image = manifest_loc.sibling("").display();
     for o in listed {
         let loc = manifest_loc.sibling(&o.name);
         match measure(&loc, s3) {
@@ -86,12 +80,7 @@ pub fn verify_listed(
             }
         }
     }
-    let failed: Vec<&str> = report
-        .checks
-        .iter()
-        .filter(|c| !c.ok)
-        .map(|c| c.check.as_str())
-        .collect();
+    let failed = super::failed_checks(&report.checks);
     if failed.is_empty() {
         report.status = Verdict::Intact;
         report.message = format!(

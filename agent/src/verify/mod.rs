@@ -123,6 +123,29 @@ pub struct VerifyReport {
     pub message: String,
 }
 
+impl VerifyReport {
+    /// A report on `manifest_loc` that says Error until its checks say otherwise.
+    fn begin(manifest_loc: &Location) -> Self {
+        Self {
+            status: Verdict::Error,
+            manifest: manifest_loc.display(),
+            image: String::new(),
+            checks: Vec::new(),
+            countersignature: None,
+            message: String::new(),
+        }
+    }
+}
+
+/// The names of the checks that failed.
+fn failed_checks(checks: &[Check]) -> Vec<&str> {
+    checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| c.check.as_str())
+        .collect()
+}
+
 /// What `verify` requires beyond the manifest's own checks.
 #[derive(Debug, Clone, Default)]
 pub struct VerifyOptions {
@@ -154,14 +177,7 @@ pub fn verify_with(
     s3: Option<(&Client, &Handle)>,
     opts: &VerifyOptions,
 ) -> VerifyReport {
-    let mut report = VerifyReport {
-        status: Verdict::Error,
-        manifest: manifest_loc.display(),
-        image: String::new(),
-        checks: Vec::new(),
-        countersignature: None,
-        message: String::new(),
-    };
+    let mut report = VerifyReport::begin(manifest_loc);
     let bytes = match read_small(manifest_loc, s3) {
         Ok(b) => b,
         Err(e) => {
@@ -258,12 +274,7 @@ pub fn verify_with(
             return report;
         }
     };
-    let failed: Vec<&str> = report
-        .checks
-        .iter()
-        .filter(|c| !c.ok)
-        .map(|c| c.check.as_str())
-        .collect();
+    let failed = failed_checks(&report.checks);
     if failed.is_empty() {
         report.status = Verdict::Intact;
         report.message = format!(
